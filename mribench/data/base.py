@@ -1,0 +1,159 @@
+"""The dataset contract: a Dataset lists its subjects and loads each one preprocessed for a task.
+
+Real loaders (brats, ixi, acdc, nifti_folder) read an official layout under a root folder; phantom datasets
+generate that same layout into the cache on first use and then read it with the real loaders.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import yaml
+
+from mribench.errors import DataMissingError, MribenchError
+
+CONFIG_FILE_ENV = "MRIBENCH_CONFIG"
+DATA_ENV = "MRIBENCH_DATA"
+CACHE_ENV = "MRIBENCH_CACHE"
+
+
+@dataclass
+class Subject:
+    """One preprocessed subject.
+
+    image: (C, D, H, W) float32 in [0, 1]; C = modalities (brain) or 1 (cardiac), D = slice axis.
+    affine: (4, 4) float64 voxel → world (RAS mm) of the preprocessed grid, axes ordered (D, H, W).
+    label: (D, H, W) int16 segmentation on the same grid, or None.
+    meta: anything else the loader knows (source files, original shape, spacing ...).
+    """
+
+    subject_id: str
+    image: np.ndarray
+    affine: np.ndarray
+    label: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class SubjectSet(Sequence):
+    """A lazily loaded, ordered set of subjects (sorted IDs)."""
+
+    def __init__(self, subject_ids: Sequence[str], loader: Callable[[str], Subject]):
+        self.subject_ids = list(subject_ids)
+        self._loader = loader
+
+    def __len__(self) -> int:
+        return len(self.subject_ids)
+
+    def __getitem__(self, index: int) -> Subject:
+        return self._loader(self.subject_ids[index])
+
+    def stack(self) -> torch.Tensor:
+        """All images as one tensor (N, C, D, H, W) — fine for phantom-sized data."""
+        return torch.from_numpy(np.stack([s.image for s in self])).float()
+
+
+class Dataset:
+    """Base class of a dataset loader, registered through ``mribench_register_datasets``.
+
+    Class attributes:
+        name: registry key used by task specs.
+        problem: ``missing-modality`` or ``missing-slice``.
+        modalities: channel names in order (brain) or ``("sax",)`` (cardiac).
+        label_values: the allowed label values (including 0), or None when the dataset has no labels.
+        source: where a user obtains the data.
+        layout: the expected folder layout, shown when the data is absent.
+        generated: True for phantoms, which need no root.
+    """
+
+    name: ClassVar[str]
+    problem: ClassVar[str]
+    modalities: ClassVar[tuple[str, ...]]
+    label_values: ClassVar[tuple[int, ...] | None] = None
+    description: ClassVar[str] = ""
+    source: ClassVar[str] = ""
+    layout: ClassVar[str] = ""
+    generated: ClassVar[bool] = False
+
+    def __init__(self, root: Path, options: dict[str, Any] | None = None):
+        self.root = Path(root)
+        self.options = dict(options or {})
+
+    # -- to implement -----------------------------------------------------------------------------------
+    def subject_ids(self) -> list[str]:
+        """Sorted IDs of the subjects under ``root``."""
+        raise NotImplementedError
+
+    def load(self, subject_id: str, preprocess) -> Subject:
+        """One subject preprocessed as ``preprocess`` (a :class:`mribench.tasks.PreprocessSpec`) says."""
+        raise NotImplementedError
+
+    # -- where the data is --------------------------------------------------------------------------------
+    @classmethod
+    def prepare_root(cls, options: dict[str, Any], progress=None) -> Path:
+        """For generated datasets: create the data (once) and return its root."""
+        raise NotImplementedError(f"dataset {cls.name} is not generated")
+
+    @classmethod
+    def missing_message(cls, looked: list[str]) -> str:
+        where = "; ".join(looked) if looked else "nowhere (no location configured)"
+        return (f"dataset {cls.name!r} not found (looked in: {where}). Get it from {cls.source or 'its provider'}; "
+                f"expected layout: {cls.layout or '(see README)'}; point mribench at it with --data-root PATH, "
+                f"or ${DATA_ENV}=DIR holding DIR/{cls.name}/, or 'data: {{{cls.name}: PATH}}' in {config_file()}")
+
+
+def config_file() -> Path:
+    return Path(os.environ.get(CONFIG_FILE_ENV, Path.home() / ".config" / "mribench" / "config.yaml"))
+
+
+def cache_dir() -> Path:
+    """Root of mribench's caches (phantoms, preprocessed arrays, trained segmenters)."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "mribench"))
+
+
+def _config_root(dataset: str) -> str | None:
+    path = config_file()
+    if not path.is_file():
+        return None
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MribenchError(f"{path}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    data = raw.get("data", {}) if isinstance(raw, dict) else {}
+    value = data.get(dataset) if isinstance(data, dict) else None
+    return str(value) if value else None
+
+
+def resolve_root(dataset_cls: type[Dataset], options: dict[str, Any], data_root: str | Path | None,
+                 progress=None) -> Path:
+    """The root folder of a dataset: --data-root, then $MRIBENCH_DATA/<name>, then the config file."""
+    if dataset_cls.generated and data_root is None:
+        return dataset_cls.prepare_root(options, progress)
+    candidates: list[tuple[str, Path]] = []
+    if data_root is not None:
+        candidates.append(("--data-root", Path(data_root)))
+    else:
+        if os.environ.get(DATA_ENV):
+            candidates.append((f"${DATA_ENV}", Path(os.environ[DATA_ENV]) / dataset_cls.name))
+        configured = _config_root(dataset_cls.name)
+        if configured:
+            candidates.append((str(config_file()), Path(configured)))
+    for _, path in candidates:
+        if path.is_dir() and any(path.iterdir()):
+            return path
+    raise DataMissingError(dataset_cls.missing_message([f"{how}: {p}" for how, p in candidates]))
+
+
+def data_available(dataset_cls: type[Dataset], options: dict[str, Any]) -> bool:
+    """Whether a task's data can be had without the user doing anything (phantoms) or is configured."""
+    if dataset_cls.generated:
+        return True
+    try:
+        resolve_root(dataset_cls, options, None)
+    except DataMissingError:
+        return False
+    return True

@@ -1,0 +1,47 @@
+"""Every hook of mribench, in one file.
+
+Plugins implement them with ``@mribench.hookimpl`` in a module registered under the ``mribench`` entry-point
+group (``[project.entry-points.mribench] name = "package.plugin"``). Built-in pieces use the same hooks.
+Each hook returns a list; the plugin manager merges the lists of all plugins and refuses duplicate names.
+"""
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("mribench")
+
+
+@hookspec
+def mribench_register_methods() -> list[type]:
+    """Return the synthesis methods this plugin provides.
+
+    Each item is a subclass of :class:`mribench.method.Method` with a unique ``name`` (the registry key used by
+    ``mribench run --method NAME``), the set of ``problems`` it supports and its ``presets``
+    (``smoke``, ``cpu``, ``paper``).
+    """
+
+
+@hookspec
+def mribench_register_datasets() -> list[type]:
+    """Return the dataset loaders this plugin provides.
+
+    Each item is a subclass of :class:`mribench.data.base.Dataset` with a unique ``name``; task specs refer to
+    it by that name in their ``dataset`` field.
+    """
+
+
+@hookspec
+def mribench_register_metrics() -> list[type]:
+    """Return the evaluators this plugin provides.
+
+    Each item is a subclass of :class:`mribench.metrics.base.Metric` with a unique ``name``; task specs list
+    metrics by that name in their ``metrics`` field.
+    """
+
+
+@hookspec
+def mribench_task_dirs() -> list[str]:
+    """Return extra folders that hold task specs (``*.yaml``), added to mribench's own ``tasks/`` folder.
+
+    A task name defined in two folders is an error naming both files.
+    """

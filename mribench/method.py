@@ -1,0 +1,100 @@
+"""The Method base class that every synthesis method (plugin) implements.
+
+Methods know nothing of evaluators, results or the CLI. The runner builds a method from a preset config,
+calls ``fit`` on complete training volumes (the method draws its own missing patterns, e.g. with
+:func:`mribench.protocol.sample_training_mask`), saves it, and calls ``synthesize`` on test batches.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from mribench.data.base import SubjectSet
+from mribench.protocol import Batch
+from mribench.tasks import TaskSpec
+
+PRESETS = ("smoke", "cpu", "paper")
+
+
+class Method:
+    """Base class of a synthesis method.
+
+    Class attributes:
+        name: registry key (``mribench run --method NAME``).
+        version: bump when a change alters the numbers.
+        problems: the problems it supports (``missing-modality``, ``missing-slice``).
+        presets: ``smoke`` (tests, seconds), ``cpu`` (minutes on a laptop), ``paper`` (the paper's settings);
+            each a dataclass instance.
+        reads_mask: whether ``synthesize`` reads ``batch.availability_mask`` (CoPeDiT does not).
+        trainable: whether ``fit`` learns anything (floors that learn nothing may skip checkpoints).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "0.1.0"
+    problems: ClassVar[frozenset[str]] = frozenset({"missing-modality", "missing-slice"})
+    presets: ClassVar[dict[str, Any]] = {}
+    reads_mask: ClassVar[bool] = True
+    summary: ClassVar[str] = ""
+
+    def __init__(self, config: Any, seed: int = 0):
+        self.config = config
+        self.seed = seed
+
+    # -- availability and description -------------------------------------------------------------------
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this method cannot run in this installation (e.g. a plugin it needs is absent), else None."""
+        return None
+
+    @classmethod
+    def describe(cls, preset: str, task: TaskSpec | None = None) -> dict[str, Any]:
+        """Extra facts shown by ``mribench methods show`` (e.g. parameter counts of the preset's networks)."""
+        return {}
+
+    # -- the contract -----------------------------------------------------------------------------------
+    def fit(self, train: SubjectSet, task: TaskSpec, workdir: Path, progress) -> None:
+        """Learn from complete training volumes. ``workdir`` is private and survives interruption: resume there."""
+        raise NotImplementedError
+
+    def synthesize(self, batch: Batch) -> torch.Tensor:
+        """Return complete volumes (B, C, D, H, W) with the missing part filled."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild the fitted method: tensors, numbers, strings, lists and dicts only."""
+        raise NotImplementedError
+
+    def load_state(self, state: dict[str, Any], task: TaskSpec) -> None:
+        """Restore what :meth:`state` returned."""
+        raise NotImplementedError
+
+    # -- persistence (shared) ---------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        from mribench.training import atomic_torch_save
+
+        atomic_torch_save({"method": self.name, "version": self.version, "config_hash": config_hash(self.config),
+                           "config": config_json(self.config), "seed": self.seed, "state": self.state()}, path)
+
+    @classmethod
+    def load(cls, path: Path, config: Any, seed: int, task: TaskSpec) -> "Method":
+        """Rebuild from ``save``; refuses a checkpoint written by another method or configuration."""
+        from mribench.training import load_checkpoint
+
+        payload = load_checkpoint(path, expect={"method": cls.name, "config_hash": config_hash(config)})
+        method = cls(config, seed=seed)
+        method.load_state(payload["state"], task)
+        return method
+
+
+def config_json(config: Any) -> str:
+    data = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def config_hash(config: Any) -> str:
+    return hashlib.sha256(config_json(config).encode()).hexdigest()[:16]

@@ -1,0 +1,64 @@
+"""The metric contract: accumulate (pred, target, availability mask, meta) per subject, then compute.
+
+Every metric scores the missing elements only. ``compute`` returns per-subject values and an aggregate, or a
+"not computed" status with the reason (e.g. absent pretrained weights) — never a substitute number.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+
+@dataclass
+class MetricResult:
+    """Outcome of one metric over one run.
+
+    status: "ok" or "not computed" (then ``reason`` says why and the numbers are empty).
+    per_subject: subject ID → value (empty for distribution metrics such as FID).
+    aggregate: ``mean``, ``std``, ``n`` and metric-specific entries (e.g. per-modality means).
+    extractor: name + SHA-256 of pretrained weights the metric depends on, if any.
+    """
+
+    status: str = "ok"
+    reason: str | None = None
+    per_subject: dict[str, float] = field(default_factory=dict)
+    aggregate: dict[str, Any] = field(default_factory=dict)
+    extractor: dict[str, str] | None = None
+
+    @classmethod
+    def not_computed(cls, reason: str, extractor: dict[str, str] | None = None) -> "MetricResult":
+        return cls(status="not computed", reason=reason, extractor=extractor)
+
+    @classmethod
+    def from_per_subject(cls, per_subject: dict[str, float], **extra: Any) -> "MetricResult":
+        values = np.asarray(list(per_subject.values()), dtype=np.float64)
+        aggregate = {"mean": float(values.mean()) if values.size else float("nan"),
+                     "std": float(values.std(ddof=0)) if values.size else float("nan"),
+                     "n": int(values.size), **extra}
+        return cls(per_subject=dict(per_subject), aggregate=aggregate)
+
+
+class Metric:
+    """Base class of an evaluator, registered through ``mribench_register_metrics``.
+
+    ``update`` is called once per subject with pred and target (1, C, D, H, W) in [0, 1], the availability
+    mask (1, C, D) (True = observed, so scored elements are the False ones) and meta (``subject_id``,
+    ``label`` (D, H, W) when labels exist, ``element_names``, ``problem``).
+    """
+
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    description: ClassVar[str] = ""
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor, availability_mask: torch.Tensor,
+               meta: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> MetricResult:
+        raise NotImplementedError

@@ -1,0 +1,177 @@
+"""Plugin manager: built-ins and entry-point plugins register through the same hooks (see hookspecs.py).
+
+A plugin that fails to import or to register is isolated: it is listed as failed with its error and every other
+plugin keeps working. Two plugins registering one name is an error naming both.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from mribench import hookspecs
+from mribench.errors import PluginError, UnknownNameError
+
+PROJECT = "mribench"
+ENTRY_POINT_GROUP = "mribench"
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+_KINDS = {
+    "method": "mribench_register_methods",
+    "dataset": "mribench_register_datasets",
+    "metric": "mribench_register_metrics",
+}
+
+
+@dataclass
+class PluginInfo:
+    """What the manager knows about one plugin: where it came from and whether it loaded."""
+
+    name: str
+    source: str  # "builtin", "entry-point <dist> <version>" or "registered"
+    module: str
+    error: str | None = None
+    traceback: str | None = None
+    provides: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered class and the plugin that registered it."""
+
+    name: str
+    cls: type
+    plugin: str
+
+
+class Registry:
+    """Everything the plugins registered: methods, datasets, metrics and task folders."""
+
+    def __init__(self, *, entry_points: bool = True, extra_plugins: list[tuple[str, Any]] = ()):
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self._items: dict[str, dict[str, Registered]] = {kind: {} for kind in _KINDS}
+        self.task_dirs: list[tuple[Path, str]] = []
+        self._add("builtin", "builtin", "mribench.builtins", lambda: importlib.import_module("mribench.builtins"))
+        if entry_points:
+            for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+                dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "?"
+                self._add(ep.name, f"entry-point {dist}", ep.value, ep.load)
+        for name, plugin in extra_plugins:
+            module_name = getattr(plugin, "__name__", type(plugin).__name__)
+            self._add(name, "registered", module_name, lambda plugin=plugin: plugin)
+        self._collect()
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def _add(self, name: str, source: str, module: str, load) -> None:
+        info = PluginInfo(name=name, source=source, module=module)
+        self.plugins[name] = info
+        try:
+            plugin = load()
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # noqa: BLE001 - any failure of third-party code isolates that plugin
+            info.error = _one_line(exc)
+            info.traceback = traceback.format_exc()
+
+    def _collect(self) -> None:
+        for kind, hook_name in _KINDS.items():
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in hook.get_hookimpls():
+                info = self.plugins[impl.plugin_name]
+                if not info.ok:
+                    continue
+                try:
+                    classes = list(impl.function() or [])
+                    for cls in classes:
+                        self._register(kind, cls, info)
+                except PluginError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    info.error = f"{hook_name} failed: {_one_line(exc)}"
+        for impl in self.pm.hook.mribench_task_dirs.get_hookimpls():
+            info = self.plugins[impl.plugin_name]
+            if not info.ok:
+                continue
+            try:
+                for folder in impl.function() or []:
+                    self.task_dirs.append((Path(folder), impl.plugin_name))
+            except Exception as exc:  # noqa: BLE001
+                info.error = f"mribench_task_dirs failed: {_one_line(exc)}"
+        # a plugin that failed half-way must not leave half of its names behind
+        for kind, items in self._items.items():
+            for name in [n for n, r in items.items() if not self.plugins[r.plugin].ok]:
+                del items[name]
+
+    def _register(self, kind: str, cls: type, info: PluginInfo) -> None:
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{kind} class {cls.__qualname__} has no 'name'")
+        items = self._items[kind]
+        if name in items and items[name].cls is not cls:
+            raise PluginError(
+                f"{kind} name {name!r} is registered twice: by plugin {items[name].plugin!r} "
+                f"({items[name].cls.__module__}) and by plugin {info.name!r} ({cls.__module__})"
+            )
+        items[name] = Registered(name, cls, info.name)
+        info.provides.setdefault(kind, []).append(name)
+
+    # -- lookup ----------------------------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._items[kind])
+
+    def items(self, kind: str) -> list[Registered]:
+        return [self._items[kind][n] for n in self.names(kind)]
+
+    def get(self, kind: str, name: str) -> Registered:
+        try:
+            return self._items[kind][name]
+        except KeyError:
+            failed = [p for p in self.plugins.values() if not p.ok]
+            if failed:
+                details = "; ".join(f"plugin {p.name!r} ({p.module}) failed to load: {p.error}" for p in failed)
+                raise PluginError(f"{kind} {name!r} is not available: {details}") from None
+            raise UnknownNameError(kind, name, self._items[kind]) from None
+
+    def method(self, name: str) -> type:
+        return self.get("method", name).cls
+
+    def dataset(self, name: str) -> type:
+        return self.get("dataset", name).cls
+
+    def metric(self, name: str) -> type:
+        return self.get("metric", name).cls
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+_current: Registry | None = None
+
+
+def registry() -> Registry:
+    """The registry in force: the one set by :func:`set_registry`, else built-ins + installed plugins."""
+    global _current
+    if _current is None:
+        _current = Registry()
+    return _current
+
+
+def set_registry(new: Registry | None) -> None:
+    """Replace the process-wide registry (tests, embedding applications); ``None`` rebuilds it on next use."""
+    global _current
+    _current = new
+
+
+__all__ = ["hookimpl", "Registry", "PluginInfo", "Registered", "registry", "set_registry"]

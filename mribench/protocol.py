@@ -1,0 +1,140 @@
+"""Protocol: deterministic splits, per-subject missing patterns and the Batch handed to methods.
+
+Everything here is a pure function of sorted subject IDs, names and seeds (hash-seeded generators; never
+Python's ``hash`` nor file-system order), so every machine and process draws the same split and patterns.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from mribench.errors import MribenchError
+from mribench.tasks import TaskSpec
+
+
+def seeded_rng(*parts: object) -> np.random.Generator:
+    """A numpy generator seeded by SHA-256 of the parts: stable across processes and PYTHONHASHSEED."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit integer seed derived from the parts (for torch generators)."""
+    return int.from_bytes(hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()[:8], "little") >> 1
+
+
+# -- splits --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Split:
+    train: list[str]
+    test: list[str]
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of the sorted test subject IDs (one per line)."""
+        return hashlib.sha256("\n".join(sorted(self.test)).encode()).hexdigest()
+
+
+def make_split(task: TaskSpec, subject_ids: list[str]) -> Split:
+    ids = sorted(subject_ids)
+    if len(set(ids)) != len(ids):
+        raise MribenchError(f"task {task.name}: duplicate subject IDs in dataset {task.dataset}")
+    spec = task.split
+    if spec.rule == "ratio":
+        n_test = int(round(len(ids) * spec.test_fraction))
+        if n_test < 1 or n_test >= len(ids):
+            raise MribenchError(
+                f"task {task.name}: {len(ids)} subjects are too few for a test fraction of {spec.test_fraction}"
+            )
+        n_train = len(ids) - n_test
+    else:
+        n_train, n_test = spec.train, spec.test
+        if len(ids) < n_train + n_test:
+            raise MribenchError(
+                f"task {task.name}: the protocol needs {n_train} + {n_test} subjects, dataset {task.dataset} "
+                f"has {len(ids)}"
+            )
+    order = np.random.default_rng(spec.seed).permutation(len(ids))
+    test = sorted(ids[i] for i in order[:n_test])
+    train = sorted(ids[i] for i in order[n_test:n_test + n_train])
+    return Split(train=train, test=test)
+
+
+# -- missing patterns ----------------------------------------------------------------------------------------
+def availability_for_missing(problem: str, n_channels: int, n_slices: int, missing: list[int] | int,
+                             run_start: int | None = None) -> np.ndarray:
+    """Availability mask (C, D) for a list of missing modalities, or a run of ``missing`` slices from ``run_start``."""
+    mask = np.ones((n_channels, n_slices), dtype=bool)
+    if problem == "missing-modality":
+        mask[list(missing), :] = False
+    else:
+        mask[:, run_start:run_start + int(missing)] = False
+    return mask
+
+
+def draw_missing(rng: np.random.Generator, problem: str, n_channels: int, n_slices: int, k: int) -> np.ndarray:
+    """Availability (C, D) with exactly k missing elements: k of C modalities uniformly, or a run of k slices."""
+    if problem == "missing-modality":
+        return availability_for_missing(problem, n_channels, n_slices, sorted(rng.choice(n_channels, k, replace=False)))
+    start = int(rng.integers(0, n_slices - k + 1))
+    return availability_for_missing(problem, n_channels, n_slices, k, run_start=start)
+
+
+def test_pattern(task: TaskSpec, subject_id: str) -> np.ndarray:
+    """The evaluation availability mask (C, D) of one test subject: a function of (task, subject, seed)."""
+    rng = seeded_rng("mribench-pattern", task.name, subject_id, task.pattern_seed)
+    return draw_missing(rng, task.problem, task.channels, task.preprocess.shape[0], task.missing)
+
+
+def sample_training_mask(rng: np.random.Generator, task: TaskSpec, batch_size: int) -> torch.Tensor:
+    """Dual random sampling for training: draw k in ``train_missing``, then which elements (B, C, D) are missing."""
+    lo, hi = task.train_missing
+    masks = [draw_missing(rng, task.problem, task.channels, task.preprocess.shape[0], int(rng.integers(lo, hi + 1)))
+             for _ in range(batch_size)]
+    return torch.from_numpy(np.stack(masks))
+
+
+def missing_count(availability_mask: torch.Tensor, problem: str) -> torch.Tensor:
+    """Number of missing elements per sample (B,) from an availability mask (B, C, D)."""
+    if problem == "missing-modality":
+        return (~availability_mask.all(dim=2)).sum(dim=1)
+    return (~availability_mask.all(dim=1)).sum(dim=1)
+
+
+# -- batch ---------------------------------------------------------------------------------------------------
+def expand_mask(availability_mask: torch.Tensor, volume_shape: torch.Size) -> torch.Tensor:
+    """(B, C, D) mask → (B, C, D, H, W) by broadcasting over the in-plane axes."""
+    return availability_mask[..., None, None].expand(volume_shape)
+
+
+@dataclass
+class Batch:
+    """What a method sees at synthesis time.
+
+    image: (B, C, D, H, W) float32 in [0, 1], missing elements set to 0.
+    availability_mask: (B, C, D) bool, True where observed.
+    subject_ids: B subject IDs.
+    meta: ``affine`` (B, 4, 4) float64 of the preprocessed grid; ``label`` (B, D, H, W) int64 when labels exist.
+    """
+
+    image: torch.Tensor
+    availability_mask: torch.Tensor
+    subject_ids: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_complete(cls, complete: torch.Tensor, availability_mask: torch.Tensor, subject_ids: list[str],
+                      meta: dict[str, Any] | None = None) -> "Batch":
+        """Zero the missing elements of complete volumes (B, C, D, H, W)."""
+        if complete.ndim != 5 or availability_mask.shape != complete.shape[:3]:
+            raise ValueError(f"volumes {tuple(complete.shape)} and mask {tuple(availability_mask.shape)} disagree")
+        image = complete * expand_mask(availability_mask, complete.shape).to(complete.dtype)
+        return cls(image=image, availability_mask=availability_mask.bool(), subject_ids=list(subject_ids),
+                   meta=meta or {})
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(self.image.to(device), self.availability_mask.to(device), self.subject_ids, self.meta)
