@@ -44,6 +44,9 @@ class Method:
     def __init__(self, config: Any, seed: int = 0):
         self.config = config
         self.seed = seed
+        # Set by the runner before ``fit``: a folder shared by every method trained on this dataset and preset,
+        # for artefacts several methods reuse (e.g. CoPeDiT's frozen tokenizer, used by the +Prompts baselines).
+        self.shared_dir: Path | None = None
 
     # -- availability and description -------------------------------------------------------------------
     @classmethod

@@ -41,6 +41,21 @@ class MetricResult:
         return cls(per_subject=dict(per_subject), aggregate=aggregate)
 
 
+@dataclass
+class EvalContext:
+    """What a metric may need besides the predictions, handed to :meth:`Metric.prepare` once per run.
+
+    task: the TaskSpec; train: the training SubjectSet (e.g. to train a downstream segmenter once and cache it);
+    preset: the method's preset name (segmenters follow it); seed; progress: a rich Progress or None.
+    """
+
+    task: Any
+    train: Any
+    preset: str
+    seed: int = 0
+    progress: Any = None
+
+
 class Metric:
     """Base class of an evaluator, registered through ``mribench_register_metrics``.
 
@@ -55,6 +70,9 @@ class Metric:
 
     def __init__(self, **options: Any):
         self.options = options
+
+    def prepare(self, context: EvalContext) -> None:
+        """Called once before the first ``update`` (load weights, train or load a cached segmenter ...)."""
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, availability_mask: torch.Tensor,
                meta: dict[str, Any]) -> None:

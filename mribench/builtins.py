@@ -1,0 +1,20 @@
+"""mribench's built-in plugin: its datasets, metrics and task folder, registered through the public hooks."""
+from __future__ import annotations
+
+from mribench.plugins import hookimpl
+from mribench.tasks import TASKS_DIR
+
+
+@hookimpl
+def mribench_register_datasets() -> list[type]:
+    return []
+
+
+@hookimpl
+def mribench_register_metrics() -> list[type]:
+    return []
+
+
+@hookimpl
+def mribench_task_dirs() -> list[str]:
+    return [str(TASKS_DIR)]
