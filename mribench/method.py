@@ -76,6 +76,10 @@ class Method:
         """Restore what :meth:`state` returned."""
         raise NotImplementedError
 
+    def report(self) -> dict[str, Any]:
+        """Facts about the fitted model worth keeping in the result (e.g. tokenizer reconstruction PSNR)."""
+        return {}
+
     # -- persistence (shared) ---------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         from mribench.training import atomic_torch_save

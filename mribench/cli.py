@@ -1,0 +1,221 @@
+"""The ``mribench`` command line (typer). Commands parse arguments and call the library; errors the user can fix
+are one line on stderr with exit code 2 (the traceback only with ``--debug``)."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from mribench.errors import MribenchError
+
+app = typer.Typer(name="mribench", help="Benchmark for missing-MRI synthesis (missing modalities, missing slices).",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+tasks_app = typer.Typer(help="List task specs, or show one.", invoke_without_command=True)
+methods_app = typer.Typer(help="List synthesis methods, or show one.", invoke_without_command=True)
+data_app = typer.Typer(help="Datasets: look at, prepare and verify them.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(methods_app, name="methods")
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+def handle_errors(func):
+    """Turn user errors into one line + exit 2, Ctrl-C into exit 130, bugs into one line + exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except MribenchError as exc:
+            if _state["debug"]:
+                raise
+            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: nothing half-written was kept; rerun the same command to resume", soft_wrap=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001
+            if _state["debug"]:
+                raise
+            err.print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                      soft_wrap=True, markup=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+
+
+class Overwrite(str, Enum):
+    never = "never"
+    missing = "missing"
+    always = "always"
+
+
+class Format(str, Enum):
+    md = "md"
+    csv = "csv"
+    latex = "latex"
+
+
+# -- run -----------------------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def run(
+    method: Annotated[str, typer.Option("--method", "-m", help="Method name (see 'mribench methods').")],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name (see 'mribench tasks') or a YAML path.")],
+    preset: Annotated[str, typer.Option(help="smoke (seconds), cpu (minutes), paper (GPU).")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed of training and sampling.")] = 0,
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder of the task's dataset.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where runs are stored.")] = Path("runs"),
+    overwrite: Annotated[Overwrite, typer.Option(help="never | missing (resume) | always (redo).")] = Overwrite.missing,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad subjects (recorded) instead of stopping.")]
+    = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Fit (or reuse) a method, synthesize the test split, score it and write result.json."""
+    from mribench.runner import RunRequest
+    from mribench.runner import run as run_task
+
+    _state["debug"] = _state["debug"] or debug
+    outcome = run_task(RunRequest(method=method, task=task, preset=preset, seed=seed, data_root=data_root,
+                                  out=out_dir, overwrite=overwrite.value, skip_bad=skip_bad), console=err)
+    if outcome.status == "complete":
+        out.print(f"complete: {outcome.folder / 'result.json'} exists (use --overwrite always to redo)")
+    elif outcome.status == "done":
+        summary = ", ".join(f"{name} {m['aggregate']['mean']:.4g}" for name, m in outcome.result.metrics.items()
+                            if m["status"] == "ok" and m["aggregate"])
+        out.print(f"wrote {outcome.folder / 'result.json'}: {summary}")
+
+
+# -- tasks ---------------------------------------------------------------------------------------------------
+@tasks_app.callback()
+@handle_errors
+def tasks_list(ctx: typer.Context) -> None:
+    """List every registered task and whether its data is available."""
+    if ctx.invoked_subcommand:
+        return
+    from mribench.data.base import data_available
+    from mribench.plugins import registry
+    from mribench.tasks import task_registry
+
+    reg, tasks = registry(), task_registry()
+    table = RichTable("task", "problem", "dataset", "missing", "version", "data")
+    for name in tasks.names():
+        spec = tasks.get(name)
+        try:
+            available = "yes" if data_available(reg.dataset(spec.dataset), spec.dataset_options) else "absent"
+        except MribenchError:
+            available = "no loader"
+        table.add_row(name, spec.problem, spec.dataset, f"{spec.missing}/{spec.n_elements}", str(spec.version),
+                      available)
+    out.print(table)
+
+
+@tasks_app.command("show")
+@handle_errors
+def tasks_show(name: Annotated[str, typer.Argument(help="Task name.")]) -> None:
+    """Show a task's validated spec, its hash and the paper's reference numbers."""
+    from mribench.tasks import get_task
+
+    spec = get_task(name)
+    out.print(f"[bold]{spec.name}[/] v{spec.version} — {spec.description}")
+    out.print(f"task hash: {spec.hash}")
+    out.print_json(json.dumps(spec.model_dump(mode="json", exclude={"reference"})))
+    if spec.reference:
+        table = RichTable("metric", "method", "reported", title=f"reported in {spec.reference.source}")
+        for metric, values in spec.reference.values.items():
+            for method, value in values.items():
+                shown = f"{value[0]} ± {value[1]}" if isinstance(value, (list, tuple)) else str(value)
+                table.add_row(metric, method, shown)
+        out.print(table)
+
+
+# -- methods -------------------------------------------------------------------------------------------------
+@methods_app.callback()
+@handle_errors
+def methods_list(ctx: typer.Context) -> None:
+    """List every registered method: plugin, problems, presets and availability."""
+    if ctx.invoked_subcommand:
+        return
+    from mribench.plugins import registry
+
+    table = RichTable("method", "plugin", "problems", "presets", "status")
+    for item in registry().items("method"):
+        reason = item.cls.unavailable_reason()
+        table.add_row(item.name, item.plugin, ", ".join(sorted(item.cls.problems)), ", ".join(item.cls.presets),
+                      f"unavailable: {reason}" if reason else "ok")
+    out.print(table)
+
+
+@methods_app.command("show")
+@handle_errors
+def methods_show(
+    name: Annotated[str, typer.Argument(help="Method name.")],
+    task: Annotated[Optional[str], typer.Option(help="Task whose shapes size the networks.")] = None,
+) -> None:
+    """Show each preset's config and, where the networks can be built on the CPU, their parameter counts."""
+    import dataclasses
+
+    from mribench.plugins import registry
+    from mribench.tasks import get_task
+
+    item = registry().get("method", name)
+    spec = get_task(task) if task else None
+    out.print(f"[bold]{item.name}[/] (plugin {item.plugin}, version {item.cls.version}) — {item.cls.summary}")
+    for preset, config in item.cls.presets.items():
+        out.print(f"[bold]{preset}[/]")
+        out.print_json(json.dumps(dataclasses.asdict(config), default=str))
+        for key, value in item.cls.describe(preset, spec).items():
+            out.print(f"  {key}: {value}")
+
+
+# -- plugins -------------------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def plugins() -> None:
+    """List loaded plugins, what they provide, and the error of any that failed."""
+    from mribench.plugins import registry
+
+    table = RichTable("plugin", "source", "module", "status", "provides")
+    for info in registry().plugins.values():
+        provides = "; ".join(f"{k}s: {', '.join(v)}" for k, v in info.provides.items())
+        table.add_row(info.name, info.source, info.module, "ok" if info.ok else f"[red]failed: {info.error}[/]",
+                      provides)
+    out.print(table)
+
+
+# -- leaderboard ---------------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def leaderboard(
+    task: Annotated[list[str], typer.Option("--task", "-t", help="Task(s) to tabulate (repeatable).")],
+    runs: Annotated[Path, typer.Option(help="Folder of runs.")] = Path("runs"),
+    fmt: Annotated[Format, typer.Option("--format", help="md, csv or latex.")] = Format.md,
+    output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Methods as rows, tasks × metrics as columns, mean ± std, best per column in bold."""
+    from mribench.leaderboard import build_table, render
+    from mribench.results import atomic_write_text
+
+    text = render(build_table(task, runs), fmt.value)
+    if output:
+        atomic_write_text(output, text)
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)

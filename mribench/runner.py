@@ -1,0 +1,263 @@
+"""fit → synthesize → evaluate → result, with checkpoints and resume.
+
+One trained model serves every missing count of a dataset: it lives in
+``<out>/_models/<dataset>-<model key>/<method>/<preset>-seed<k>/model.pt``. Predictions are saved per subject as
+they are made, so a run killed in any phase continues where it stopped and gives the same numbers.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+
+from mribench.data import load_task_data
+from mribench.errors import MribenchError, UnknownNameError
+from mribench.method import PRESETS, Method, config_hash, config_json
+from mribench.metrics.base import EvalContext, MetricResult
+from mribench.plugins import registry
+from mribench.protocol import Batch, derive_seed, expand_mask, test_pattern
+from mribench.results import RESULT_FILE, Result, atomic_write_text, provenance, run_dir, write_result
+from mribench.tasks import TaskSpec, get_task
+from mribench.training import barrier, dist_info, init_distributed, make_progress, progress_task, seed_everything
+
+Overwrite = Literal["never", "missing", "always"]
+
+
+@dataclass
+class RunRequest:
+    method: str
+    task: str
+    preset: str = "cpu"
+    seed: int = 0
+    data_root: Path | None = None
+    out: Path = Path("runs")
+    overwrite: Overwrite = "missing"
+    skip_bad: bool = False
+
+
+@dataclass
+class RunOutcome:
+    status: Literal["complete", "done", "worker"]  # "complete": nothing to do; "worker": a non-zero DDP rank
+    folder: Path
+    result: Result | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything resolved and validated before any work starts."""
+
+    task: TaskSpec
+    method_cls: type[Method]
+    plugin: str
+    config: Any
+    folder: Path
+    model_dir: Path
+    shared_dir: Path
+
+
+def plan(request: RunRequest) -> Plan:
+    """Resolve names, check compatibility and the metrics, so that bad input fails before anything runs."""
+    reg = registry()
+    task = get_task(request.task)
+    registered = reg.get("method", request.method)
+    method_cls = registered.cls
+    reason = method_cls.unavailable_reason()
+    if reason:
+        raise MribenchError(f"method {request.method!r} (plugin {registered.plugin!r}) is unavailable: {reason}")
+    if task.problem not in method_cls.problems:
+        raise MribenchError(f"method {request.method!r} does not support {task.problem} tasks such as {task.name!r} "
+                            f"(it supports: {', '.join(sorted(method_cls.problems))})")
+    if request.preset not in method_cls.presets:
+        raise UnknownNameError(f"preset of {request.method}", request.preset, method_cls.presets)
+    for spec in task.metrics:
+        reg.get("metric", spec.name)
+    models = Path(request.out) / "_models" / f"{task.dataset}-{task.model_key}"
+    return Plan(task=task, method_cls=method_cls, plugin=registered.plugin, config=method_cls.presets[request.preset],
+                folder=run_dir(request.out, task.name, request.method, request.preset, request.seed),
+                model_dir=models / request.method / f"{request.preset}-seed{request.seed}", shared_dir=models / "shared")
+
+
+def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
+    console = console or Console(stderr=True)
+    the_plan = plan(request)
+    task, folder = the_plan.task, the_plan.folder
+    result_path = folder / RESULT_FILE
+    if request.overwrite == "always":
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(the_plan.model_dir, ignore_errors=True)
+    elif result_path.exists():
+        return RunOutcome("complete", folder)
+    elif request.overwrite == "never" and (folder.exists() or the_plan.model_dir.exists()):
+        raise MribenchError(f"{folder}: a partial run exists and --overwrite never forbids touching it; "
+                            "use --overwrite missing to resume it")
+    dist = init_distributed()
+    timings: dict[str, float] = {}
+    with make_progress(console) as progress:
+        started = time.perf_counter()
+        data = load_task_data(task, request.data_root, progress=progress, skip_bad=request.skip_bad)
+        timings["data_s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        method = _fit_or_load(the_plan, request, data.train, progress)
+        timings["fit_or_load_s"] = time.perf_counter() - started
+        if not dist.is_main:
+            return RunOutcome("worker", folder)
+
+        started = time.perf_counter()
+        predictions = _synthesize_all(method, task, data.test, folder / "work" / "pred", request.seed, progress)
+        timings["synthesize_s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        metrics, observed_changed = _evaluate(task, data, predictions, request, progress)
+        timings["evaluate_s"] = time.perf_counter() - started
+        _write_predictions(task, data.test, predictions, folder / "predictions", progress)
+
+    result = Result(
+        task={"name": task.name, "version": task.version, "hash": task.hash, "split_hash": data.split.hash,
+              "dataset": task.dataset, "problem": task.problem, "missing": task.missing,
+              "elements": task.element_names, "n_test": len(data.test)},
+        method={"name": request.method, "version": the_plan.method_cls.version, "plugin": the_plan.plugin,
+                "preset": request.preset, "config": config_json(the_plan.config),
+                "config_hash": config_hash(the_plan.config), "reads_mask": the_plan.method_cls.reads_mask},
+        seed=request.seed,
+        metrics={name: vars(metric) for name, metric in metrics.items()},
+        subjects=list(data.test.subject_ids),
+        skipped=[{"subject": s} for s in data.skipped],
+        observed_changed=observed_changed,
+        method_report=method.report(),
+        timings={k: round(v, 3) for k, v in timings.items()},
+        provenance={**provenance(), "data_root": str(data.root)},
+    )
+    _write_per_subject_csv(metrics, folder / "per_subject.csv")
+    write_result(result, folder)
+    shutil.rmtree(folder / "work", ignore_errors=True)
+    return RunOutcome("done", folder, result)
+
+
+# -- phases --------------------------------------------------------------------------------------------------
+def _fit_or_load(the_plan: Plan, request: RunRequest, train, progress) -> Method:
+    checkpoint = the_plan.model_dir / "model.pt"
+    if checkpoint.exists():
+        return the_plan.method_cls.load(checkpoint, the_plan.config, request.seed, the_plan.task)
+    seed_everything(derive_seed("fit", request.seed))
+    method = the_plan.method_cls(the_plan.config, seed=request.seed)
+    method.shared_dir = the_plan.shared_dir
+    method.fit(train, the_plan.task, the_plan.model_dir / "work", progress)
+    if dist_info().is_main:
+        method.save(checkpoint)
+    barrier()
+    return method
+
+
+def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: int, progress) -> dict[str, Path]:
+    """Synthesize each test subject once (saved as .npy as it goes; existing ones are reused on resume)."""
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    paths = {sid: pred_dir / f"{sid}.npy" for sid in test.subject_ids}
+    todo = [i for i, sid in enumerate(test.subject_ids) if not paths[sid].exists()]
+    with progress_task(progress, f"synthesize {task.name}", len(paths), len(paths) - len(todo)) as advance, \
+            torch.inference_mode():
+        for index in todo:
+            subject = test[index]
+            batch = _batch_for(task, subject)
+            torch.manual_seed(derive_seed("synthesize", seed, task.name, subject.subject_id))
+            output = method.synthesize(batch)
+            expected = tuple(batch.image.shape)
+            if tuple(output.shape) != expected:
+                raise MribenchError(f"method {method.name} returned shape {tuple(output.shape)} for subject "
+                                    f"{subject.subject_id}, expected {expected}")
+            if not torch.isfinite(output).all():
+                raise MribenchError(f"method {method.name} returned NaN/Inf for subject {subject.subject_id}")
+            _atomic_save_npy(paths[subject.subject_id], output[0].float().cpu().numpy())
+            advance()
+    return paths
+
+
+def _batch_for(task: TaskSpec, subject) -> Batch:
+    complete = torch.from_numpy(np.ascontiguousarray(subject.image))[None].float()
+    mask = torch.from_numpy(test_pattern(task, subject.subject_id))[None]
+    meta: dict[str, Any] = {"affine": torch.from_numpy(np.asarray(subject.affine, dtype=np.float64))[None]}
+    if subject.label is not None:
+        meta["label"] = torch.from_numpy(np.asarray(subject.label, dtype=np.int64))[None]
+    return Batch.from_complete(complete, mask, [subject.subject_id], meta)
+
+
+def _evaluate(task: TaskSpec, data, predictions: dict[str, Path], request: RunRequest,
+              progress) -> tuple[dict[str, MetricResult], dict[str, Any]]:
+    reg = registry()
+    metrics = {spec.name: reg.metric(spec.name)(**spec.options) for spec in task.metrics}
+    context = EvalContext(task=task, train=data.train, preset=request.preset, seed=request.seed, progress=progress)
+    for metric in metrics.values():
+        metric.prepare(context)
+    changed_subjects, clipped_voxels = [], 0
+    with progress_task(progress, f"evaluate {task.name}", len(data.test)) as advance:
+        for subject in data.test:
+            target = torch.from_numpy(np.ascontiguousarray(subject.image))[None].float()
+            raw = torch.from_numpy(np.load(predictions[subject.subject_id]))[None]
+            clipped_voxels += int(((raw < 0) | (raw > 1)).sum())
+            mask = torch.from_numpy(test_pattern(task, subject.subject_id))[None]
+            observed = expand_mask(mask, target.shape)
+            if (raw - target).abs()[observed].max(initial=0.0) > 1e-4:
+                changed_subjects.append(subject.subject_id)
+            pred = torch.where(observed, target, raw.clamp(0, 1))
+            meta = {"subject_id": subject.subject_id, "label": subject.label, "element_names": task.element_names,
+                    "problem": task.problem}
+            for metric in metrics.values():
+                metric.update(pred, target, mask, meta)
+            advance()
+    results = {name: metric.compute() for name, metric in metrics.items()}
+    return results, {"subjects": changed_subjects, "count": len(changed_subjects),
+                     "clipped_voxels": clipped_voxels,
+                     "note": "observed elements are written back before scoring"}
+
+
+def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], out: Path, progress) -> None:
+    """One 3D NIfTI per missing element: <out>/<subject>/<element>.nii.gz, axes (D, H, W), the subject's affine."""
+    with progress_task(progress, "write predictions", len(test)) as advance:
+        for subject in test:
+            pred = np.clip(np.load(predictions[subject.subject_id]), 0, 1)
+            mask = test_pattern(task, subject.subject_id)
+            folder = out / subject.subject_id
+            folder.mkdir(parents=True, exist_ok=True)
+            if task.problem == "missing-modality":
+                volumes = {task.element_names[c]: pred[c] for c in range(task.channels) if not mask[c].any()}
+            else:
+                volumes = {"sax": np.where(mask[0][:, None, None], subject.image[0], pred[0])}
+            for element, volume in volumes.items():
+                image = nib.Nifti1Image(volume.astype(np.float32), np.asarray(subject.affine, dtype=np.float64))
+                _atomic_nifti(image, folder / f"{element}.nii.gz")
+            advance()
+
+
+def _write_per_subject_csv(metrics: dict[str, MetricResult], path: Path) -> None:
+    columns = {name: metric.per_subject for name, metric in metrics.items() if metric.per_subject}
+    frame = pd.DataFrame(columns)
+    frame.index.name = "subject"
+    atomic_write_text(path, frame.to_csv())
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as fh:
+        np.save(fh, array)
+    Path(fh.name).replace(path)
+
+
+def _atomic_nifti(image: nib.Nifti1Image, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
+    try:
+        nib.save(image, tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["RunRequest", "RunOutcome", "run", "plan", "PRESETS"]
