@@ -12,7 +12,10 @@ def mribench_register_datasets() -> list[type]:
 
 @hookimpl
 def mribench_register_metrics() -> list[type]:
-    return []
+    from mribench.metrics.psnr import MAE, PSNR
+    from mribench.metrics.ssim import SSIM, SSIMNonTumour, SSIMTumour
+
+    return [PSNR, MAE, SSIM, SSIMTumour, SSIMNonTumour]
 
 
 @hookimpl
