@@ -116,12 +116,13 @@ def tasks_list(ctx: typer.Context) -> None:
 
     reg, tasks = registry(), task_registry()
     table = RichTable("task", "problem", "dataset", "missing", "version", "data")
+    table.columns[0].no_wrap = True
     for name in tasks.names():
         spec = tasks.get(name)
-        try:
+        if spec.dataset in reg.names("dataset"):
             available = "yes" if data_available(reg.dataset(spec.dataset), spec.dataset_options) else "absent"
-        except MribenchError:
-            available = "no loader"
+        else:
+            available = "no loader installed"
         table.add_row(name, spec.problem, spec.dataset, f"{spec.missing}/{spec.n_elements}", str(spec.version),
                       available)
     out.print(table)
