@@ -84,7 +84,7 @@ def draw_missing(rng: np.random.Generator, problem: str, n_channels: int, n_slic
     return availability_for_missing(problem, n_channels, n_slices, k, run_start=start)
 
 
-def test_pattern(task: TaskSpec, subject_id: str) -> np.ndarray:
+def evaluation_pattern(task: TaskSpec, subject_id: str) -> np.ndarray:
     """The evaluation availability mask (C, D) of one test subject: a function of (task, subject, seed)."""
     rng = seeded_rng("mribench-pattern", task.name, subject_id, task.pattern_seed)
     return draw_missing(rng, task.problem, task.channels, task.preprocess.shape[0], task.missing)

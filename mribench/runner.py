@@ -24,7 +24,7 @@ from mribench.errors import MribenchError, UnknownNameError
 from mribench.method import PRESETS, Method, config_hash, config_json
 from mribench.metrics.base import EvalContext, MetricResult
 from mribench.plugins import registry
-from mribench.protocol import Batch, derive_seed, expand_mask, test_pattern
+from mribench.protocol import Batch, derive_seed, expand_mask, evaluation_pattern
 from mribench.results import RESULT_FILE, Result, atomic_write_text, provenance, run_dir, write_result
 from mribench.tasks import TaskSpec, get_task
 from mribench.training import barrier, dist_info, init_distributed, make_progress, progress_task, seed_everything
@@ -183,7 +183,7 @@ def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: 
 
 def _batch_for(task: TaskSpec, subject) -> Batch:
     complete = torch.from_numpy(np.ascontiguousarray(subject.image))[None].float()
-    mask = torch.from_numpy(test_pattern(task, subject.subject_id))[None]
+    mask = torch.from_numpy(evaluation_pattern(task, subject.subject_id))[None]
     meta: dict[str, Any] = {"affine": torch.from_numpy(np.asarray(subject.affine, dtype=np.float64))[None]}
     if subject.label is not None:
         meta["label"] = torch.from_numpy(np.asarray(subject.label, dtype=np.int64))[None]
@@ -203,7 +203,7 @@ def _evaluate(task: TaskSpec, data, predictions: dict[str, Path], request: RunRe
             target = torch.from_numpy(np.ascontiguousarray(subject.image))[None].float()
             raw = torch.from_numpy(np.load(predictions[subject.subject_id]))[None]
             clipped_voxels += int(((raw < 0) | (raw > 1)).sum())
-            mask = torch.from_numpy(test_pattern(task, subject.subject_id))[None]
+            mask = torch.from_numpy(evaluation_pattern(task, subject.subject_id))[None]
             observed = expand_mask(mask, target.shape)
             if (raw - target).abs()[observed].max(initial=0.0) > 1e-4:
                 changed_subjects.append(subject.subject_id)
@@ -224,7 +224,7 @@ def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], out: 
     with progress_task(progress, "write predictions", len(test)) as advance:
         for subject in test:
             pred = np.clip(np.load(predictions[subject.subject_id]), 0, 1)
-            mask = test_pattern(task, subject.subject_id)
+            mask = evaluation_pattern(task, subject.subject_id)
             folder = out / subject.subject_id
             folder.mkdir(parents=True, exist_ok=True)
             if task.problem == "missing-modality":

@@ -1,0 +1,82 @@
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import torch
+
+from mribench.protocol import Batch, make_split, missing_count, sample_training_mask, evaluation_pattern
+from mribench.tasks import get_task
+
+SUBJECTS = [f"BraTS2021_{i:05d}" for i in range(200)]
+
+
+def _patterns(task_name, subjects):
+    task = get_task(task_name)
+    return {s: evaluation_pattern(task, s) for s in subjects}
+
+
+def test_split_is_a_function_of_sorted_ids_not_their_order():
+    task = get_task("phantom-brats-missing1")
+    shuffled = list(np.random.default_rng(1).permutation(SUBJECTS))
+    a, b = make_split(task, SUBJECTS), make_split(task, shuffled)
+    assert a == b and len(a.test) == 40 and not set(a.train) & set(a.test)
+    assert a.hash == b.hash and len(a.hash) == 64
+
+
+def test_exactly_k_modalities_missing_and_near_uniform():
+    for k in (1, 2, 3):
+        patterns = _patterns(f"phantom-brats-missing{k}", SUBJECTS)
+        counts = Counter()
+        for mask in patterns.values():
+            missing_channels = [c for c in range(4) if not mask[c].any()]
+            assert len(missing_channels) == k and all(mask[c].all() for c in range(4) if c not in missing_channels)
+            counts.update(missing_channels)
+        expected = len(SUBJECTS) * k / 4
+        assert all(abs(counts[c] - expected) < 0.25 * expected for c in range(4)), counts
+
+
+def test_cardiac_runs_are_contiguous_inside_the_volume_with_uniform_starts():
+    for k in (8, 16, 24):
+        starts = []
+        for mask in _patterns(f"phantom-cardiac-missing{k}", SUBJECTS).values():
+            missing = np.flatnonzero(~mask[0])
+            assert len(missing) == k and (np.diff(missing) == 1).all() and 0 <= missing[0] and missing[-1] < 32
+            starts.append(missing[0])
+        assert len(set(starts)) > min(10, 32 - k)
+
+
+def test_patterns_identical_across_processes_with_different_hash_seeds():
+    code = ("import json; from mribench.protocol import evaluation_pattern; from mribench.tasks import get_task;"
+            "t = get_task('phantom-brats-missing2');"
+            "print(json.dumps({s: evaluation_pattern(t, s).tolist() for s in ['a', 'b', 'BraTS2021_00042']}))")
+    outputs = []
+    for hash_seed in ("1", "999"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        outputs.append(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                      check=True).stdout)
+    assert outputs[0] == outputs[1]
+    here = {s: evaluation_pattern(get_task("phantom-brats-missing2"), s).tolist() for s in ["a", "b", "BraTS2021_00042"]}
+    assert json.loads(outputs[0]) == here
+
+
+def test_a_changed_seed_changes_patterns():
+    task = get_task("phantom-brats-missing1")
+    other = task.model_copy(update={"pattern_seed": 7})
+    assert any((evaluation_pattern(task, s) != evaluation_pattern(other, s)).any() for s in SUBJECTS[:20])
+
+
+def test_training_masks_follow_train_missing():
+    task = get_task("phantom-cardiac-missing8")
+    masks = sample_training_mask(np.random.default_rng(0), task, 64)
+    counts = missing_count(masks, task.problem)
+    assert masks.shape == (64, 1, 32) and counts.min() >= 8 and counts.max() <= 24 and len(set(counts.tolist())) > 3
+
+
+def test_batch_zero_fills_missing_elements():
+    complete = torch.rand(1, 4, 3, 5, 5) + 0.1
+    mask = torch.tensor([[[True] * 3, [False] * 3, [True] * 3, [True] * 3]])
+    batch = Batch.from_complete(complete, mask, ["s"])
+    assert (batch.image[0, 1] == 0).all() and torch.equal(batch.image[0, 0], complete[0, 0])
