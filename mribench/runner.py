@@ -205,7 +205,8 @@ def _evaluate(task: TaskSpec, data, predictions: dict[str, Path], request: RunRe
             clipped_voxels += int(((raw < 0) | (raw > 1)).sum())
             mask = torch.from_numpy(evaluation_pattern(task, subject.subject_id))[None]
             observed = expand_mask(mask, target.shape)
-            if (raw - target).abs()[observed].max(initial=0.0) > 1e-4:
+            observed_error = (raw - target).abs()[observed]
+            if observed_error.numel() and observed_error.max() > 1e-4:
                 changed_subjects.append(subject.subject_id)
             pred = torch.where(observed, target, raw.clamp(0, 1))
             meta = {"subject_id": subject.subject_id, "label": subject.label, "element_names": task.element_names,
