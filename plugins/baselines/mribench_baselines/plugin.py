@@ -7,5 +7,6 @@ from mribench.plugins import hookimpl
 @hookimpl
 def mribench_register_methods() -> list[type]:
     from mribench_baselines.floors import FLOORS
+    from mribench_baselines.mmgan import MMGAN
 
-    return [*FLOORS]
+    return [*FLOORS, MMGAN]
