@@ -157,6 +157,7 @@ def methods_list(ctx: typer.Context) -> None:
     from mribench.plugins import registry
 
     table = RichTable("method", "plugin", "problems", "presets", "status")
+    table.columns[0].no_wrap = True
     for item in registry().items("method"):
         reason = item.cls.unavailable_reason()
         table.add_row(item.name, item.plugin, ", ".join(sorted(item.cls.problems)), ", ".join(item.cls.presets),
@@ -194,11 +195,15 @@ def plugins() -> None:
     from mribench.plugins import registry
 
     table = RichTable("plugin", "source", "module", "status", "provides")
-    for info in registry().plugins.values():
+    table.columns[0].no_wrap = True
+    plugins_found = registry().plugins.values()
+    for info in plugins_found:
         provides = "; ".join(f"{k}s: {', '.join(v)}" for k, v in info.provides.items())
-        table.add_row(info.name, info.source, info.module, "ok" if info.ok else f"[red]failed: {info.error}[/]",
-                      provides)
+        table.add_row(info.name, info.source, info.module, "ok" if info.ok else "[red]failed[/]", provides)
     out.print(table)
+    for info in plugins_found:
+        if not info.ok:
+            out.print(f"[red]plugin {info.name!r} ({info.module}) failed:[/] {info.error}", soft_wrap=True)
 
 
 # -- leaderboard ---------------------------------------------------------------------------------------------
