@@ -1,0 +1,100 @@
+"""Datasets: loaders for the official layouts, preprocessing, the preprocessed cache, and the runner's entry point.
+
+:func:`load_task_data` resolves where a task's data is, checks every subject of the split once (building the cache
+on the first run) and returns lazily loaded train and test sets.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mribench.data.base import Dataset, Subject, SubjectSet, resolve_root
+from mribench.errors import BadDataError, DataMissingError, MribenchError
+from mribench.protocol import Split, make_split
+from mribench.tasks import PreprocessSpec, TaskSpec
+from mribench.training import progress_task
+
+
+@dataclass
+class TaskData:
+    """A task's data: the dataset, its root, the split (bad subjects removed when skipped) and the two sets.
+
+    skipped: IDs of subjects left out because their data is bad (only with ``skip_bad``); skip_reasons: the one-line
+    error of each, in the same order.
+    """
+
+    dataset: Dataset
+    root: Path
+    split: Split
+    train: SubjectSet
+    test: SubjectSet
+    skipped: list[str] = field(default_factory=list)
+    skip_reasons: list[str] = field(default_factory=list)
+
+
+def check_compatible(task: TaskSpec, dataset_cls: type[Dataset]) -> None:
+    """A task must match its dataset's problem and modalities (same names, same order)."""
+    if dataset_cls.problem != task.problem:
+        raise MribenchError(f"task {task.name}: problem {task.problem!r} but dataset {dataset_cls.name!r} is for "
+                            f"{dataset_cls.problem!r}")
+    if task.problem == "missing-modality" and list(task.elements) != list(dataset_cls.modalities):
+        raise MribenchError(f"task {task.name}: elements {list(task.elements)} do not match the modalities of dataset "
+                            f"{dataset_cls.name!r} {list(dataset_cls.modalities)} (names and order must agree)")
+    if task.problem == "missing-slice" and len(dataset_cls.modalities) != 1:
+        raise MribenchError(f"task {task.name}: dataset {dataset_cls.name!r} has {len(dataset_cls.modalities)} "
+                            f"channels, a missing-slice task needs 1")
+
+
+def subject_loader(dataset: Dataset, spec: PreprocessSpec) -> Callable[[str], Subject]:
+    """Load function of a dataset: through the preprocessed cache for NIfTI datasets, directly otherwise."""
+    from mribench.data.cache import PreprocessedCache
+    from mribench.data.nifti import NiftiDataset
+
+    if isinstance(dataset, NiftiDataset):
+        return PreprocessedCache(dataset, spec).load
+    return lambda subject_id: dataset.load(subject_id, spec)
+
+
+def load_task_data(task: TaskSpec, data_root: str | Path | None, progress=None, skip_bad: bool = False) -> TaskData:
+    """Resolve, split and check a task's data.
+
+    data_root: ``--data-root`` (None: $MRIBENCH_DATA/<dataset>, the config file, or generation for phantoms).
+    Every subject of the split is loaded once (filling the cache); a bad subject raises its one-line
+    :class:`BadDataError`, or with ``skip_bad`` is left out of the split and recorded in ``skipped``.
+    """
+    from mribench.plugins import registry
+
+    dataset_cls = registry().dataset(task.dataset)
+    check_compatible(task, dataset_cls)
+    root = resolve_root(dataset_cls, task.dataset_options, data_root, progress)
+    dataset = dataset_cls(root, task.dataset_options)
+    subject_ids = dataset.subject_ids()
+    if not subject_ids:
+        raise DataMissingError(f"dataset {dataset_cls.name!r}: no subjects found under {root}; expected layout: "
+                               f"{dataset_cls.layout or '(see README)'}")
+    split = make_split(task, subject_ids)
+    load = subject_loader(dataset, task.preprocess)
+    skipped: list[str] = []
+    reasons: list[str] = []
+    wanted = split.train + split.test
+    with progress_task(progress, f"check + cache {task.dataset}", len(wanted)) as advance:
+        for subject_id in wanted:
+            try:
+                load(subject_id)
+            except BadDataError as exc:
+                if not skip_bad:
+                    raise
+                skipped.append(subject_id)
+                reasons.append(str(exc))
+            advance()
+    if skipped:
+        split = Split(train=[s for s in split.train if s not in skipped], test=[s for s in split.test if s not in skipped])
+    if not split.train or not split.test:
+        raise BadDataError(f"dataset {dataset_cls.name!r}: after skipping {len(skipped)} bad subjects the split of "
+                           f"task {task.name} has {len(split.train)} train / {len(split.test)} test subjects")
+    return TaskData(dataset=dataset, root=root, split=split, train=SubjectSet(split.train, load),
+                    test=SubjectSet(split.test, load), skipped=skipped, skip_reasons=reasons)
+
+
+__all__ = ["TaskData", "load_task_data", "check_compatible", "subject_loader"]

@@ -1,0 +1,85 @@
+"""Preprocessing: axis convention, crops, intensities, and an affine that maps output voxels to the right world point."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mribench.data.nifti import RawSubject
+from mribench.data.preprocess import preprocess_subject
+from mribench.tasks import PreprocessSpec
+
+LPS_AFFINE = np.array([[-1.5, 0, 0, 20.0], [0, -1.5, 0, 15.0], [0, 0, 2.0, -12.0], [0, 0, 0, 1]])
+
+
+def raw_with_blob(shape=(24, 26, 16), affine=LPS_AFFINE, blob_voxel=(6, 17, 11)):
+    """A head (non-zero box with margins) holding one bright voxel blob; label 1 on the blob."""
+    image = np.zeros((2, *shape), dtype=np.float32)
+    image[:, 3:-3, 2:-2, 2:-2] = 10.0 + np.random.default_rng(0).random((2, shape[0] - 6, shape[1] - 4, shape[2] - 4))
+    x, y, z = blob_voxel
+    image[:, x - 1:x + 2, y - 1:y + 2, z - 1:z + 2] = 100.0
+    label = np.zeros(shape, dtype=np.int16)
+    label[x - 1:x + 2, y - 1:y + 2, z - 1:z + 2] = 4
+    return RawSubject("s", image, affine.copy(), label, files=[])
+
+
+def world_of(affine: np.ndarray, index) -> np.ndarray:
+    return affine[:3, :3] @ np.asarray(index, dtype=np.float64) + affine[:3, 3]
+
+
+def centroid(mask: np.ndarray) -> np.ndarray:
+    return np.argwhere(mask).mean(axis=0)
+
+
+@pytest.mark.parametrize("spec", [
+    PreprocessSpec(shape=(12, 20, 18), crop_foreground=True, slice_window=10, center_crop=(18, 16),
+                   percentiles=(0.0, 100.0)),
+    PreprocessSpec(shape=(16, 26, 24), crop_foreground=False, percentiles=(0.0, 100.0)),
+    PreprocessSpec(shape=(8, 8, 8), crop_foreground=True, percentiles=(0.0, 100.0)),
+])
+def test_blob_stays_at_its_world_position(spec):
+    raw = raw_with_blob()
+    subject = preprocess_subject(raw, spec)
+    assert subject.image.shape == (2, *spec.shape) and subject.image.dtype == np.float32
+    assert subject.label.shape == spec.shape and subject.label.dtype == np.int16
+    source_world = world_of(raw.affine, centroid(raw.label == 4))
+    output_world = world_of(subject.affine, centroid(subject.label == 4))
+    voxel_mm = np.linalg.norm(subject.affine[:3, :3], axis=0).max()
+    assert np.linalg.norm(output_world - source_world) < voxel_mm
+    assert np.linalg.norm(world_of(subject.affine, centroid(subject.image[0] > 0.5)) - source_world) < voxel_mm
+
+
+def test_ras_axes_become_superior_anterior_right():
+    subject = preprocess_subject(raw_with_blob(), PreprocessSpec(shape=(16, 26, 24), crop_foreground=False))
+    directions = subject.affine[:3, :3] / np.linalg.norm(subject.affine[:3, :3], axis=0)
+    # D runs inferior→superior (world z), H posterior→anterior (y), W left→right (x)
+    np.testing.assert_allclose(directions, [[0, 0, 1], [0, 1, 0], [1, 0, 0]], atol=1e-9)
+
+
+def test_crops_without_resampling_copy_the_exact_voxels():
+    """With the output shape equal to the cropped shape, the image is the source window itself (no interpolation)."""
+    raw = raw_with_blob(affine=np.diag([1.0, 1.0, 1.0, 1.0]))
+    raw.image[:] = np.arange(raw.image[0].size, dtype=np.float32).reshape(raw.image.shape[1:])
+    spec = PreprocessSpec(shape=(10, 20, 18), crop_foreground=False, slice_window=10, center_crop=(20, 18),
+                          percentiles=(0.0, 100.0))
+    subject = preprocess_subject(raw, spec)
+    window = raw.image[0].transpose(2, 1, 0)[3:13, 3:23, 3:21]  # (Z, Y, X), middle 10 / 20 / 18
+    expected = (window - window.min()) / (window.max() - window.min())
+    np.testing.assert_allclose(subject.image[0], expected, atol=1e-6)
+    np.testing.assert_allclose(subject.affine[:3, 3], [3, 3, 3])
+
+
+def test_intensities_are_percentile_scaled_per_contrast_and_clipped():
+    raw = raw_with_blob()
+    raw.image[1] = raw.image[0] * 1000.0
+    subject = preprocess_subject(raw, PreprocessSpec(shape=(8, 12, 12), crop_foreground=False))
+    for channel in subject.image:
+        assert channel.min() == 0.0 and channel.max() == 1.0
+    np.testing.assert_allclose(subject.image[0], subject.image[1], atol=1e-5)  # same content, scale removed
+
+
+def test_no_orientation_keeps_voxel_axis_two_as_slices():
+    affine = np.array([[0, 0, -8.0, 30.0], [1.4, 0, 0, -20.0], [0, -1.4, 0, 25.0], [0, 0, 0, 1]])
+    raw = raw_with_blob(shape=(24, 24, 10), affine=affine, blob_voxel=(12, 12, 4))
+    subject = preprocess_subject(raw, PreprocessSpec(shape=(10, 24, 24), orientation=None, crop_foreground=False))
+    np.testing.assert_allclose(subject.affine[:3, 0], affine[:3, 2])  # D steps like the source's slice axis
+    np.testing.assert_allclose(centroid(subject.label == 4), [4, 12, 12])  # (slice, y, x) of the blob
