@@ -7,7 +7,12 @@ from mribench.tasks import TASKS_DIR
 
 @hookimpl
 def mribench_register_datasets() -> list[type]:
-    return []
+    from mribench.data.acdc import ACDCDataset
+    from mribench.data.brats import Brats2021Dataset
+    from mribench.data.ixi import IXIDataset
+    from mribench.data.nifti_folder import NiftiFolderDataset
+
+    return [Brats2021Dataset, IXIDataset, ACDCDataset, NiftiFolderDataset]
 
 
 @hookimpl

@@ -46,7 +46,7 @@ class PreprocessSpec(_Strict):
     """Preprocessing of every volume; ``shape`` is (D, H, W) with D the slice axis."""
 
     shape: tuple[int, int, int]
-    orientation: str = "RAS"
+    orientation: str | None = Field(default="RAS", description="axis codes to reorient to; null keeps the voxel axes")
     crop_foreground: bool = True
     slice_window: int | None = Field(default=None, ge=1, description="keep the middle N slices along D")
     center_crop: tuple[int, int] | None = Field(default=None, description="in-plane (H, W) crop before resizing")
