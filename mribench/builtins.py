@@ -11,8 +11,11 @@ def mribench_register_datasets() -> list[type]:
     from mribench.data.brats import Brats2021Dataset
     from mribench.data.ixi import IXIDataset
     from mribench.data.nifti_folder import NiftiFolderDataset
+    from mribench.data.phantom_brain import PhantomBratsDataset, PhantomIXIDataset
+    from mribench.data.phantom_cardiac import PhantomCardiacDataset
 
-    return [Brats2021Dataset, IXIDataset, ACDCDataset, NiftiFolderDataset]
+    return [Brats2021Dataset, IXIDataset, ACDCDataset, NiftiFolderDataset, PhantomBratsDataset, PhantomIXIDataset,
+            PhantomCardiacDataset]
 
 
 @hookimpl

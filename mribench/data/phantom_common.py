@@ -1,0 +1,238 @@
+"""Shared pieces of the MRI phantoms: options, MR signal equations, smooth random fields, noise, cached generation.
+
+A phantom subject is a continuous function of world position (RAS mm): every random field here (deformation,
+bias, lesion boundary noise) is a sum of random Fourier components that can be evaluated on any voxel grid, so one
+subject can be written on several acquisition grids (IXI's sagittal T1 and axial T2/PD) and stay the same anatomy.
+Generation is deterministic per (generator version, seed, size, subject index) through hash-seeded generators.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import nibabel as nib
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mribench.data.base import cache_dir
+from mribench.errors import MribenchError
+from mribench.protocol import seeded_rng
+from mribench.training import progress_task
+
+GENERATOR_VERSION = 1
+MAX_WORKERS = 4
+
+
+# -- options -------------------------------------------------------------------------------------------------
+class PhantomOptions(BaseModel):
+    """``dataset_options`` of a phantom dataset (task YAML); unknown keys are an error.
+
+    subjects: how many subjects to generate; seed: generator seed; voxel_mm: voxel size of the written volumes
+    (brain: isotropic scale of the real grid; cardiac: in-plane spacing).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subjects: int = Field(default=100, ge=1, le=5000)
+    seed: int = Field(default=0, ge=0)
+    voxel_mm: float = Field(default=2.0, ge=0.5, le=8.0)
+
+    @property
+    def size_tag(self) -> str:
+        return f"{self.voxel_mm:g}mm"
+
+
+def parse_options(model: type[PhantomOptions], dataset: str, options: dict[str, Any] | None) -> PhantomOptions:
+    """Validate ``dataset_options``; a bad key or value raises a one-line :class:`MribenchError`."""
+    try:
+        return model(**(options or {}))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(options)'}: {err['msg']}"
+                             for err in exc.errors())
+        raise MribenchError(f"dataset {dataset}: bad dataset_options: {problems}") from None
+
+
+# -- MR signal equations (times in ms) ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tissue:
+    """Relaxation times (ms) and proton density (relative to water) of one tissue."""
+
+    t1: float
+    t2: float
+    pd: float
+
+    def jittered(self, rng: np.random.Generator, fraction: float) -> Tissue:
+        """The tissue with each parameter scaled by 1 + N(0, fraction) (clipped to ±3 sigma)."""
+        scale = 1.0 + np.clip(rng.normal(0.0, fraction, 3), -3 * fraction, 3 * fraction)
+        return Tissue(self.t1 * scale[0], self.t2 * scale[1], min(1.0, self.pd * scale[2]))
+
+
+def spin_echo(tissue: Tissue, tr: float, te: float, t1: float | None = None) -> float:
+    """Spin-echo signal PD·(1 − e^(−TR/T1))·e^(−TE/T2); ``t1`` overrides the tissue's T1 (contrast agent)."""
+    t1 = tissue.t1 if t1 is None else t1
+    return tissue.pd * (1.0 - np.exp(-tr / t1)) * np.exp(-te / tissue.t2)
+
+
+def inversion_recovery(tissue: Tissue, tr: float, te: float, ti: float) -> float:
+    """Magnitude inversion-recovery (FLAIR) signal PD·|1 − 2e^(−TI/T1) + e^(−TR/T1)|·e^(−TE/T2)."""
+    return tissue.pd * abs(1.0 - 2.0 * np.exp(-ti / tissue.t1) + np.exp(-tr / tissue.t1)) * np.exp(-te / tissue.t2)
+
+
+def bssfp(tissue: Tissue, te: float, flip_deg: float) -> float:
+    """Balanced SSFP steady state ρ·sin α / ((T1/T2 + 1) − cos α·(T1/T2 − 1))·e^(−TE/T2)."""
+    alpha = np.deg2rad(flip_deg)
+    ratio = tissue.t1 / tissue.t2
+    return tissue.pd * np.sin(alpha) / ((ratio + 1.0) - np.cos(alpha) * (ratio - 1.0)) * np.exp(-te / tissue.t2)
+
+
+def gd_shortened_t1(t1: float, relaxivity: float, concentration_mm: float) -> float:
+    """T1 (ms) after gadolinium: 1/T1 = 1/T1₀ + r1·[Gd], r1 in 1/(mM·s), [Gd] in mM."""
+    return 1.0 / (1.0 / t1 + relaxivity * concentration_mm / 1000.0)
+
+
+# -- smooth random fields ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FourierField:
+    """A smooth random scalar field f(x) = Σ a_k cos(ω_k·x + φ_k), x in mm, with unit standard deviation.
+
+    Evaluate it on any points (…, 3); the wavelength scale is set by ``length_mm`` at construction.
+    """
+
+    frequencies: np.ndarray  # (K, 3) rad/mm
+    phases: np.ndarray  # (K,)
+    amplitudes: np.ndarray  # (K,)
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, length_mm: float, components: int = 10) -> FourierField:
+        frequencies = rng.normal(0.0, 1.0 / length_mm, (components, 3))
+        phases = rng.uniform(0.0, 2 * np.pi, components)
+        amplitudes = np.full(components, np.sqrt(2.0 / components))
+        return cls(frequencies.astype(np.float32), phases.astype(np.float32), amplitudes.astype(np.float32))
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """points (..., 3) float32 mm → values (...) float32."""
+        out = np.zeros(points.shape[:-1], dtype=np.float32)
+        for freq, phase, amp in zip(self.frequencies, self.phases, self.amplitudes):
+            out += amp * np.cos(points @ freq + phase)
+        return out
+
+
+def bias_field(rng: np.random.Generator, points: np.ndarray, low: float = 0.9, high: float = 1.1,
+               length_mm: float = 120.0) -> np.ndarray:
+    """A smooth multiplicative receive-coil bias (...) spanning about [low, high] over the points (..., 3)."""
+    raw = FourierField.random(rng, length_mm, components=6)(points)
+    lo, hi = np.percentile(raw, [1, 99])
+    scaled = (raw - lo) / max(hi - lo, 1e-6)
+    return (low + (high - low) * np.clip(scaled, 0.0, 1.0)).astype(np.float32)
+
+
+def rician(rng: np.random.Generator, signal: np.ndarray, sigma: float) -> np.ndarray:
+    """Magnitude of the signal plus complex Gaussian noise of standard deviation ``sigma`` per channel."""
+    real = signal + rng.normal(0.0, sigma, signal.shape).astype(np.float32)
+    imag = rng.normal(0.0, sigma, signal.shape).astype(np.float32)
+    return np.sqrt(real * real + imag * imag)
+
+
+def grid_points(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """World coordinates (X, Y, Z, 3) float32 of the voxel centres of a grid."""
+    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"), axis=-1)
+    return (index @ affine[:3, :3].T.astype(np.float32) + affine[:3, 3].astype(np.float32)).astype(np.float32)
+
+
+def subject_rng(dataset: str, options: PhantomOptions, index: int, stream: str) -> np.random.Generator:
+    """The generator of one random stream of one subject: a hash of (version, dataset, seed, size, index, stream)."""
+    return seeded_rng("mribench-phantom", GENERATOR_VERSION, dataset, options.seed, options.size_tag, index, stream)
+
+
+# -- writing -------------------------------------------------------------------------------------------------
+def save_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype: type = np.int16) -> None:
+    """Write a volume as NIfTI with the affine as both qform and sform (the way scanners' converters do)."""
+    image = nib.Nifti1Image(np.asarray(data).astype(dtype), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm", "sec")
+    nib.save(image, str(path))
+
+
+def to_scanner_units(volume: np.ndarray, gain: float) -> np.ndarray:
+    """Scale a signal in [0, ~1] to int16 scanner units the way stored MR images are."""
+    return np.clip(np.rint(volume * gain), 0, np.iinfo(np.int16).max).astype(np.int16)
+
+
+# -- cached, atomic generation ---------------------------------------------------------------------------------
+def phantom_root(dataset: str, options: PhantomOptions) -> Path:
+    """cache_dir()/phantoms/<dataset>-v<version>-seed<seed>-n<subjects>-<size>/"""
+    return (cache_dir() / "phantoms"
+            / f"{dataset}-v{GENERATOR_VERSION}-seed{options.seed}-n{options.subjects}-{options.size_tag}")
+
+
+def worker_count(subjects: int) -> int:
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1, subjects))
+
+
+def generate_root(dataset: str, options: PhantomOptions, write_subject: Callable[[Path, PhantomOptions, int], None],
+                  progress=None) -> Path:
+    """Generate the dataset once into its cache folder and return it.
+
+    Subjects are written into a private temporary folder (in parallel processes), which is then renamed into
+    place, so a reader never sees a half-written dataset and two racing processes both end up with one copy.
+    ``write_subject(folder, options, index)`` must be a picklable module-level function.
+    """
+    final = phantom_root(dataset, options)
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-{uuid.uuid4().hex[:8]}-", dir=final.parent))
+    try:
+        with progress_task(progress, f"generating {dataset} phantom", options.subjects) as advance:
+            workers = worker_count(options.subjects)
+            if workers == 1:
+                for index in range(options.subjects):
+                    write_subject(staging, options, index)
+                    advance()
+            else:
+                with ProcessPoolExecutor(max_workers=workers) as pool:
+                    futures = [pool.submit(write_subject, staging, options, index) for index in range(options.subjects)]
+                    for future in futures:
+                        future.result()
+                        advance()
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+class PhantomDataset:
+    """Mixin turning a real-layout loader into a generated phantom dataset (put it first among the bases).
+
+    The phantom writes the real dataset's files into the cache on first use (:meth:`prepare_root`) and the real
+    loader reads them unchanged. Subclasses set ``options_model`` and ``subject_writer`` (a module-level function
+    ``(folder, options, index) -> None`` writing one subject).
+    """
+
+    generated: ClassVar[bool] = True
+    option_keys: ClassVar[tuple[str, ...]] = tuple(PhantomOptions.model_fields)
+    options_model: ClassVar[type[PhantomOptions]] = PhantomOptions
+    subject_writer: ClassVar[Callable[[Path, PhantomOptions, int], None]]
+
+    def __init__(self, root: Path, options: dict[str, Any] | None = None):
+        super().__init__(root, options)
+        parse_options(self.options_model, self.name, self.options)
+
+    @classmethod
+    def prepare_root(cls, options: dict[str, Any], progress=None) -> Path:
+        """Generate the phantom (once per generator version, seed, subject count and size) and return its root."""
+        parsed = parse_options(cls.options_model, cls.name, options)
+        return generate_root(cls.name, parsed, cls.subject_writer, progress)
