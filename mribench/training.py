@@ -2,7 +2,9 @@
 EMA, warm-up cosine learning rate and progress bars.
 
 A training loop built from these pieces resumes after a kill: it saves a checkpoint every ``save_every`` steps
-(atomically) and, when restarted with the same workdir, continues from the last one with the same RNG state.
+(atomically) and, when restarted with the same workdir, continues from the last one with the same torch, numpy and
+Python RNG state. Numpy generators a loop creates itself must be derived from the step
+(``np.random.default_rng([seed, step])``) so a resumed run draws what an uninterrupted one would.
 """
 from __future__ import annotations
 
