@@ -1,4 +1,4 @@
-"""Shared fixtures: a registry with the tests-only tiny plugin, isolated caches and config."""
+"""Fixtures of the core tests: a registry with the tests-only tiny plugin (isolation is in the root conftest)."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,17 +17,6 @@ def _load_tiny_plugin():
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(autouse=True)
-def isolated_environment(tmp_path_factory, monkeypatch):
-    """No test reads the user's config, data or caches."""
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("MRIBENCH_CONFIG", str(home / "config.yaml"))
-    # one cache per test session: generated phantoms are keyed by version, seed and size, so sharing is safe
-    monkeypatch.setenv("MRIBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "mribench-cache"))
-    monkeypatch.delenv("MRIBENCH_DATA", raising=False)
-    monkeypatch.delenv("MRIBENCH_WEIGHTS", raising=False)
 
 
 @pytest.fixture

@@ -1,0 +1,42 @@
+# Two commands: `make demo` (quick start on a phantom) and `make test` (the whole suite). Both create .venv when
+# absent and install the three distributions editable. Nothing is fetched from outside the package registries.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch build to install first. GPU users: install your CUDA build into .venv yourself, then pass TORCH_SPEC=
+ifeq ($(shell uname -m),aarch64)
+TORCH_SPEC ?= torch==2.9.1 torchvision==0.24.1
+else
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+endif
+STAMP := $(VENV)/.mribench-installed
+DEMO_TASK ?= phantom-brats-missing1
+DEMO_FLOORS := zero-fill mean-available nearest-contrast
+
+.PHONY: install demo test bench leaderboard clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml plugins/baselines/pyproject.toml plugins/copedit/pyproject.toml
+	$(BIN)/pip install --quiet --upgrade "setuptools>=68" wheel
+	$(if $(strip $(TORCH_SPEC)),$(BIN)/pip install $(TORCH_SPEC))
+	$(BIN)/pip install -e ".[test]" -e plugins/baselines -e plugins/copedit
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	@for method in $(DEMO_FLOORS) copedit; do \
+		$(BIN)/mribench run --method $$method --task $(DEMO_TASK) --preset cpu || exit $$?; \
+	done
+	$(BIN)/mribench leaderboard --task $(DEMO_TASK)
+
+test: install
+	$(BIN)/pytest
+
+bench: install
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit $$?; done
+
+clean:
+	rm -rf runs
