@@ -1,13 +1,14 @@
 """The paper's preprocessing as one MONAI ``Compose``, driven by a task's :class:`~mribench.tasks.PreprocessSpec`.
 
-Steps (image and label together, label with nearest neighbour):
+Steps (image and label together):
 1. reorient to ``spec.orientation`` (RAS) — skipped when it is null (cardiac: keep the acquisition's axes);
 2. put the slice axis first: voxel axes (X, Y, Z) → (D, H, W) = (Z, Y, X), so D is axial for brain (after RAS) and
    the acquisition's slice axis (voxel axis 2) for cardiac stacks;
 3. crop to the foreground (non-zero voxels of any contrast);
 4. keep the middle ``slice_window`` slices along D;
 5. centre-crop in-plane to ``center_crop`` (H, W);
-6. resize to ``shape`` (D, H, W): trilinear with anti-aliasing for images, nearest for labels;
+6. resize to ``shape`` (D, H, W): trilinear with anti-aliasing for images, centre-aligned nearest neighbour
+   (``nearest-exact``; plain ``nearest`` shifts labels by up to half a voxel against the affine) for labels;
 7. per contrast, map the [p_low, p_high] percentiles linearly to [0, 1] and clip.
 
 MONAI's MetaTensor carries the affine through every step, so the returned affine maps (d, h, w) indices of the
@@ -67,7 +68,7 @@ def build_pipeline(spec: PreprocessSpec, with_label: bool) -> Compose:
         steps.append(CenterSpatialCropd(keys, roi_size=(spec.slice_window, -1, -1)))
     if spec.center_crop:
         steps.append(CenterSpatialCropd(keys, roi_size=(-1, *spec.center_crop)))
-    steps.append(Resized(keys, spatial_size=spec.shape, mode=("trilinear", "nearest")[: len(keys)],
+    steps.append(Resized(keys, spatial_size=spec.shape, mode=("trilinear", "nearest-exact")[: len(keys)],
                          anti_aliasing=(True, False)[: len(keys)]))
     low, high = spec.percentiles
     steps.append(ScaleIntensityRangePercentilesd("image", lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True,

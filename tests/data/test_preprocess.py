@@ -48,6 +48,23 @@ def test_blob_stays_at_its_world_position(spec):
     assert np.linalg.norm(world_of(subject.affine, centroid(subject.image[0] > 0.5)) - source_world) < voxel_mm
 
 
+@pytest.mark.parametrize("shape", [(5, 9, 7), (30, 40, 50)])
+def test_every_label_voxel_maps_onto_the_same_label_in_the_source(shape):
+    """Down- or upsampled, each output label voxel centre, mapped through the affines, lands in that source label."""
+    raw = raw_with_blob()
+    raw.label[2:20, 4:22, 3:13] = 1
+    raw.label[6:14, 8:18, 5:9] = 2
+    subject = preprocess_subject(raw, PreprocessSpec(shape=shape, crop_foreground=False))
+    to_source = np.linalg.inv(raw.affine) @ subject.affine
+    for value in (1, 2):
+        index = np.argwhere(subject.label == value)
+        source = index @ to_source[:3, :3].T + to_source[:3, 3]
+        # a centre exactly half-way between two source voxels may take either: accept both roundings of a tie
+        below, above = np.ceil(source - 0.5).astype(int), np.floor(source + 0.5).astype(int)
+        hits = (raw.label[tuple(below.T)] == value) | (raw.label[tuple(above.T)] == value)
+        assert len(index) and hits.all()
+
+
 def test_ras_axes_become_superior_anterior_right():
     subject = preprocess_subject(raw_with_blob(), PreprocessSpec(shape=(16, 26, 24), crop_foreground=False))
     directions = subject.affine[:3, :3] / np.linalg.norm(subject.affine[:3, :3], axis=0)
