@@ -200,7 +200,7 @@ class TrainingData:
 
 
 # -- the generic method -------------------------------------------------------------------------------------
-def frozen_tokenizer(train: SubjectSet | None, task: TaskSpec, preset: str, seed: int, shared_dir: Path | None,
+def frozen_tokenizer(train: SubjectSet, task: TaskSpec, preset: str, seed: int, shared_dir: Path | None,
                      progress):
     """CoPeDiT's frozen CoPeVAE tokenizer from the copedit plugin, found through the registry."""
     from mribench.plugins import registry
@@ -220,6 +220,16 @@ def copedit_missing_reason() -> str | None:
     if "copedit" in registry().names("method"):
         return None
     return "needs the copedit plugin (mribench-copedit), which is not installed"
+
+
+def restore_tokenizer(state: dict[str, Any], task: TaskSpec, preset: str):
+    """Rebuild the frozen CoPeVAE saved in a +Prompts checkpoint (as the copedit method restores its own)."""
+    from mribench_copedit.presets import PRESETS
+    from mribench_copedit.trainer import build_tokenizer, freeze
+
+    tokenizer = build_tokenizer(PRESETS[preset].for_problem(task.problem).tokenizer, task)
+    tokenizer.load_state_dict(state)
+    return freeze(tokenizer)
 
 
 class ElementMethod(Method):
@@ -339,7 +349,7 @@ class ElementMethod(Method):
         problem, b = self.task.problem, batch.image.shape[0]
         if self.uses_prompts:
             visible_volume = inferred_availability(batch.image, problem)
-            prompts = self.tokenizer().prompts(batch.image).float()
+            prompts = self._tokenizer.prompts(batch.image).float()
         else:
             visible_volume = batch.availability_mask.bool()
         image, visible = element_stack(batch.image.float(), visible_volume, problem)
@@ -354,17 +364,14 @@ class ElementMethod(Method):
         filled = torch.where(visible[..., None, None], image, torch.cat(outputs).clamp(0, 1))
         return volume_from_stack(filled, problem, b).contiguous()
 
-    def tokenizer(self):
-        if self._tokenizer is None:
-            self._tokenizer = frozen_tokenizer(None, self.task, self.config.preset, self.seed, self.shared_dir, None)
-        return self._tokenizer
-
     # -- state ----------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         nets = self._inference_nets()
-        return {"n_elements": self.spec.n_elements, "prompt_dim": self.spec.prompt_dim,
-                "shared_dir": str(self.shared_dir) if self.shared_dir is not None else "",
-                "nets": {name: net.state_dict() for name, net in nets.items()}}
+        state = {"n_elements": self.spec.n_elements, "prompt_dim": self.spec.prompt_dim,
+                 "nets": {name: net.state_dict() for name, net in nets.items()}}
+        if self.uses_prompts:  # the frozen tokenizer travels with the checkpoint, as CoPeDiT's does
+            state["tokenizer"] = self._tokenizer.state_dict()
+        return state
 
     def load_state(self, state: dict[str, Any], task: TaskSpec) -> None:
         if int(state["n_elements"]) != task.n_elements:
@@ -377,6 +384,6 @@ class ElementMethod(Method):
             net.load_state_dict(state["nets"][name])
             net.eval()
         self.ema = None
-        if self.shared_dir is None and state["shared_dir"]:
-            self.shared_dir = Path(state["shared_dir"])
+        if self.uses_prompts:
+            self._tokenizer = restore_tokenizer(state["tokenizer"], task, self.config.preset)
 
