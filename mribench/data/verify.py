@@ -1,0 +1,41 @@
+"""``mribench data verify``: check every subject of a dataset folder and list what is wrong.
+
+Checks per subject: every contrast present, each file a readable NIfTI whose voxel data decodes, 3D, finite values,
+not constant (a foreground exists), contrasts on one grid (shape and affine within 1e-3 mm; IXI's T1 is resampled
+instead, T2 and PD must agree), labels on the image grid with values in the dataset's label set.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mribench.data.nifti import NiftiDataset, Problem
+from mribench.errors import DataMissingError, MribenchError
+from mribench.training import progress_task
+
+
+def verify_dataset(dataset: NiftiDataset, progress=None) -> list[Problem]:
+    """Every problem of every subject under the dataset's root (empty list: all good), excluded subjects included."""
+    subject_ids = dataset.subject_ids()
+    problems = list(dataset.excluded_subjects())
+    if not subject_ids:
+        return problems + [Problem("-", str(dataset.root), f"no subjects found; expected layout: {dataset.layout}")]
+    with progress_task(progress, f"verify {dataset.name}", len(subject_ids)) as advance:
+        for subject_id in subject_ids:
+            problems.extend(dataset.check_subject(subject_id)[1])
+            advance()
+    return problems
+
+
+def open_dataset(name: str, root: str | Path, options: dict[str, Any] | None = None) -> NiftiDataset:
+    """The registered dataset ``name`` reading ``root``; a missing or empty root is a DataMissingError."""
+    from mribench.plugins import registry
+
+    dataset_cls = registry().dataset(name)
+    if not issubclass(dataset_cls, NiftiDataset):
+        raise MribenchError(f"dataset {name!r} does not read NIfTI folders and cannot be verified")
+    root = Path(root)
+    if not root.is_dir() or not any(root.iterdir()):
+        state = "does not exist" if not root.exists() else "is empty" if root.is_dir() else "is not a folder"
+        raise DataMissingError(f"{root} {state}: {dataset_cls.missing_message([f'--root: {root}'])}")
+    return dataset_cls(root, options)
