@@ -7,8 +7,8 @@ filters the whole image and then discards a strip of the filter radius (5) aroun
 so only windows lying fully inside the image count. We compute exactly those windows ("valid" filtering), which
 is the same number without the wasted border work.
 
-Each 1-D filter along an axis of length n is a product with a banded (n - 10, n) matrix, applied blockwise
-(``BLOCK`` outputs at a time) so that the matrix products skip most of the zeros of the band.
+Each 1-D filter along an axis of length n is one matrix product with a banded (n - 10, n) matrix on contiguous
+memory: more multiply-adds than an 11-tap loop, but no padding, no copies and BLAS speed.
 
 Regional SSIM (metrics ``ssim-tumour`` and ``ssim-nontumour``, brain tasks with labels only): the mean of the
 same SSIM map over the voxels whose window centre lies in the tumour (label > 0), or outside it but inside the
@@ -16,6 +16,7 @@ brain (label == 0 and the target modality > 0), as the BraSyn challenge reports.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import torch
@@ -26,7 +27,6 @@ from mribench.metrics.elements import ElementMetric
 SIGMA = 1.5
 TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5 → an 11-tap window, as skimage and scipy.ndimage compute it
 K1, K2 = 0.01, 0.03
-BLOCK = 32
 
 
 def gaussian_taps(sigma: float = SIGMA, truncate: float = TRUNCATE) -> torch.Tensor:
@@ -37,35 +37,29 @@ def gaussian_taps(sigma: float = SIGMA, truncate: float = TRUNCATE) -> torch.Ten
     return taps / taps.sum()
 
 
-def _block_matrix(taps: torch.Tensor, block: int, dtype: torch.dtype) -> torch.Tensor:
-    """(block + 2r, block): column j holds the taps at rows j .. j + 2r (one block of a banded filter)."""
-    width = taps.numel()
-    matrix = torch.zeros(block + width - 1, block, dtype=torch.float64)
-    for j in range(block):
-        matrix[j:j + width, j] = taps
+@lru_cache(maxsize=32)
+def band_matrix(n: int, sigma: float, dtype: torch.dtype) -> torch.Tensor:
+    """(n - 2r, n) banded matrix whose row i holds the Gaussian taps at columns i .. i + 2r (valid filtering)."""
+    taps = gaussian_taps(sigma)
+    out_len = n - taps.numel() + 1
+    matrix = torch.zeros(out_len, n, dtype=torch.float64)
+    for row in range(out_len):
+        matrix[row, row:row + taps.numel()] = taps
     return matrix.to(dtype)
 
 
-def filter_last_axis(values: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """Valid 1-D correlation of the last axis with ``taps``: (..., n) → (..., n - 2r)."""
-    n, width = values.shape[-1], taps.numel()
-    out_len = n - width + 1
-    block = min(BLOCK, out_len)
-    n_blocks = -(-out_len // block)
-    padded_len = n_blocks * block + width - 1
-    if padded_len > n:
-        values = torch.nn.functional.pad(values, (0, padded_len - n))
-    windows = values.unfold(-1, block + width - 1, block)  # (..., n_blocks, block + 2r)
-    out = windows @ _block_matrix(taps, block, values.dtype)  # (..., n_blocks, block)
-    return out.flatten(-2)[..., :out_len]
+def gaussian_filter_valid(values: torch.Tensor, spatial_dims: int, sigma: float = SIGMA) -> torch.Tensor:
+    """Separable Gaussian filtering of the last ``spatial_dims`` (2 or 3) axes, keeping only windows fully inside.
 
-
-def gaussian_filter_valid(values: torch.Tensor, spatial_dims: int, taps: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian filtering of the last ``spatial_dims`` axes, keeping only windows fully inside."""
-    for _ in range(spatial_dims):
-        # filter the last axis, then rotate it to the front of the spatial axes: after spatial_dims rotations
-        # every axis is filtered once and the original order is restored
-        values = filter_last_axis(values, taps).movedim(-1, -spatial_dims)
+    Every 1-D filter is one matrix product with a banded matrix on contiguous memory (no copies, no padding):
+    W from the right, H from the left, D from the left with (H, W) flattened.
+    """
+    values = values @ band_matrix(values.shape[-1], sigma, values.dtype).T
+    values = band_matrix(values.shape[-2], sigma, values.dtype) @ values
+    if spatial_dims == 3:
+        *batch, depth, height, width = values.shape
+        flat = band_matrix(depth, sigma, values.dtype) @ values.reshape(*batch, depth, height * width)
+        values = flat.reshape(*batch, -1, height, width)
     return values
 
 
@@ -76,16 +70,17 @@ def ssim_map(pred: torch.Tensor, target: torch.Tensor, spatial_dims: int, data_r
     pred, target: (..., *spatial) with ``spatial_dims`` (2 or 3) trailing spatial axes, each >= the window size.
     Returns (..., *(s - 2r for s in spatial)); mean of it = skimage's SSIM.
     """
-    taps = gaussian_taps(sigma).to(pred.dtype)
+    window = gaussian_taps(sigma).numel()
     spatial = pred.shape[-spatial_dims:]
-    if min(spatial) < taps.numel():
-        raise MribenchError(f"SSIM needs every spatial size >= the {taps.numel()}-voxel window, got {tuple(spatial)}")
-    stacked = torch.stack([pred, target, pred * pred, target * target, pred * target])
-    mu_x, mu_y, xx, yy, xy = gaussian_filter_valid(stacked, spatial_dims, taps).unbind(0)
+    if min(spatial) < window:
+        raise MribenchError(f"SSIM needs every spatial size >= the {window}-voxel window, got {tuple(spatial)}")
+    # only the sum of the two variances enters SSIM, so x² + y² is filtered as one map (4 maps instead of 5)
+    stacked = torch.stack([pred, target, pred * pred + target * target, pred * target])
+    mu_x, mu_y, second_moments, xy = gaussian_filter_valid(stacked, spatial_dims, sigma).unbind(0)
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     numerator = (2 * mu_xy + c1) * (2 * (xy - mu_xy) + c2)
-    denominator = (mu_xx + mu_yy + c1) * ((xx - mu_xx) + (yy - mu_yy) + c2)
+    denominator = (mu_xx + mu_yy + c1) * (second_moments - mu_xx - mu_yy + c2)
     return numerator / denominator
 
 
