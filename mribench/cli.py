@@ -187,6 +187,68 @@ def methods_show(
             out.print(f"  {key}: {value}")
 
 
+# -- data ----------------------------------------------------------------------------------------------------
+@data_app.command("show")
+@handle_errors
+def data_show(
+    dataset: Annotated[str, typer.Option(help="Registered dataset name, e.g. phantom-brats.")],
+    subject: Annotated[str, typer.Option(help="Subject ID, e.g. BraTS2021_00000.")],
+    output: Annotated[Path, typer.Option(help="PNG file to write.")],
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder of the dataset (phantoms: generated).")] = None,
+) -> None:
+    """Draw every contrast of one subject in three planes, with its labels, into a PNG."""
+    from mribench.data.show import show_subject
+    from mribench.training import make_progress
+
+    with make_progress() as progress:
+        path = show_subject(dataset, subject, output, data_root=data_root, progress=progress)
+    out.print(f"wrote {path}")
+
+
+@data_app.command("verify")
+@handle_errors
+def data_verify(
+    dataset: Annotated[str, typer.Option(help="Registered dataset name, e.g. brats2021, ixi, acdc, nifti-folder.")],
+    root: Annotated[Path, typer.Option(help="Folder holding the dataset in its official layout.")],
+) -> None:
+    """Check every subject (contrasts present, readable, 3D, one grid, finite, foreground, labels); exit 1 on errors."""
+    from mribench.data.verify import open_dataset, problems_table, summary, verify_dataset
+    from mribench.training import make_progress
+
+    opened = open_dataset(dataset, root)
+    with make_progress() as progress:
+        problems = verify_dataset(opened, progress)
+    if problems:
+        out.print(problems_table(problems))
+    out.print(summary(opened, problems))
+    if any(p.severity == "error" for p in problems):
+        raise typer.Exit(1)
+
+
+@data_app.command("prepare")
+@handle_errors
+def data_prepare(
+    task: Annotated[str, typer.Option(help="Task name or YAML path, e.g. brats-missing1.")],
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder of the task's dataset.")] = None,
+) -> None:
+    """Check and preprocess every subject of a task's split into the cache; bad subjects are listed (exit 1)."""
+    from mribench.data import load_task_data
+    from mribench.data.nifti import Problem
+    from mribench.data.verify import problems_table
+    from mribench.tasks import get_task
+    from mribench.training import make_progress
+
+    spec = get_task(task)
+    with make_progress() as progress:
+        data = load_task_data(spec, data_root, progress=progress, skip_bad=True)
+    if data.skipped:
+        out.print(problems_table([Problem(s, "", r) for s, r in zip(data.skipped, data.skip_reasons)]))
+    out.print(f"{spec.name}: {len(data.train)} train + {len(data.test)} test subjects of {data.root} preprocessed "
+              f"and cached, {len(data.skipped)} skipped")
+    if data.skipped:
+        raise typer.Exit(1)
+
+
 # -- plugins -------------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
