@@ -2,8 +2,8 @@
 
 Brain (missing-modality): each missing modality is one element, scored as a 3D volume (D, H, W).
 Cardiac (missing-slice): each missing slice is one element, scored as a 2D image (H, W).
-A subject's value is the mean over its missing elements; the aggregate adds per-element means
-(per modality for brain, per slice index for cardiac).
+A subject's value is the mean over its missing elements; the aggregate holds mean, std, n, the bootstrap 95 % CI
+(``ci95``) and per-element means (``per_element``: per modality for brain, per slice index for cardiac).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mribench.errors import MribenchError
+from mribench.metrics.aggregate import summarize
 from mribench.metrics.base import Metric, MetricResult
 
 
@@ -83,7 +84,8 @@ class ElementMetric(Metric):
         if not self.per_subject:
             return MetricResult.not_computed(self.empty_reason())
         per_element = {name: float(np.mean(v)) for name, v in sorted(self.per_element.items())}
-        return MetricResult.from_per_subject(self.per_subject, per_element=per_element)
+        return MetricResult(per_subject=dict(self.per_subject),
+                            aggregate={**summarize(self.per_subject), "per_element": per_element})
 
     def empty_reason(self) -> str:
         return "no missing element was scored"

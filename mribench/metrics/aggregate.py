@@ -1,0 +1,80 @@
+"""Aggregation of metric results: per-subject CSV, mean ± std with a bootstrap 95 % CI, and a paired Wilcoxon
+signed-rank test between two methods on their common subjects (used by the leaderboard to mark significance).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from mribench.errors import MribenchError
+from mribench.metrics.base import MetricResult
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+def bootstrap_ci(values: list[float] | np.ndarray, confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean (seeded, so the same values give the same CI)."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def summarize(per_subject: dict[str, float]) -> dict[str, Any]:
+    """mean, std (population), n and the bootstrap 95 % CI of the mean (``ci95`` = [low, high])."""
+    values = np.asarray(list(per_subject.values()), dtype=np.float64)
+    if values.size == 0:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0, "ci95": [float("nan"), float("nan")]}
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=0)), "n": int(values.size),
+            "ci95": list(bootstrap_ci(values))}
+
+
+def paired_wilcoxon(a: dict[str, float], b: dict[str, float]) -> float:
+    """Two-sided p-value of the Wilcoxon signed-rank test of a vs b on the subjects both have.
+
+    Returns 1.0 when every paired difference is zero (no evidence of a difference). Raises MribenchError when
+    the two share no subject.
+    """
+    common = sorted(set(a) & set(b))
+    if not common:
+        raise MribenchError("paired Wilcoxon test: the two results share no subject")
+    differences = np.asarray([a[s] - b[s] for s in common], dtype=np.float64)
+    if not np.any(differences):
+        return 1.0
+    return float(stats.wilcoxon(differences, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def write_per_subject_csv(results: dict[str, MetricResult], path: Path) -> None:
+    """One row per subject, one column per metric with per-subject values (blank where a metric has none);
+    written atomically."""
+    columns = {name: result.per_subject for name, result in results.items()
+               if result.status == "ok" and result.per_subject}
+    subjects = sorted({s for values in columns.values() for s in values})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["subject_id", *columns])
+    for subject in subjects:
+        writer.writerow([subject, *(repr(values[subject]) if subject in values else "" for values in columns.values())])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(buffer.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
