@@ -6,4 +6,6 @@ from mribench.plugins import hookimpl
 
 @hookimpl
 def mribench_register_methods() -> list[type]:
-    return []
+    from mribench_copedit.method import CoPeDiT
+
+    return [CoPeDiT]

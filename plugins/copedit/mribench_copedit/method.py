@@ -1,0 +1,127 @@
+"""The ``copedit`` method: CoPeVAE prompts + MDiT3D latent diffusion, one model per dataset for every missing count."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from mribench.data.base import SubjectSet
+from mribench.method import Method
+from mribench.protocol import Batch
+from mribench.tasks import TaskSpec
+
+from mribench_copedit.api import tokenizer_folder
+from mribench_copedit.presets import PRESETS, CoPeDiTConfig
+from mribench_copedit.tokenizer import build_discriminator, count_parameters
+from mribench_copedit.trainer import (TrainImages, build_network, build_tokenizer, freeze, sample, train_diffusion,
+                                      train_tokenizer)
+
+REFERENCE_TASKS = {
+    # The paper's shapes, used by describe() when no task is given.
+    "missing-modality": {"elements": ["t1", "t1ce", "t2", "flair"], "shape": (64, 192, 192), "train_missing": (1, 3)},
+    "missing-slice": {"elements": 32, "shape": (32, 192, 192), "train_missing": (8, 24)},
+}
+
+
+class CoPeDiT(Method):
+    """CoPeDiT (completeness perception + MDiT3D). Stage I trains CoPeVAE in the dataset's shared folder (reused by
+    the +Prompts baselines), stage II trains the diffuser on latents encoded once per subject.
+
+    At synthesis it never reads ``batch.availability_mask``: the prompts and the observed latents come from the
+    zero-filled image alone (missing elements are the all-zero modality channels / slices).
+    """
+
+    name: ClassVar[str] = "copedit"
+    version: ClassVar[str] = "0.1.0"
+    presets: ClassVar[dict[str, CoPeDiTConfig]] = PRESETS
+    reads_mask: ClassVar[bool] = False
+    summary: ClassVar[str] = "CoPeDiT: CoPeVAE completeness prompts + MDiT3D latent diffusion (DDIM)"
+
+    def __init__(self, config: CoPeDiTConfig, seed: int = 0):
+        super().__init__(config, seed)
+        self.problem: str | None = None
+        self.tokenizer = None
+        self.network = None
+        self.latent_scale = 1.0
+        self.training_report: dict[str, Any] = {}
+
+    def fit(self, train: SubjectSet, task: TaskSpec, workdir: Path, progress) -> None:
+        settings = self.config.for_problem(task.problem)
+        images = TrainImages(train, task)
+        shared = self.shared_dir if self.shared_dir is not None else Path(workdir) / "shared"
+        self.tokenizer, tokenizer_report = train_tokenizer(
+            settings.tokenizer, task, images, tokenizer_folder(shared, self.config.preset, self.seed), self.seed,
+            progress)
+        self.network, self.latent_scale = train_diffusion(
+            settings.diffusion, self.tokenizer, tokenizer_report["tokenizer_hash"], task, images, Path(workdir),
+            self.seed, progress)
+        self.problem = task.problem
+        self.training_report = {"tokenizer": tokenizer_report, "latent_scale": self.latent_scale}
+
+    def synthesize(self, batch: Batch) -> torch.Tensor:
+        """(B, C, D, H, W) complete volumes; reads ``batch.image`` only (seeded by the global torch RNG)."""
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+        return sample(self.network, self.tokenizer, self.latent_scale, self.config.for_problem(self.problem).diffusion,
+                      batch.image.float(), self.problem, generator)
+
+    def report(self) -> dict[str, Any]:
+        return self.training_report
+
+    def state(self) -> dict[str, Any]:
+        return {"problem": self.problem, "tokenizer": self.tokenizer.state_dict(),
+                "network": self.network.state_dict(), "latent_scale": self.latent_scale,
+                "report": self.training_report}
+
+    def load_state(self, state: dict[str, Any], task: TaskSpec) -> None:
+        settings = self.config.for_problem(task.problem)
+        self.problem = task.problem
+        self.tokenizer = build_tokenizer(settings.tokenizer, task)
+        self.tokenizer.load_state_dict(state["tokenizer"])
+        freeze(self.tokenizer)
+        self.network = build_network(settings.diffusion, settings.tokenizer, task)
+        self.network.load_state_dict(state["network"])
+        self.network.eval().requires_grad_(False)
+        self.latent_scale = float(state["latent_scale"])
+        self.training_report = state["report"]
+
+    @classmethod
+    def describe(cls, preset: str, task: TaskSpec | None = None) -> dict[str, Any]:
+        """Trainable parameter counts of the preset's networks (for ``task``, else for the paper's brain and
+        cardiac shapes)."""
+        tasks = [task] if task is not None else [reference_task(problem) for problem in REFERENCE_TASKS]
+        config = cls.presets[preset]
+        facts: dict[str, Any] = {}
+        for spec in tasks:
+            settings = config.for_problem(spec.problem)
+            tokenizer = build_tokenizer(settings.tokenizer, spec)
+            network = build_network(settings.diffusion, settings.tokenizer, spec)
+            facts[spec.problem] = {
+                "shape": list(spec.preprocess.shape), "elements": spec.n_elements,
+                "tokenizer_autoencoder": count_parameters(tokenizer.vqvae),
+                "prompt_encoders": count_parameters(tokenizer.prompt_encoders),
+                "pretext_heads": count_parameters(tokenizer.heads),
+                "discriminator": count_parameters(build_discriminator(settings.tokenizer)),
+                f"diffuser ({settings.diffusion.network}, {settings.diffusion.diffuser})": count_parameters(network),
+                "codebook": settings.tokenizer.codebook_size, "prompt_dim": settings.tokenizer.prompt_dim,
+                "stage1_steps": settings.tokenizer.steps, "stage2_steps": settings.diffusion.steps,
+                "ddim_steps": settings.diffusion.sample_steps,
+                "perceptual": "on when $MRIBENCH_WEIGHTS/resnet50-imagenet.pth exists, else off",
+            }
+        return facts
+
+
+def reference_task(problem: str) -> TaskSpec:
+    """A TaskSpec with the paper's shapes for ``problem`` (only used to size networks)."""
+    ref = REFERENCE_TASKS[problem]
+    return TaskSpec.model_validate({
+        "name": f"reference-{problem}", "version": 1, "description": "paper shapes", "dataset": "reference",
+        "problem": problem, "elements": ref["elements"], "missing": ref["train_missing"][0],
+        "train_missing": ref["train_missing"], "split": {"rule": "ratio", "test_fraction": 0.2},
+        "preprocess": {"shape": ref["shape"]}, "metrics": []})
+
+
+def ablation(preset: str, **changes) -> CoPeDiTConfig:
+    """A preset with stage II switches changed, e.g. ``ablation("cpu", condition="none")`` or
+    ``ablation("cpu", prompts_used=("count", "assessment"))``; the tokenizer (stage I) is shared with the preset."""
+    return PRESETS[preset].with_diffusion(**changes)

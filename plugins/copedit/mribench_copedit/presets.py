@@ -1,0 +1,142 @@
+"""CoPeDiT configurations: one dataclass per stage, a brain and a cardiac pair per preset (smoke / cpu / paper).
+
+The paper's settings (../shared/paper-notes.md): CoPeVAE-B channels (256, 384, 512) for brain, -C (32, 64, 128)
+for cardiac; codebook 8192, latent dim 8, prompt dim 512; stage I Adam 1e-4, batch 8 (B) / 64 (C), 400k / 100k
+steps; stage II MDiT3D-B / -C, AdamW 5e-5, batch 32 / 64, 100k steps, EMA 0.9999, DDIM 200 / 250 steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from mribench.errors import MribenchError
+
+PROMPT_NAMES = ("count", "position", "assessment")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Stage I: CoPeVAE (3D VQ autoencoder, 8×8×8 compression) + three prompt encoders and pretext heads.
+
+    channels: encoder/decoder widths of the three stride-2 levels (compression 2**3 = 8 on every axis).
+    prompt_channels: widths of the prompt encoders' 3D convs (stride 4, 2, 1: an 8× coarser grid).
+    Loss weights: L1, VQ, perceptual (only when pretrained weights are on disk), adversarial (LSGAN patch
+    discriminator, from ``adversarial_start`` on), pretext (= count · CE + position · CE/BCE + contrastive · InfoNCE).
+    """
+
+    channels: tuple[int, int, int] = (32, 64, 128)
+    num_res_layers: int = 1
+    codebook_size: int = 8192
+    latent_dim: int = 8
+    prompt_dim: int = 512
+    prompt_channels: tuple[int, int, int] = (64, 128, 256)
+    discriminator_channels: int = 32
+    discriminator_layers: int = 3
+    weight_l1: float = 1.0
+    weight_vq: float = 1.0
+    weight_perceptual: float = 0.05
+    weight_adversarial: float = 0.01
+    weight_pretext: float = 0.01
+    weight_count: float = 1.0
+    weight_position: float = 0.5
+    weight_contrastive: float = 0.5
+    temperature: float = 0.2
+    adversarial_start: int = 10_000
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 1000
+    steps: int = 100_000
+    batch_size: int = 64
+    save_every: int = 1000
+    flip_augment: bool = True
+
+
+@dataclass(frozen=True)
+class DiffusionStageConfig:
+    """Stage II: MDiT3D on cached latents (noise only on missing latents, x0-prediction MSE, DDIM sampling).
+
+    network: a size key of ``mribench_copedit.mdit3d.MDIT3D_PRESETS``.
+    inject: where the conditioning enters MDiT3D (``primary`` = Modal / cardiac Spatial blocks, the paper;
+        ``secondary``; ``both``).
+    diffuser: ``mdit3d`` | ``unet`` | ``dit`` | ``dit3d`` (the paper's diffuser ablation).
+    condition: ``prompts`` (CoPeDiT), ``mask`` (binary codes derived from the zero-filled input instead of
+        prompts, ablation) or ``none`` (prompts off, ablation).
+    prompts_used: which of ``count``, ``position``, ``assessment`` prompts reach the network; the others are
+        zeroed (the "w/o one prompt" ablations).
+    """
+
+    network: str = "MDiT3D-C"
+    inject: str = "primary"
+    diffuser: str = "mdit3d"
+    condition: str = "prompts"
+    prompts_used: tuple[str, ...] = PROMPT_NAMES
+    lr: float = 5e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    warmup_steps: int = 1000
+    steps: int = 100_000
+    batch_size: int = 64
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    bf16: bool = False
+    sample_steps: int = 250
+    save_every: int = 1000
+    flip_augment: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.prompts_used) - set(PROMPT_NAMES)
+        if unknown:
+            raise MribenchError(f"copedit prompts_used: unknown {sorted(unknown)}; expected some of {PROMPT_NAMES}")
+
+
+@dataclass(frozen=True)
+class ProblemConfig:
+    tokenizer: TokenizerConfig
+    diffusion: DiffusionStageConfig
+
+
+@dataclass(frozen=True)
+class CoPeDiTConfig:
+    """One preset: the brain (missing-modality) and cardiac (missing-slice) settings."""
+
+    preset: str
+    brain: ProblemConfig
+    cardiac: ProblemConfig
+
+    def for_problem(self, problem: str) -> ProblemConfig:
+        return self.brain if problem == "missing-modality" else self.cardiac
+
+    def with_diffusion(self, **changes) -> "CoPeDiTConfig":
+        """The same preset with stage II fields changed for both problems (ablation switches)."""
+        return replace(self, brain=replace(self.brain, diffusion=replace(self.brain.diffusion, **changes)),
+                       cardiac=replace(self.cardiac, diffusion=replace(self.cardiac.diffusion, **changes)))
+
+
+_SMOKE_TOKENIZER = TokenizerConfig(
+    channels=(8, 8, 16), codebook_size=64, prompt_dim=16, prompt_channels=(8, 16, 16), discriminator_channels=8,
+    discriminator_layers=2, adversarial_start=6, warmup_steps=2, steps=12, batch_size=2, save_every=4)
+_SMOKE_DIFFUSION = DiffusionStageConfig(
+    network="MDiT3D-T", warmup_steps=2, steps=16, batch_size=2, ema_decay=0.9, sample_steps=4, save_every=4,
+    lr=1e-3)
+
+_CPU_TOKENIZER = TokenizerConfig(
+    channels=(16, 32, 48), codebook_size=512, prompt_dim=64, prompt_channels=(16, 32, 64), discriminator_channels=16,
+    discriminator_layers=2, adversarial_start=250, warmup_steps=20, steps=400, batch_size=2, save_every=50)
+_CPU_DIFFUSION = DiffusionStageConfig(
+    network="MDiT3D-S", warmup_steps=20, steps=400, batch_size=4, ema_decay=0.99, sample_steps=20, save_every=50,
+    lr=5e-4)
+
+PRESETS: dict[str, CoPeDiTConfig] = {
+    "smoke": CoPeDiTConfig("smoke", ProblemConfig(_SMOKE_TOKENIZER, _SMOKE_DIFFUSION),
+                           ProblemConfig(_SMOKE_TOKENIZER, _SMOKE_DIFFUSION)),
+    "cpu": CoPeDiTConfig("cpu", ProblemConfig(_CPU_TOKENIZER, _CPU_DIFFUSION),
+                         ProblemConfig(_CPU_TOKENIZER, _CPU_DIFFUSION)),
+    "paper": CoPeDiTConfig(
+        "paper",
+        brain=ProblemConfig(
+            TokenizerConfig(channels=(256, 384, 512), batch_size=8, steps=400_000, adversarial_start=50_000),
+            DiffusionStageConfig(network="MDiT3D-B", batch_size=32, sample_steps=200, bf16=True)),
+        cardiac=ProblemConfig(
+            TokenizerConfig(channels=(32, 64, 128), batch_size=64, steps=100_000, adversarial_start=10_000),
+            DiffusionStageConfig(network="MDiT3D-C", batch_size=64, sample_steps=250, bf16=True)),
+    ),
+}

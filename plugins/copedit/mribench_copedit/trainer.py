@@ -1,0 +1,331 @@
+"""CoPeDiT's two-stage trainer: stage I (CoPeVAE) then stage II (MDiT3D on cached latents).
+
+Both stages resume mid-stage from an atomic checkpoint (mribench.training.TrainState), log every step to a CSV file
+and show rich progress with losses and pretext accuracies. Under torchrun they train with DistributedDataParallel
+(gloo on CPU, NCCL on GPU); only rank 0 writes files. Every step draws its batch, missing patterns (dual random
+sampling via mribench.protocol.sample_training_mask), flips and diffusion noise from generators seeded by
+(seed, rank, step), so an interrupted run continues exactly as an uninterrupted one.
+
+Stage II never re-runs the tokenizer's autoencoder per step: each subject is encoded once (latents cached in the
+workdir) and augmented in latent space (in-plane flips, applied to the image the prompts are read from too). The
+prompt encoders — light 3D convs — do run per step, on the zero-filled image of the sampled pattern.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.losses import PatchAdversarialLoss
+
+from mribench.data.base import SubjectSet
+from mribench.errors import BadDataError
+from mribench.method import config_hash
+from mribench.protocol import derive_seed, draw_missing, sample_training_mask, seeded_rng
+from mribench.tasks import TaskSpec
+from mribench.training import (EMA, CSVLog, TrainState, atomic_torch_save, barrier, dist_info, load_checkpoint,
+                               progress_task, seed_everything, unwrap, warmup_cosine, wrap_ddp)
+
+from mribench_copedit.diffusion import GaussianDiffusion
+from mribench_copedit.mdit3d import MDiT3DConfig, build_diffuser
+from mribench_copedit.presets import PROMPT_NAMES, DiffusionStageConfig, TokenizerConfig
+from mribench_copedit.prompts import PretextTargets, latent_availability, observed_from_zero_filled
+from mribench_copedit.tokenizer import (COMPRESSION, CoPeVAE, build_discriminator, build_perceptual,
+                                        perceptual_weights)
+
+MEMORY_BUDGET_BYTES = 2 * 1024**3
+REPORT_SUBJECTS = 8
+
+
+class TrainImages:
+    """Training volumes (C, D, H, W): held in memory when they fit ``MEMORY_BUDGET_BYTES``, else loaded per batch."""
+
+    def __init__(self, train: SubjectSet, task: TaskSpec):
+        self.train, self.task = train, task
+        self.shape = (task.channels, *task.preprocess.shape)
+        if len(train) == 0:
+            raise BadDataError(f"task {task.name}: no training subjects")
+        volume_bytes = 4 * math.prod(self.shape)
+        self.memory = ([self._load(i) for i in range(len(train))]
+                       if volume_bytes * len(train) <= MEMORY_BUDGET_BYTES else None)
+
+    def __len__(self) -> int:
+        return len(self.train)
+
+    def _load(self, index: int) -> torch.Tensor:
+        subject = self.train[index]
+        if tuple(subject.image.shape) != self.shape:
+            raise BadDataError(f"subject {subject.subject_id}: image shape {tuple(subject.image.shape)}, task "
+                               f"{self.task.name} needs {self.shape}")
+        return torch.from_numpy(np.asarray(subject.image, dtype=np.float32))
+
+    def batch(self, indices) -> torch.Tensor:
+        """(B, C, D, H, W) float32 for the given subject indices."""
+        return torch.stack([self.memory[i] if self.memory is not None else self._load(i) for i in indices])
+
+
+def flip_in_plane(tensor: torch.Tensor, flips: np.ndarray) -> torch.Tensor:
+    """Flip each sample's last two axes where ``flips`` (B, 2) bool says so (volumes and latents alike)."""
+    out = tensor.clone()
+    for index, (flip_h, flip_w) in enumerate(flips):
+        dims = [d for d, flip in ((-2, flip_h), (-1, flip_w)) if flip]
+        if dims:
+            out[index] = tensor[index].flip(dims)
+    return out
+
+
+def zero_fill(complete: torch.Tensor, availability_mask: torch.Tensor) -> torch.Tensor:
+    return complete * availability_mask[..., None, None].to(complete.dtype)
+
+
+# -- stage I -----------------------------------------------------------------------------------------------------
+def tokenizer_hash(cfg: TokenizerConfig, task: TaskSpec, perceptual: dict[str, str] | None) -> str:
+    """Identity of a trained tokenizer: its config, the data/protocol it saw and the perceptual weights."""
+    return config_hash({"tokenizer": dataclasses.asdict(cfg), "task_model_key": task.model_key,
+                        "perceptual": perceptual["sha256"] if perceptual else "off"})
+
+
+def build_tokenizer(cfg: TokenizerConfig, task: TaskSpec) -> CoPeVAE:
+    return CoPeVAE(cfg, task.problem, task.channels, task.preprocess.shape, task.n_elements)
+
+
+def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, folder: Path, seed: int,
+                    progress=None) -> tuple[CoPeVAE, dict[str, Any]]:
+    """Stage I in ``folder`` (resumable). Returns the frozen tokenizer (eval mode) and its report.
+
+    Reuses ``folder/tokenizer.pt`` when it exists (refusing one written with another configuration).
+    """
+    folder = Path(folder)
+    perceptual_info = perceptual_weights()
+    identity = tokenizer_hash(cfg, task, perceptual_info)
+    final = folder / "tokenizer.pt"
+    seed_everything(seed)
+    model = build_tokenizer(cfg, task)
+    if final.exists():
+        payload = load_checkpoint(final, expect={"config_hash": identity})
+        model.load_state_dict(payload["state"])
+        return freeze(model), payload["report"]
+
+    info = dist_info()
+    discriminator = build_discriminator(cfg)
+    perceptual = build_perceptual(perceptual_info)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, betas=cfg.betas)
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=cfg.betas)
+    scheduler = warmup_cosine(optimizer, cfg.warmup_steps, cfg.steps)
+    state = TrainState(folder / "stage1.pt", identity, model=model, discriminator=discriminator,
+                       optimizer=optimizer, optimizer_d=optimizer_d, scheduler=scheduler)
+    start = state.resume()
+    ddp_model, ddp_discriminator = wrap_ddp(model), wrap_ddp(discriminator)
+    adversarial = PatchAdversarialLoss(criterion="least_squares")
+    log = CSVLog(folder / "stage1.csv")
+    model.train()
+    with progress_task(progress, "CoPeVAE (stage I)", cfg.steps, start) as advance:
+        for step in range(start, cfg.steps):
+            rng = seeded_rng("copedit-stage1", seed, info.rank, step)
+            indices = rng.integers(0, len(images), cfg.batch_size)
+            complete = images.batch(indices)
+            if cfg.flip_augment:
+                complete = flip_in_plane(complete, rng.random((cfg.batch_size, 2)) < 0.5)
+            mask = sample_training_mask(rng, task, cfg.batch_size)
+            out = ddp_model(complete, mask)
+            reconstruction = out["reconstruction"]
+            l1 = (reconstruction - complete).abs().mean()
+            pretext = (cfg.weight_count * out["pretext"]["count"] + cfg.weight_position * out["pretext"]["position"]
+                       + cfg.weight_contrastive * out["pretext"]["contrastive"])
+            loss = cfg.weight_l1 * l1 + cfg.weight_vq * out["vq"] + cfg.weight_pretext * pretext
+            row: dict[str, Any] = {}
+            if perceptual is not None:
+                perceptual_loss = perceptual(_as_elements(reconstruction), _as_elements(complete))
+                loss = loss + cfg.weight_perceptual * perceptual_loss
+                row["perceptual"] = float(perceptual_loss)
+            adversarial_on = step >= cfg.adversarial_start
+            if adversarial_on:
+                discriminator.requires_grad_(False)  # generator term: gradients reach the decoder only
+                generator_adv = adversarial(discriminator(_as_elements(reconstruction))[-1], target_is_real=True,
+                                            for_discriminator=False)
+                discriminator.requires_grad_(True)
+                loss = loss + cfg.weight_adversarial * generator_adv
+                row["adv_g"] = float(generator_adv)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if adversarial_on:
+                real, fake = _as_elements(complete), _as_elements(reconstruction.detach())
+                logits = ddp_discriminator(torch.cat([real, fake]))[-1]  # one forward: DDP needs one per backward
+                loss_d = 0.5 * (adversarial(logits[:len(real)], target_is_real=True, for_discriminator=True)
+                                + adversarial(logits[len(real):], target_is_real=False, for_discriminator=True))
+                optimizer_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                optimizer_d.step()
+                row["adv_d"] = float(loss_d)
+            row = {"step": step + 1, "loss": float(loss.detach()), "l1": float(l1.detach()), "vq": float(out["vq"].detach()),
+                   "count": float(out["pretext"]["count"]), "position": float(out["pretext"]["position"]),
+                   "contrastive": float(out["pretext"]["contrastive"]), **out["accuracies"],
+                   "perceptual": row.get("perceptual", ""), "adv_g": row.get("adv_g", ""),
+                   "adv_d": row.get("adv_d", ""), "lr": scheduler.get_last_lr()[0]}
+            log.write(**row)
+            state.maybe_save(step + 1, cfg.save_every, cfg.steps)
+            advance(loss=row["loss"], l1=row["l1"], count_acc=row["count_acc"], pos_acc=row["position_acc"],
+                    assess_acc=row["assessment_acc"])
+    freeze(model)
+    report = tokenizer_report(model, task, images, seed)
+    report["perceptual"] = perceptual_info or "off (no $MRIBENCH_WEIGHTS/resnet50-imagenet.pth)"
+    report["tokenizer_hash"] = identity
+    if info.is_main:
+        atomic_torch_save({"config_hash": identity, "state": model.state_dict(), "report": report}, final)
+    barrier()
+    return model, report
+
+
+def _as_elements(volumes: torch.Tensor) -> torch.Tensor:
+    return volumes.reshape(-1, 1, *volumes.shape[2:])
+
+
+def freeze(model: CoPeVAE) -> CoPeVAE:
+    return model.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def tokenizer_report(model: CoPeVAE, task: TaskSpec, images: TrainImages, seed: int) -> dict[str, Any]:
+    """Reconstruction PSNR (dB, data range 1) and pretext accuracies on up to 8 training subjects, fixed patterns."""
+    indices = list(range(min(REPORT_SUBJECTS, len(images))))
+    complete = images.batch(indices)
+    rng = seeded_rng("copedit-report", seed)
+    lo, hi = task.train_missing
+    mask = torch.from_numpy(np.stack([
+        draw_missing(rng, task.problem, task.channels, task.preprocess.shape[0], int(rng.integers(lo, hi + 1)))
+        for _ in indices]))
+    reconstruction = model.decode(model.encode(complete)).clamp(0, 1)
+    mse = (reconstruction - complete).square().flatten(1).mean(1).clamp_min(1e-10)
+    _, accuracies = model.heads.losses(model.prompts(zero_fill(complete, mask)), model.encode_continuous(complete),
+                                       PretextTargets.from_mask(mask, task.problem, COMPRESSION))
+    return {"reconstruction_psnr": float((-10 * torch.log10(mse)).mean()), **accuracies,
+            "report_subjects": len(indices)}
+
+
+# -- stage II ----------------------------------------------------------------------------------------------------
+def diffuser_config(cfg: DiffusionStageConfig, tokenizer_cfg: TokenizerConfig, task: TaskSpec) -> MDiT3DConfig:
+    return MDiT3DConfig(size=cfg.network, layout="modal" if task.problem == "missing-modality" else "planar",
+                        inject=cfg.inject, condition=cfg.condition, diffuser=cfg.diffuser,
+                        prompt_tokens=len(PROMPT_NAMES), prompt_dim=tokenizer_cfg.prompt_dim)
+
+
+def latent_shape(tokenizer_cfg: TokenizerConfig, task: TaskSpec) -> tuple[int, int, int, int, int]:
+    d, h, w = (s // COMPRESSION for s in task.preprocess.shape)
+    return (task.channels, tokenizer_cfg.latent_dim, d, h, w)
+
+
+def build_network(cfg: DiffusionStageConfig, tokenizer_cfg: TokenizerConfig, task: TaskSpec) -> torch.nn.Module:
+    """The stage II diffuser; a mask code has one entry per modality (brain) or per slice (cardiac)."""
+    code_length = task.channels if task.problem == "missing-modality" else task.preprocess.shape[0]
+    return build_diffuser(diffuser_config(cfg, tokenizer_cfg, task), latent_shape(tokenizer_cfg, task), code_length)
+
+
+@torch.no_grad()
+def conditioning(tokenizer: CoPeVAE, zero_filled: torch.Tensor, cfg: DiffusionStageConfig,
+                 problem: str) -> dict[str, torch.Tensor]:
+    """Keyword inputs of the diffuser from the zero-filled input alone: prompts (unused ones zeroed), a mask code
+    derived from the all-zero elements (ablation) or nothing (prompts off)."""
+    if cfg.condition == "prompts":
+        prompts = tokenizer.prompts(zero_filled)
+        keep = torch.tensor([name in cfg.prompts_used for name in PROMPT_NAMES], dtype=prompts.dtype)
+        return {"prompts": prompts * keep[None, :, None]}
+    if cfg.condition == "mask":
+        observed = observed_from_zero_filled(zero_filled, problem)
+        code = observed[:, :, 0] if problem == "missing-modality" else observed[:, 0, :]
+        return {"mask_code": code.float()}
+    return {}
+
+
+@torch.no_grad()
+def encode_subjects(tokenizer: CoPeVAE, images: TrainImages, progress=None) -> torch.Tensor:
+    """Quantised latents of every training subject, encoded once: (N, E, c, d, h, w)."""
+    latents = []
+    with progress_task(progress, "encode latents", len(images)) as advance:
+        for index in range(len(images)):
+            latents.append(tokenizer.encode(images.batch([index]))[0])
+            advance()
+    return torch.stack(latents)
+
+
+def cached_latents(tokenizer: CoPeVAE, images: TrainImages, path: Path, identity: str, progress=None
+                   ) -> torch.Tensor:
+    """Latents from ``path`` when written by this tokenizer, else encoded by rank 0, saved, and read by all."""
+    path = Path(path)
+    if not path.exists():
+        if dist_info().is_main:
+            atomic_torch_save({"config_hash": identity, "latents": encode_subjects(tokenizer, images, progress)},
+                              path)
+        barrier()
+    return load_checkpoint(path, expect={"config_hash": identity})["latents"]
+
+
+def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_identity: str, task: TaskSpec,
+                    images: TrainImages, workdir: Path, seed: int, progress=None
+                    ) -> tuple[torch.nn.Module, float]:
+    """Stage II in ``workdir`` (resumable). Returns (EMA diffuser in eval mode, latent scale)."""
+    workdir = Path(workdir)
+    info = dist_info()
+    latents = cached_latents(tokenizer, images, workdir / "latents.pt", tokenizer_identity, progress)
+    latent_scale = float(latents.std().clamp_min(1e-6))
+    seed_everything(derive_seed("copedit-stage2", seed))
+    network = build_network(cfg, tokenizer.cfg, task)
+    ema = EMA(network, cfg.ema_decay)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    scheduler = warmup_cosine(optimizer, cfg.warmup_steps, cfg.steps)
+    identity = config_hash({"diffusion": dataclasses.asdict(cfg), "tokenizer": tokenizer_identity})
+    state = TrainState(workdir / "stage2.pt", identity, network=network, ema=ema, optimizer=optimizer,
+                       scheduler=scheduler)
+    start = state.resume()
+    ddp_network = wrap_ddp(network)
+    diffusion = GaussianDiffusion()
+    log = CSVLog(workdir / "stage2.csv")
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    network.train()
+    with progress_task(progress, "MDiT3D (stage II)", cfg.steps, start) as advance:
+        for step in range(start, cfg.steps):
+            rng = seeded_rng("copedit-stage2", seed, info.rank, step)
+            generator = torch.Generator().manual_seed(derive_seed("copedit-stage2-noise", seed, info.rank, step))
+            indices = rng.integers(0, len(images), cfg.batch_size)
+            x0 = latents[indices] / latent_scale
+            zero_filled = zero_fill(images.batch(indices), sample_training_mask(rng, task, cfg.batch_size))
+            if cfg.flip_augment:
+                flips = rng.random((cfg.batch_size, 2)) < 0.5
+                x0, zero_filled = flip_in_plane(x0, flips), flip_in_plane(zero_filled, flips)
+            inputs = conditioning(tokenizer, zero_filled, cfg, task.problem)
+            available = latent_availability(observed_from_zero_filled(zero_filled, task.problem), COMPRESSION)
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss = diffusion.training_loss(lambda x_t, t: ddp_network(x_t, t, **inputs), x0, available,
+                                               generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            ema.update(network)
+            log.write(step=step + 1, loss=float(loss), grad_norm=float(grad_norm), lr=scheduler.get_last_lr()[0])
+            state.maybe_save(step + 1, cfg.save_every, cfg.steps)
+            advance(loss=float(loss), grad_norm=float(grad_norm))
+    return unwrap(ema.model).eval(), latent_scale
+
+
+@torch.no_grad()
+def sample(network: torch.nn.Module, tokenizer: CoPeVAE, latent_scale: float, cfg: DiffusionStageConfig,
+           zero_filled: torch.Tensor, problem: str, generator: torch.Generator) -> torch.Tensor:
+    """Complete volumes (B, C, D, H, W) in [0, 1] from zero-filled ones, without any availability mask.
+
+    The observed elements are recognised in the input itself (all-zero modality channels / all-zero slices, see
+    ``observed_from_zero_filled``); their latents are held fixed during DDIM and their voxels are returned as given.
+    """
+    observed = observed_from_zero_filled(zero_filled, problem)
+    inputs = conditioning(tokenizer, zero_filled, cfg, problem)
+    observed_latents = tokenizer.encode(zero_filled) / latent_scale
+    x0 = GaussianDiffusion().ddim_sample(lambda x_t, t: network(x_t, t, **inputs), observed_latents,
+                                         latent_availability(observed, COMPRESSION), cfg.sample_steps, generator)
+    volumes = tokenizer.decode(x0 * latent_scale).clamp(0, 1)
+    return torch.where(observed[..., None, None], zero_filled, volumes)

@@ -1,0 +1,112 @@
+"""CoPeVAE: shapes and 8×8×8 compression, prompts read only the zero-filled input, pretext targets and losses."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mribench.errors import MribenchError
+from mribench.protocol import sample_training_mask
+
+from mribench_copedit.presets import PRESETS, TokenizerConfig
+from mribench_copedit.prompts import (PretextHeads, PretextTargets, latent_availability,
+                                      observed_from_zero_filled)
+from mribench_copedit.tokenizer import check_shape
+from mribench_copedit.trainer import build_tokenizer, zero_fill
+
+SMOKE = PRESETS["smoke"].brain.tokenizer
+
+
+def test_shapes_and_compression(task):
+    model = build_tokenizer(SMOKE, task).eval()
+    image = torch.rand(2, task.channels, 16, 16, 16)
+    latents = model.encode(image)
+    assert latents.shape == (2, task.channels, SMOKE.latent_dim, 2, 2, 2)  # 16 / 8 on every axis
+    assert model.decode(latents).shape == image.shape
+    assert model.prompts(image).shape == (2, 3, SMOKE.prompt_dim)
+
+
+def test_elements_are_encoded_separately(tiny):
+    """Brain modalities are 1-channel volumes: changing one modality leaves the others' latents untouched."""
+    model = build_tokenizer(SMOKE, tiny.make_task("missing-modality")).eval()
+    image = torch.rand(1, 4, 16, 16, 16)
+    changed = image.clone()
+    changed[:, 2] = 0
+    a, b = model.encode(image), model.encode(changed)
+    assert torch.equal(a[:, [0, 1, 3]], b[:, [0, 1, 3]])
+    assert not torch.equal(a[:, 2], b[:, 2])
+
+
+def test_shape_not_divisible_by_8_is_refused():
+    with pytest.raises(MribenchError, match="divisible by 8"):
+        check_shape((16, 20, 16))
+
+
+def test_observed_from_zero_filled_recovers_the_mask(task):
+    rng = np.random.default_rng(0)
+    mask = sample_training_mask(rng, task, 5)
+    image = zero_fill(torch.rand(5, task.channels, 16, 16, 16) + 0.01, mask)
+    assert torch.equal(observed_from_zero_filled(image, task.problem), mask)
+
+
+def test_latent_availability_marks_any_missing_slice():
+    mask = torch.ones(1, 1, 16, dtype=torch.bool)
+    mask[0, 0, 6:9] = False  # touches latent slices 0 (slices 0-7) and 1 (8-15)
+    assert latent_availability(mask).tolist() == [[[False, False]]]
+    mask = torch.ones(1, 1, 16, dtype=torch.bool)
+    mask[0, 0, 10:12] = False
+    assert latent_availability(mask).tolist() == [[[True, False]]]
+
+
+def test_pretext_targets():
+    mask = torch.ones(2, 4, 16, dtype=torch.bool)
+    mask[0, 1] = False
+    mask[1, [0, 3]] = False
+    brain = PretextTargets.from_mask(mask, "missing-modality")
+    assert brain.count.tolist() == [1, 2]
+    assert brain.position.tolist() == [[0, 1, 0, 0], [1, 0, 0, 1]]
+    slices = torch.ones(1, 1, 16, dtype=torch.bool)
+    slices[0, 0, 5:9] = False
+    cardiac = PretextTargets.from_mask(slices, "missing-slice")
+    assert cardiac.count.tolist() == [4] and cardiac.position.tolist() == [5]
+
+
+def test_pretext_losses_learn_and_report_accuracies(task, tiny):
+    """The pretext heads + prompt encoders fit a fixed batch: the loss halves and every accuracy reaches 1/2 (chance:
+    count 1/3 or 1/5, position ≤ 1/9, assessment retrieval 1/6)."""
+    torch.manual_seed(0)
+    cfg = TokenizerConfig(channels=(8, 8, 8), codebook_size=32, prompt_dim=32, prompt_channels=(8, 16, 16))
+    model = build_tokenizer(cfg, task)
+    rng = np.random.default_rng(1)
+    complete = tiny.make_subjects(task, 6).stack()
+    mask = sample_training_mask(rng, task, 6)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        out = model(complete, mask)
+        loss = sum(out["pretext"].values())
+        first = float(loss.detach()) if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        out = model(complete, mask)
+    assert float(sum(out["pretext"].values())) < 0.5 * first
+    assert min(out["accuracies"].values()) >= 0.5, out["accuracies"]
+
+
+def test_contrastive_loss_prefers_matching_pairs():
+    cfg = TokenizerConfig(channels=(8, 8, 8), codebook_size=32, prompt_dim=8, prompt_channels=(8, 8, 8))
+    heads = PretextHeads(cfg, "missing-modality", 4, 16, 4)
+    with torch.no_grad():
+        for layer in (heads.anchor, heads.positive):
+            layer.weight.copy_(torch.eye(8))
+            layer.bias.zero_()
+    mask = torch.ones(3, 4, 16, dtype=torch.bool)
+    mask[:, 0] = False
+    targets = PretextTargets.from_mask(mask, "missing-modality")
+    latents = torch.randn(3, 4, 8, 2, 2, 2)
+    positives = heads.missing_embedding(latents, targets.missing_latents).detach()
+    matched, _ = heads.losses(torch.stack([positives] * 3, dim=1), latents, targets)
+    shuffled, _ = heads.losses(torch.stack([positives[[1, 2, 0]]] * 3, dim=1), latents, targets)
+    assert matched["contrastive"] < shuffled["contrastive"]
