@@ -1,0 +1,47 @@
+"""FID: Fréchet distance of pytorch-fid InceptionV3 pool3 features (2048-d) between the real and synthesised 2D
+slices of the missing elements over the whole test split.
+
+Slices: every axial slice (D of them) of each missing modality (brain); each missing slice (cardiac). Grey →
+3 channels, resized to 299×299 as pytorch-fid does. The weight file is pytorch-fid's
+``pt_inception-2015-12-05-6726825d.pth`` (see :mod:`mribench.metrics.features`); absent → "not computed".
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from mribench.metrics.base import EvalContext
+from mribench.metrics.elements import element_arrays
+from mribench.metrics.features import INCEPTION_FID, InceptionFeatures, require
+from mribench.metrics.frechet import FrechetMetric
+
+
+def missing_slices(pred: torch.Tensor, target: torch.Tensor, availability_mask: torch.Tensor,
+                   problem: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2D slices of the missing elements as two (N, 1, H, W) batches (real, synthesised)."""
+    pairs = element_arrays(pred, target, availability_mask, problem)
+    if not pairs:
+        empty = torch.empty(0, 1, *pred.shape[-2:])
+        return empty, empty
+    real = torch.cat([t.reshape(-1, 1, *t.shape[-2:]) for _, _, t in pairs])
+    synthesised = torch.cat([p.reshape(-1, 1, *p.shape[-2:]) for _, p, _ in pairs])
+    return real, synthesised
+
+
+class FID(FrechetMetric):
+    name: ClassVar[str] = "fid"
+    higher_is_better: ClassVar[bool] = False
+    description: ClassVar[str] = "FID (pytorch-fid InceptionV3 pool3) over 2D slices of the missing elements"
+
+    def prepare(self, context: EvalContext) -> None:
+        status = require(INCEPTION_FID)
+        if not status.present:
+            self.unavailable = status.absent_reason()
+            return
+        self.extractor = InceptionFeatures(status, batch_size=int(self.options.get("batch_size", 32)))
+
+    def samples(self, pred: torch.Tensor, target: torch.Tensor, availability_mask: torch.Tensor,
+                meta: dict[str, Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        real, synthesised = missing_slices(pred, target, availability_mask, meta["problem"])
+        return [(real, synthesised)] if len(real) else []
