@@ -287,3 +287,28 @@ def leaderboard(
         err.print(f"wrote {output}")
     else:
         sys.stdout.write(text)
+
+
+# -- benchmarks ----------------------------------------------------------------------------------------------
+BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@app.command()
+@handle_errors
+def bench(name: Annotated[Optional[str], typer.Argument(help="Benchmark name (e.g. ssim); none lists them.")]
+          = None) -> None:
+    """List the speed benchmarks, or run one (each prints ratios measured side by side in one run)."""
+    import ast
+    import subprocess
+
+    from mribench.errors import UnknownNameError
+
+    scripts = {p.stem.removeprefix("bench_"): p for p in sorted(BENCHMARKS_DIR.glob("bench_*.py"))}
+    if name is None:
+        for key, path in scripts.items():
+            doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+            out.print(f"[bold]{key}[/]  {doc.splitlines()[0] if doc else ''}", soft_wrap=True)
+        return
+    if name not in scripts:
+        raise UnknownNameError("benchmark", name, scripts)
+    raise typer.Exit(subprocess.call([sys.executable, str(scripts[name])]))

@@ -173,3 +173,10 @@ def test_result_roundtrip(tiny_registry, tmp_path):
     outcome = _run(tmp_path)
     assert read_result(outcome.folder / "result.json").metrics.keys() == outcome.result.metrics.keys()
     assert np.isfinite(outcome.result.metrics["ssim"]["aggregate"]["mean"])
+
+
+def test_bench_lists_the_benchmarks_and_refuses_unknown_names():
+    listing = cli.invoke(app, ["bench"])
+    assert listing.exit_code == 0 and "ssim" in listing.output
+    unknown = cli.invoke(app, ["bench", "ssimm"])
+    assert unknown.exit_code == 2 and "did you mean 'ssim'" in unknown.output
