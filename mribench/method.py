@@ -32,6 +32,8 @@ class Method:
             each a dataclass instance.
         reads_mask: whether ``synthesize`` reads ``batch.availability_mask`` (CoPeDiT does not).
         trainable: whether ``fit`` learns anything (floors that learn nothing may skip checkpoints).
+        family: the leaderboard's row group in the paper layout: ``floor``, ``gan`` (GAN/transformer),
+            ``diffusion``, ``proposed`` (CoPeDiT) or ``other``.
     """
 
     name: ClassVar[str]
@@ -40,6 +42,7 @@ class Method:
     presets: ClassVar[dict[str, Any]] = {}
     reads_mask: ClassVar[bool] = True
     summary: ClassVar[str] = ""
+    family: ClassVar[str] = "other"
 
     def __init__(self, config: Any, seed: int = 0):
         self.config = config
