@@ -20,12 +20,14 @@ def mribench_register_datasets() -> list[type]:
 
 @hookimpl
 def mribench_register_metrics() -> list[type]:
+    from mribench.metrics.dice import Dice
+    from mribench.metrics.fdseg import FDSeg
     from mribench.metrics.fid import FID
     from mribench.metrics.fvd import FVD
     from mribench.metrics.psnr import MAE, PSNR
     from mribench.metrics.ssim import SSIM, SSIMNonTumour, SSIMTumour
 
-    return [PSNR, MAE, SSIM, SSIMTumour, SSIMNonTumour, FID, FVD]
+    return [PSNR, MAE, SSIM, SSIMTumour, SSIMNonTumour, FID, FVD, FDSeg, Dice]
 
 
 @hookimpl

@@ -1,0 +1,97 @@
+"""Downstream Dice: segment each test subject with the benchmark's segmenter and score the regions with MONAI's
+DiceMetric (brain WT/TC/ET, cardiac RV/MYO/LV), in three settings:
+
+* ``full``: the Full segmenter on the all-real volume (upper reference);
+* ``missing``: brain — the segmenter trained on the subject's available modalities only (the paper's
+  "Missing" baseline); cardiac — the Full segmenter on the volume with the missing slices zero-filled;
+* ``synthesis``: the Full segmenter on the volume completed by the method (the per-subject value of ``dice``).
+
+Per-subject value: mean Dice over the regions with synthesis. The aggregate adds per-region means of the three
+settings (``synthesis``, ``full``, ``missing``). Not computed when the dataset has no labels. A region empty in
+both reference and prediction counts as Dice 1 (MONAI ``ignore_empty=False``).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from mribench.metrics.aggregate import summarize
+from mribench.metrics.base import EvalContext, Metric, MetricResult
+from mribench.metrics.segmenter import get_segmenter, region_targets
+
+SETTINGS = ("synthesis", "full", "missing")
+
+
+def region_dice(prediction: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """MONAI DiceMetric of binary region maps (R, D, H, W) → (R,)."""
+    from monai.metrics import DiceMetric
+
+    metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
+    return metric(prediction[None].float(), reference[None].float())[0]
+
+
+def has_labels(train: Any) -> bool:
+    return len(train) > 0 and train[0].label is not None
+
+
+class Dice(Metric):
+    name: ClassVar[str] = "dice"
+    higher_is_better: ClassVar[bool] = True
+    description: ClassVar[str] = "downstream segmentation Dice (WT/TC/ET or RV/MYO/LV): full, missing, with synthesis"
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.context: EvalContext | None = None
+        self.unavailable: str | None = None
+        self.extractor: dict[str, str] | None = None
+        self.per_subject: dict[str, float] = {}
+        self.per_region: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in SETTINGS}
+
+    def prepare(self, context: EvalContext) -> None:
+        self.context = context
+        if not has_labels(context.train):
+            self.unavailable = "the dataset has no segmentation labels"
+
+    def _segmenter(self, channels: list[int]):
+        ctx = self.context
+        return get_segmenter(ctx.task, ctx.train, ctx.preset, channels, ctx.progress)
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor, availability_mask: torch.Tensor,
+               meta: dict[str, Any]) -> None:
+        if self.unavailable is not None:
+            return
+        if meta.get("label") is None:
+            self.unavailable = f"subject {meta['subject_id']} has no label"
+            return
+        full = self._segmenter(list(range(target.shape[1])))
+        reference = region_targets(torch.as_tensor(meta["label"]), full.regions).bool()
+        mask = availability_mask.reshape(availability_mask.shape[-2:]).bool()
+        if meta["problem"] == "missing-modality":
+            available = [c for c in range(mask.shape[0]) if mask[c].all()]
+            missing_prediction = self._segmenter(available).predict(target[0])
+        else:
+            missing_prediction = full.predict(target[0] * mask[:, :, None, None])
+        scores = {"synthesis": region_dice(full.predict(pred[0]), reference),
+                  "full": region_dice(full.predict(target[0]), reference),
+                  "missing": region_dice(missing_prediction, reference)}
+        for setting, values in scores.items():
+            for region, value in zip(full.regions, values.tolist()):
+                self.per_region[setting][region].append(value)
+        self.per_subject[str(meta["subject_id"])] = float(scores["synthesis"].mean())
+        self.extractor = full.info
+
+    def compute(self) -> MetricResult:
+        if self.unavailable is not None:
+            return MetricResult.not_computed(self.unavailable)
+        if not self.per_subject:
+            return MetricResult.not_computed("no subject was scored")
+        breakdown = {setting: {region: float(np.mean(v)) for region, v in regions.items()}
+                     for setting, regions in self.per_region.items()}
+        for values in breakdown.values():
+            values["mean"] = float(np.mean(list(values.values())))
+        return MetricResult(per_subject=dict(self.per_subject),
+                            aggregate={**summarize(self.per_subject), **breakdown}, extractor=self.extractor)

@@ -1,0 +1,46 @@
+"""fd-seg: Fréchet distance between encoder features of real and synthesised volumes, taken from the
+benchmark's own downstream Full segmenter (:mod:`mribench.metrics.segmenter`). It runs offline wherever the
+segmenter can be trained (datasets with labels), has its own name and column, and is never presented as FID.
+
+Features: the global mean of the SegResNet's deepest encoder features of the complete volume (real: all real;
+synthesised: observed elements real, missing elements synthesised), one vector per test subject.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from mribench.metrics.base import EvalContext
+from mribench.metrics.dice import has_labels
+from mribench.metrics.frechet import FrechetMetric
+from mribench.metrics.segmenter import get_segmenter
+
+
+class SegmenterFeatures:
+    """Adapter: (N, C, D, H, W) volumes → (N, F) encoder features of a Segmenter."""
+
+    def __init__(self, segmenter):
+        self.segmenter = segmenter
+        self.info = segmenter.info
+
+    def __call__(self, volumes: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.segmenter.features(volume) for volume in volumes])
+
+
+class FDSeg(FrechetMetric):
+    name: ClassVar[str] = "fd-seg"
+    higher_is_better: ClassVar[bool] = False
+    description: ClassVar[str] = "Fréchet distance of the downstream segmenter's encoder features (not FID)"
+
+    def prepare(self, context: EvalContext) -> None:
+        if not has_labels(context.train):
+            self.unavailable = "the dataset has no segmentation labels, so there is no downstream segmenter"
+            return
+        segmenter = get_segmenter(context.task, context.train, context.preset, list(range(context.task.channels)),
+                                  context.progress)
+        self.extractor = SegmenterFeatures(segmenter)
+
+    def samples(self, pred: torch.Tensor, target: torch.Tensor, availability_mask: torch.Tensor,
+                meta: dict[str, Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(target, pred)]

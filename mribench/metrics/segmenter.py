@@ -1,0 +1,176 @@
+"""The downstream segmenter behind ``dice`` and ``fd-seg``: a MONAI SegResNet trained once per (dataset, preset)
+on the complete real training data, cached and hashed like any other extractor.
+
+Regions are predicted as independent sigmoid channels: brain WT = {1, 2, 4}, TC = {1, 4}, ET = {4}; cardiac
+RV = {1}, MYO = {2}, LV = {3}. Variants: ``full`` (all modalities) and, for brain, one per set of available
+modalities (``avail-T1+T2+FLAIR`` ...), trained lazily when a test pattern needs it — the paper's "Missing"
+baseline. Checkpoints: ``cache_dir()/segmenters/<task.model_key>/<preset>/<variant>.pt`` written atomically and
+resumable (TrainState); the SHA-256 of the finished file is what results record.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mribench.data.base import cache_dir
+from mribench.errors import MribenchError
+from mribench.metrics.features import sha256_of
+from mribench.protocol import derive_seed, seeded_rng
+from mribench.training import TrainState, load_checkpoint, progress_task, seed_everything
+
+BRAIN_REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
+CARDIAC_REGIONS: dict[str, tuple[int, ...]] = {"RV": (1,), "MYO": (2,), "LV": (3,)}
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """SegResNet size and training schedule of one preset."""
+
+    init_filters: int
+    blocks_down: tuple[int, ...]
+    blocks_up: tuple[int, ...]
+    steps: int
+    batch_size: int
+    lr: float
+    save_every: int
+
+
+PRESETS: dict[str, SegmenterConfig] = {
+    "smoke": SegmenterConfig(init_filters=4, blocks_down=(1, 1), blocks_up=(1,), steps=6, batch_size=2, lr=3e-3,
+                             save_every=3),
+    "cpu": SegmenterConfig(init_filters=8, blocks_down=(1, 2, 2), blocks_up=(1, 1), steps=300, batch_size=2,
+                           lr=1e-3, save_every=50),
+    "paper": SegmenterConfig(init_filters=16, blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), steps=20000,
+                             batch_size=2, lr=1e-4, save_every=500),
+}
+
+
+def regions_for(problem: str) -> dict[str, tuple[int, ...]]:
+    return BRAIN_REGIONS if problem == "missing-modality" else CARDIAC_REGIONS
+
+
+def region_targets(label: torch.Tensor, regions: dict[str, tuple[int, ...]]) -> torch.Tensor:
+    """(..., D, H, W) integer label → (..., R, D, H, W) float binary region maps."""
+    label = torch.as_tensor(label).long()
+    return torch.stack([torch.isin(label, torch.tensor(values)) for values in regions.values()], dim=-4).float()
+
+
+def variant_name(channels: list[int], element_names: list[str], n_channels: int) -> str:
+    if len(channels) == n_channels:
+        return "full"
+    return "avail-" + "+".join(element_names[c] for c in channels)
+
+
+class Segmenter:
+    """A trained SegResNet on a subset of input channels.
+
+    ``predict(image)`` (C_in, D, H, W) in [0, 1] → (R, D, H, W) bool; ``features(image)`` → (F,) global mean of
+    the deepest encoder features. Inputs are zero-padded to a multiple of the network's total stride.
+    """
+
+    def __init__(self, net: torch.nn.Module, channels: list[int], regions: dict[str, tuple[int, ...]],
+                 stride: int, info: dict[str, str]):
+        self.net = net.eval()
+        self.channels = channels
+        self.regions = regions
+        self.stride = stride
+        self.info = info
+
+    def _pad(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        shape = image.shape[-3:]
+        pads = [(-s) % self.stride for s in shape]
+        padded = F.pad(image[None, self.channels].float(), (0, pads[2], 0, pads[1], 0, pads[0]))
+        return padded, tuple(shape)
+
+    @torch.no_grad()
+    def predict(self, image: torch.Tensor) -> torch.Tensor:
+        padded, (d, h, w) = self._pad(image)
+        return (self.net(padded)[0, :, :d, :h, :w] > 0)
+
+    @torch.no_grad()
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        padded, _ = self._pad(image)
+        deepest, _ = self.net.encode(padded)
+        return deepest.mean(dim=(2, 3, 4))[0]
+
+
+def _build(config: SegmenterConfig, in_channels: int, out_channels: int) -> torch.nn.Module:
+    from monai.networks.nets import SegResNet
+
+    return SegResNet(spatial_dims=3, init_filters=config.init_filters, in_channels=in_channels,
+                     out_channels=out_channels, blocks_down=config.blocks_down, blocks_up=config.blocks_up,
+                     norm=("GROUP", {"num_groups": min(8, config.init_filters)}))
+
+
+_LOADED: dict[Path, Segmenter] = {}
+
+
+def segmenter_path(task: Any, preset: str, variant: str) -> Path:
+    return cache_dir() / "segmenters" / task.model_key / preset / f"{variant}.pt"
+
+
+def get_segmenter(task: Any, train: Any, preset: str, channels: list[int], progress=None) -> Segmenter:
+    """The cached segmenter of (task.model_key, preset, input channels); trained on ``train`` when absent.
+
+    train: SubjectSet of complete training subjects with labels.
+    """
+    if preset not in PRESETS:
+        raise MribenchError(f"unknown segmenter preset {preset!r}; known: {', '.join(PRESETS)}")
+    config = PRESETS[preset]
+    regions = regions_for(task.problem)
+    variant = variant_name(channels, task.element_names, task.channels)
+    path = segmenter_path(task, preset, variant)
+    if path in _LOADED:
+        return _LOADED[path]
+    identity = {"config": asdict(config), "channels": channels, "regions": regions, "model_key": task.model_key}
+    config_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    seed_everything(derive_seed("mribench-segmenter", task.model_key, preset, variant))
+    net = _build(config, len(channels), len(regions))
+    stride = 2 ** (len(config.blocks_down) - 1)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    state = TrainState(path, config_hash, model=net, opt=opt)
+    start = state.resume()
+    if start < config.steps:
+        _train(net, opt, state, start, config, train, channels, regions, stride, progress, f"segmenter {variant}")
+    payload = load_checkpoint(path, expect={"config_hash": config_hash})
+    net.load_state_dict(payload["objects"]["model"])
+    info = {"name": f"segmenter-{preset}-{variant}", "file": str(path), "sha256": sha256_of(path),
+            "pin": "trained by mribench"}
+    _LOADED[path] = Segmenter(net, channels, regions, stride, info)
+    return _LOADED[path]
+
+
+def _train(net, opt, state: TrainState, start: int, config: SegmenterConfig, train, channels: list[int],
+           regions: dict[str, tuple[int, ...]], stride: int, progress, description: str) -> None:
+    from monai.losses import DiceCELoss
+
+    if len(train) == 0:
+        raise MribenchError("cannot train the downstream segmenter: the training split is empty")
+    loss_fn = DiceCELoss(sigmoid=True)
+    net.train()
+    # metrics may be asked for a segmenter from inside torch.no_grad() (lazy Missing variants)
+    with torch.enable_grad(), progress_task(progress, description, total=config.steps, completed=start) as advance:
+        for step in range(start, config.steps):
+            rng = seeded_rng("mribench-segmenter-batch", description, step)
+            subjects = [train[int(i)] for i in rng.integers(0, len(train), config.batch_size)]
+            if any(s.label is None for s in subjects):
+                raise MribenchError(f"subject {next(s.subject_id for s in subjects if s.label is None)} has no label; "
+                                    "the downstream segmenter needs labels")
+            images = torch.from_numpy(np.stack([s.image[channels] for s in subjects])).float()
+            targets = region_targets(torch.from_numpy(np.stack([s.label for s in subjects])), regions)
+            pads = [(-s) % stride for s in images.shape[-3:]]
+            padding = (0, pads[2], 0, pads[1], 0, pads[0])
+            loss = loss_fn(net(F.pad(images, padding)), F.pad(targets, padding))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            state.maybe_save(step + 1, config.save_every, config.steps)
+            advance(loss=float(loss))
+    net.eval()
