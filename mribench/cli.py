@@ -268,6 +268,66 @@ def plugins() -> None:
             out.print(f"[red]plugin {info.name!r} ({info.module}) failed:[/] {info.error}", soft_wrap=True)
 
 
+# -- weights and scoring -------------------------------------------------------------------------------------
+weights_app = typer.Typer(help="Pretrained weight files of the FID/FVD extractors (never downloaded).",
+                          invoke_without_command=True)
+app.add_typer(weights_app, name="weights")
+
+
+def _print_weights() -> None:
+    from mribench.metrics.features import list_weights
+
+    for status in list_weights():
+        out.print(f"[bold]{status.spec.key}[/] ({status.spec.metric}): {status.spec.filename} — {status.describe()}"
+                  f"{' sha256 ' + status.sha256 if status.sha256 else ''}; looked in {'; '.join(status.looked)}",
+                  soft_wrap=True)
+
+
+@weights_app.callback()
+@handle_errors
+def weights_default(ctx: typer.Context) -> None:
+    """List each extractor's weight file, where it was looked for, and whether it is present and verified."""
+    if not ctx.invoked_subcommand:
+        _print_weights()
+
+
+@weights_app.command("list")
+@handle_errors
+def weights_list() -> None:
+    """List each extractor's weight file, where it was looked for, and whether it is present and verified."""
+    _print_weights()
+
+
+@weights_app.command("add")
+@handle_errors
+def weights_add(file: Annotated[Path, typer.Argument(help="A weight file with its official name.")]) -> None:
+    """Check a weight file's hash and copy it into the weights folder ($MRIBENCH_WEIGHTS or the cache)."""
+    from mribench.metrics.features import add_weights
+
+    err.print(f"added {add_weights(file)}")
+
+
+@app.command()
+@handle_errors
+def score(
+    task: Annotated[str, typer.Option(help="Task name or YAML file.")],
+    predictions: Annotated[Path, typer.Option(help="Folder <subject>/<element>.nii.gz as 'run' writes it.")],
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder of the dataset (phantoms: generated).")] = None,
+    preset: Annotated[str, typer.Option(help="Downstream segmenter preset for dice / fd-seg.")] = "cpu",
+) -> None:
+    """Score NIfTI predictions made outside mribench with the task's evaluators; prints JSON."""
+    from dataclasses import asdict
+
+    from mribench.metrics.score import score_predictions
+    from mribench.tasks import get_task
+    from mribench.training import make_progress
+
+    with make_progress(err) as progress:
+        outcome = score_predictions(get_task(task), predictions, data_root, preset, progress)
+    sys.stdout.write(json.dumps({"metrics": {name: asdict(r) for name, r in outcome.results.items()},
+                                 "clipped_voxels": outcome.clipped_voxels}, indent=2, default=str) + "\n")
+
+
 # -- leaderboard ---------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
