@@ -39,3 +39,23 @@ def open_dataset(name: str, root: str | Path, options: dict[str, Any] | None = N
         state = "does not exist" if not root.exists() else "is empty" if root.is_dir() else "is not a folder"
         raise DataMissingError(f"{root} {state}: {dataset_cls.missing_message([f'--root: {root}'])}")
     return dataset_cls(root, options)
+
+
+def problems_table(problems: list[Problem]):
+    """A rich table of problems: subject, file, problem, severity."""
+    from rich.table import Table
+
+    table = Table("subject", "file", "problem", "severity")
+    table.columns[0].no_wrap = True
+    for problem in problems:
+        style = "red" if problem.severity == "error" else "yellow"
+        table.add_row(problem.subject_id, problem.file, problem.problem, f"[{style}]{problem.severity}[/]")
+    return table
+
+
+def summary(dataset: NiftiDataset, problems: list[Problem]) -> str:
+    """One line: how many subjects were checked, how many have errors, how many were excluded."""
+    errors = {p.subject_id for p in problems if p.severity == "error"}
+    excluded = [p for p in problems if p.severity == "excluded"]
+    return (f"{dataset.name} at {dataset.root}: {len(dataset.subject_ids())} subjects checked, {len(errors)} with "
+            f"errors, {len(excluded)} excluded")
