@@ -1,0 +1,217 @@
+"""MMGAN, MMT, M2DN, Hyper-GAE and the +Prompts variants: contracts, learning, prompts, resume, registry."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import mribench_baselines.common as common
+from baselines_tiny import make_batch, make_subjects, make_task
+from mribench.errors import MribenchError
+from mribench.plugins import Registry, registry, set_registry
+from mribench.protocol import Batch
+from mribench.training import seed_everything
+from mribench_baselines import plugin as baselines_plugin
+from mribench_baselines.hypergae import HyperGAE, HyperGAEPrompts
+from mribench_baselines.m2dn import M2DN, M2DNPrompts
+from mribench_baselines.mmgan import MMGAN
+from mribench_baselines.mmt import MMT, MMTPrompts
+
+BASE = [MMGAN, MMT, M2DN, HyperGAE]
+PROMPTED = [MMTPrompts, M2DNPrompts, HyperGAEPrompts]
+ALL = BASE + PROMPTED
+
+
+class FakeTokenizer(nn.Module):
+    """Stands in for CoPeVAE: prompts (B, 3, P) from which elements are present and their mean intensities."""
+
+    prompt_dim = 6
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.proj = nn.Parameter(torch.randn(2, 3 * self.prompt_dim, generator=generator), requires_grad=False)
+
+    def prompts(self, image: torch.Tensor) -> torch.Tensor:
+        per_element = image.flatten(3).mean(3)  # (B, C, D)
+        features = torch.stack([(per_element > 0).float().mean((1, 2)), per_element.mean((1, 2))], 1)
+        present = (per_element > 0).float().flatten(1)
+        prompts = (features @ self.proj).view(-1, 3, self.prompt_dim)
+        return prompts + present[:, : self.prompt_dim].sum(1, keepdim=True)[..., None] * 0.1
+
+
+@pytest.fixture(autouse=True)
+def fake_copedit(monkeypatch):
+    """Route the +Prompts methods to a fake tokenizer (the copedit tokenizer has its own tests)."""
+    monkeypatch.setattr(common, "frozen_tokenizer", lambda *args, **kwargs: FakeTokenizer())
+
+    def restore(state, task, preset):
+        tokenizer = FakeTokenizer()
+        tokenizer.load_state_dict(state)
+        return tokenizer
+
+    monkeypatch.setattr(common, "restore_tokenizer", restore)
+
+
+def quick(cls, **changes):
+    return dataclasses.replace(cls.presets["smoke"], **changes)
+
+
+def fitted(cls, problem: str, tmp_path, config=None, n_subjects: int = 6):
+    task, subjects = make_task(problem), make_subjects(problem, n_subjects)
+    seed_everything(0)
+    method = cls(config or cls.presets["smoke"], seed=0)
+    method.shared_dir = tmp_path / "shared"
+    method.fit(subjects, task, tmp_path / cls.name.replace("+", "_"), None)
+    return method, task, subjects
+
+
+def untrained_like(method):
+    """A copy of a fitted method with freshly initialised networks (same tokenizer)."""
+    copy = type(method)(method.config, seed=1)
+    copy.task, copy._tokenizer = method.task, method._tokenizer
+    seed_everything(1)
+    copy._build(method.spec)
+    for net in copy.nets.values():
+        net.eval()
+    return copy
+
+
+def missing_error(method, batch: Batch, complete: torch.Tensor) -> float:
+    torch.manual_seed(0)
+    out = method.synthesize(batch)
+    missing = ~batch.availability_mask[..., None, None].expand_as(complete)
+    return float((out - complete)[missing].abs().mean())
+
+
+# -- contracts --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
+def test_contract_on_both_problems(cls, problem, tmp_path):
+    method, task, subjects = fitted(cls, problem, tmp_path, quick(cls, steps=2), n_subjects=3)
+    batch, complete = make_batch(task, subjects)
+    out = method.synthesize(batch)
+    assert out.shape == complete.shape and out.dtype == torch.float32
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    observed = batch.availability_mask[..., None, None].expand_as(complete)
+    assert torch.equal(out[observed], batch.image[observed])
+    assert not torch.equal(out[~observed], batch.image[~observed])
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
+def test_paper_preset_builds_with_sizes(cls):
+    facts = cls.describe("paper")
+    counts = {k: v for k, v in facts.items() if k.startswith("params_")}
+    assert counts and min(counts.values()) > 100_000
+    assert sum(cls.describe("smoke")[k] for k in counts) < sum(counts.values())
+
+
+def test_mmgan_curriculum_widens_from_one_missing_element():
+    method = MMGAN(quick(MMGAN, steps=100), seed=0)
+    method.task = make_task("missing-modality")
+    assert method.k_range(0) == (1, 1)
+    assert method.k_range(99) == (1, 2)
+
+
+def test_element_stack_round_trip_and_inferred_availability(problem):
+    task = make_task(problem)
+    batch, complete = make_batch(task, make_subjects(problem, 1))
+    stack, availability = common.element_stack(complete, batch.availability_mask, problem)
+    assert stack.shape[1] == task.n_elements and availability.shape == stack.shape[:2]
+    assert torch.equal(common.volume_from_stack(stack, problem, 1), complete)
+    assert torch.equal(common.inferred_availability(batch.image, problem), batch.availability_mask)
+
+
+# -- learning -----------------------------------------------------------------------------------------------------
+LEARNING = [(MMGAN, "missing-modality"), (MMT, "missing-slice"), (M2DN, "missing-modality"),
+            (HyperGAE, "missing-slice"), (MMTPrompts, "missing-modality"), (M2DNPrompts, "missing-slice"),
+            (HyperGAEPrompts, "missing-modality")]
+
+
+@pytest.mark.parametrize("cls,problem_name", LEARNING, ids=[c.name for c, _ in LEARNING])
+def test_smoke_training_beats_an_untrained_copy(cls, problem_name, tmp_path):
+    method, task, subjects = fitted(cls, problem_name, tmp_path)
+    errors = [(missing_error(method, *make_batch(task, subjects, i)),
+               missing_error(untrained_like(method), *make_batch(task, subjects, i))) for i in range(2)]
+    trained, untrained = (sum(e[k] for e in errors) for k in (0, 1))
+    assert trained < 0.9 * untrained
+
+
+# -- +Prompts -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", PROMPTED, ids=lambda c: c.name)
+def test_prompt_variants_read_prompts_never_the_mask(cls, tmp_path):
+    assert cls.reads_mask is False
+    method, task, subjects = fitted(cls, "missing-modality", tmp_path, quick(cls, steps=3))
+    batch, _ = make_batch(task, subjects)
+    torch.manual_seed(0)
+    reference = method.synthesize(batch)
+    wrong = Batch(batch.image, ~batch.availability_mask, batch.subject_ids, batch.meta)
+    torch.manual_seed(0)
+    assert torch.equal(method.synthesize(wrong), reference)
+    method._tokenizer = FakeTokenizer(seed=5)
+    torch.manual_seed(0)
+    assert not torch.allclose(method.synthesize(batch), reference)
+
+
+def test_prompt_variants_unavailable_without_copedit():
+    set_registry(Registry(entry_points=False, extra_plugins=[("baselines", baselines_plugin)]))
+    try:
+        for cls in PROMPTED:
+            assert cls.unavailable_reason() == "needs the copedit plugin (mribench-copedit), which is not installed"
+        assert all(cls.unavailable_reason() is None for cls in BASE)
+    finally:
+        set_registry(None)
+
+
+# -- persistence --------------------------------------------------------------------------------------------------
+def test_killed_fit_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    config = quick(M2DN, steps=6, save_every=2)
+    complete_run, _, _ = fitted(M2DN, "missing-slice", tmp_path / "a", config)
+
+    calls = {"n": 0}
+    original = M2DN.train_step
+
+    def dies_after_three_steps(self, batch, step):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt
+        return original(self, batch, step)
+
+    monkeypatch.setattr(M2DN, "train_step", dies_after_three_steps)
+    with pytest.raises(KeyboardInterrupt):
+        fitted(M2DN, "missing-slice", tmp_path / "b", config)
+    monkeypatch.setattr(M2DN, "train_step", original)
+    resumed, _, _ = fitted(M2DN, "missing-slice", tmp_path / "b", config)
+    for key, value in complete_run.state()["nets"]["denoiser"].items():
+        assert torch.allclose(value, resumed.state()["nets"]["denoiser"][key]), key
+
+
+@pytest.mark.parametrize("cls", [MMGAN, MMTPrompts], ids=lambda c: c.name)
+def test_save_load_round_trip(cls, tmp_path):
+    method, task, subjects = fitted(cls, "missing-slice", tmp_path, quick(cls, steps=2))
+    method.save(tmp_path / "model.pt")
+    loaded = cls.load(tmp_path / "model.pt", method.config, 0, task)
+    batch, _ = make_batch(task, subjects)
+    assert torch.equal(loaded.synthesize(batch), method.synthesize(batch))
+    with pytest.raises(MribenchError):
+        cls.load(tmp_path / "model.pt", quick(cls, steps=3), 0, task)
+
+
+# -- discovery ----------------------------------------------------------------------------------------------------
+NAMES = {"mmgan", "mmt", "m2dn", "hypergae", "mmt+prompts", "m2dn+prompts", "hypergae+prompts"}
+
+
+def test_methods_are_discoverable_through_the_registry_and_cli():
+    found = Registry()
+    assert NAMES <= set(found.names("method"))
+    assert all(found.get("method", name).plugin == "baselines" for name in NAMES)
+    assert all(found.method(name).unavailable_reason() is None for name in NAMES)  # copedit is installed here
+    from mribench.cli import app
+
+    set_registry(None)
+    result = CliRunner().invoke(app, ["methods"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert all(name in result.output for name in NAMES)
+    assert registry() is not None
