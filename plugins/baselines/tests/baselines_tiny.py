@@ -11,18 +11,18 @@ from mribench.tasks import TaskSpec
 SHAPE = (8, 16, 16)
 
 
-def make_task(problem: str, missing: int = 1) -> TaskSpec:
-    """A small brain (C=3) or cardiac (D=8) task."""
+def make_task(problem: str, missing: int = 1, shape: tuple[int, int, int] = SHAPE) -> TaskSpec:
+    """A small brain (C=3) or cardiac (D slices) task."""
     brain = problem == "missing-modality"
     return TaskSpec.model_validate({
         "name": f"tiny-{'brain' if brain else 'cardiac'}", "version": 1, "description": "test", "dataset": "tiny",
-        "problem": problem, "elements": ["A", "B", "C"] if brain else SHAPE[0], "missing": missing,
+        "problem": problem, "elements": ["A", "B", "C"] if brain else shape[0], "missing": missing,
         "train_missing": [1, 2] if brain else [2, 4], "split": {"rule": "ratio", "test_fraction": 0.25},
-        "preprocess": {"shape": list(SHAPE)}, "metrics": [{"name": "psnr"}]})
+        "preprocess": {"shape": list(shape)}, "metrics": [{"name": "psnr"}]})
 
 
-def _volume(rng: np.random.Generator, problem: str) -> np.ndarray:
-    d, h, w = SHAPE
+def _volume(rng: np.random.Generator, problem: str, shape: tuple[int, int, int]) -> np.ndarray:
+    d, h, w = shape
     zz, yy, xx = np.meshgrid(np.linspace(-1, 1, d), np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
     radius = 0.5 + 0.3 * rng.random()
     shift = 0.2 * rng.standard_normal(2)
@@ -32,9 +32,9 @@ def _volume(rng: np.random.Generator, problem: str) -> np.ndarray:
     return blob[None].astype(np.float32)
 
 
-def make_subjects(problem: str, n: int, seed: int = 0) -> SubjectSet:
+def make_subjects(problem: str, n: int, seed: int = 0, shape: tuple[int, int, int] = SHAPE) -> SubjectSet:
     rng = np.random.default_rng(seed)
-    subjects = {f"s{i:02d}": Subject(f"s{i:02d}", _volume(rng, problem), np.eye(4)) for i in range(n)}
+    subjects = {f"s{i:02d}": Subject(f"s{i:02d}", _volume(rng, problem, shape), np.eye(4)) for i in range(n)}
     return SubjectSet(sorted(subjects), subjects.__getitem__)
 
 
