@@ -71,6 +71,12 @@ class Format(str, Enum):
     md = "md"
     csv = "csv"
     latex = "latex"
+    html = "html"
+
+
+class Layout(str, Enum):
+    plain = "plain"
+    paper = "paper"
 
 
 # -- run -----------------------------------------------------------------------------------------------------
@@ -334,14 +340,23 @@ def score(
 def leaderboard(
     task: Annotated[list[str], typer.Option("--task", "-t", help="Task(s) to tabulate (repeatable).")],
     runs: Annotated[Path, typer.Option(help="Folder of runs.")] = Path("runs"),
-    fmt: Annotated[Format, typer.Option("--format", help="md, csv or latex.")] = Format.md,
+    fmt: Annotated[Format, typer.Option("--format", help="md, csv, latex or html (one self-contained page).")]
+    = Format.md,
     output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
+    layout: Annotated[Layout, typer.Option(help="plain: methods × (task, metric); paper: the paper's tables.")]
+    = Layout.plain,
+    reference: Annotated[bool, typer.Option("--reference", help="Paper layout: add the paper's reported numbers.")]
+    = False,
 ) -> None:
-    """Methods as rows, tasks × metrics as columns, mean ± std, best per column in bold."""
+    """Methods as rows, tasks × metrics as columns, mean ± std, best bold, second underlined (or the paper's tables)."""
     from mribench.leaderboard import build_table, render
+    from mribench.paper_layouts import build_paper_tables
     from mribench.results import atomic_write_text
 
-    text = render(build_table(task, runs), fmt.value)
+    if reference and layout is not Layout.paper:
+        raise MribenchError("--reference needs --layout paper")
+    grids = build_paper_tables(task, runs, reference) if layout is Layout.paper else build_table(task, runs)
+    text = render(grids, fmt.value)
     if output:
         atomic_write_text(output, text)
         err.print(f"wrote {output}")
@@ -372,3 +387,22 @@ def bench(name: Annotated[Optional[str], typer.Argument(help="Benchmark name (e.
     if name not in scripts:
         raise UnknownNameError("benchmark", name, scripts)
     raise typer.Exit(subprocess.call([sys.executable, str(scripts[name])]))
+
+
+# -- report --------------------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def report(
+    task: Annotated[list[str], typer.Option("--task", "-t", help="Task(s) to show (repeatable).")],
+    runs: Annotated[Path, typer.Option(help="Folder of runs.")] = Path("runs"),
+    output: Annotated[Path, typer.Option(help="report.html (one self-contained page) or a folder for PNGs.")]
+    = Path("report.html"),
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder of the tasks' dataset (phantoms: generated).")]
+    = None,
+    subjects: Annotated[int, typer.Option(help="Test subjects in each qualitative grid.")] = 3,
+) -> None:
+    """Qualitative grids, per-subject PSNR box plots and PSNR against missing count, with the paper tables."""
+    from mribench.report import write_report
+
+    for path in write_report(task, runs, output, data_root=data_root, subjects=subjects):
+        err.print(f"wrote {path}")

@@ -1,0 +1,307 @@
+"""The paper's table shapes, built from stored results (``mribench leaderboard --layout paper``).
+
+* one main table per dataset: PSNR ± std, SSIM ± std, FID, FVD for each missing count of the dataset's tasks,
+  rows grouped by method family (floors, GAN-based, diffusion-based, CoPeDiT);
+* the +Prompts table: each baseline beside its "+prompts" variant, with the signed difference;
+* one Dice table per dataset with segmentation labels: Full (all real), Missing (available only), each method.
+
+With ``reference=True`` the paper's numbers (``reference`` of the task YAMLs; a phantom task borrows its real twin's)
+appear in italic rows labelled "reported (paper)" below ours; they never take part in the best/second marks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from mribench.errors import MribenchError
+from mribench.leaderboard import (LEGEND, Cell, Collection, Grid, GridCell, GridRow, RowKey, collect, digits,
+                                  footnote, higher_is_better, marked_cells, metric_cell, significant)
+from mribench.plugins import registry
+from mribench.tasks import get_task
+
+PROMPTS_SUFFIX = "+prompts"
+MAIN_METRICS = ("psnr", "ssim", "fid", "fvd")
+PROMPT_METRICS = ("psnr", "ssim")
+METRIC_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "fid": "FID", "fvd": "FVD", "mae": "MAE", "dice": "Dice"}
+GROUP_ORDER = ("floor", "gan", "diffusion", "other", "proposed")
+GROUP_TITLES = {"floor": "Floors", "gan": "GAN-based", "diffusion": "Diffusion-based", "other": "Other methods",
+                "proposed": "CoPeDiT (the paper's method)"}
+# Family of methods whose class does not declare one, and of methods only the paper reports (reference rows).
+FAMILY_BY_NAME = {"zero-fill": "floor", "mean-available": "floor", "nearest-contrast": "floor",
+                  "slice-interp": "floor", "mmgan": "gan", "mmt": "gan", "hypergae": "gan", "m2dn": "diffusion",
+                  "ldm": "diffusion", "controlnet": "diffusion", "diffm4ri": "diffusion", "copedit": "proposed"}
+PAPER_NAMES = {"mmgan": "MMGAN", "mmt": "MMT", "hypergae": "Hyper-GAE", "m2dn": "M2DN", "copedit": "CoPeDiT",
+               "ldm": "LDM", "controlnet": "ControlNet", "diffm4ri": "DiffM4RI"}
+# A phantom task borrows the reference numbers of the real task with the same missing count.
+REAL_TWIN_PREFIX = {"phantom-brats": "brats", "phantom-ixi": "ixi", "phantom-cardiac": "ukbb"}
+REPORTED = "reported (paper)"
+
+
+def display_name(method: str) -> str:
+    """The paper's spelling: mmgan → MMGAN, hypergae+prompts → Hyper-GAE+Prompts; others unchanged."""
+    base = method.removesuffix(PROMPTS_SUFFIX)
+    return PAPER_NAMES.get(base, base) + ("+Prompts" if method.endswith(PROMPTS_SUFFIX) else "")
+
+
+def family(method: str) -> str:
+    """The method class's ``family`` when it declares one, else :data:`FAMILY_BY_NAME` (a +prompts variant takes its
+    base's), else ``other``."""
+    try:
+        declared = registry().get("method", method).cls.family
+    except MribenchError:
+        declared = "other"
+    if declared in GROUP_TITLES and declared != "other":
+        return declared
+    return FAMILY_BY_NAME.get(method.removesuffix(PROMPTS_SUFFIX), "other")
+
+
+# -- reported numbers ----------------------------------------------------------------------------------------
+@dataclass
+class Reported:
+    """The paper's numbers for a task: ``values`` metric → paper method name → mean or (mean, std)."""
+
+    task: str
+    source: str
+    values: dict[str, dict[str, float | tuple[float, float]]]
+    borrowed: bool
+
+    def cell(self, metric: str, method: str) -> Cell | None:
+        value = self.values.get(metric, {}).get(method)
+        if value is None:
+            return None
+        if isinstance(value, (list, tuple)):
+            return Cell(mean=float(value[0]), std=float(value[1]))
+        return Cell(mean=float(value))
+
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(name for values in self.values.values() for name in values))
+
+
+def reported_for(task: str) -> Reported | None:
+    """The task's own reference, else its real twin's (phantom-brats-missing2 → brats-missing2), else None."""
+    try:
+        spec = get_task(task)
+    except MribenchError:
+        return None
+    if spec.reference:
+        return Reported(spec.name, spec.reference.source, dict(spec.reference.values), borrowed=False)
+    prefix = REAL_TWIN_PREFIX.get(spec.dataset)
+    if prefix is None:
+        return None
+    try:
+        twin = get_task(f"{prefix}-missing{spec.missing}")
+    except MribenchError:
+        return None
+    if not twin.reference:
+        return None
+    return Reported(twin.name, twin.reference.source, dict(twin.reference.values), borrowed=True)
+
+
+def _reported_note(reported: dict[str, Reported | None]) -> list[str]:
+    lines = []
+    for task, item in reported.items():
+        if item is None:
+            lines.append(f"{REPORTED}: none for {task}")
+        elif item.borrowed:
+            lines.append(f"{REPORTED} beside {task}: the numbers of {item.task} ({item.source}) — real data, "
+                         "not comparable with phantom numbers")
+        else:
+            lines.append(f"{REPORTED} for {task}: {item.source}")
+    return lines
+
+
+# -- shared pieces -------------------------------------------------------------------------------------------
+def row_labels(rows: list[RowKey]) -> dict[RowKey, str]:
+    """Paper names; the preset is added when one method appears with several presets."""
+    presets: dict[str, set[str]] = {}
+    for method, preset in rows:
+        presets.setdefault(method, set()).add(preset)
+    return {(m, p): display_name(m) + (f" ({p})" if len(presets[m]) > 1 else "") for m, p in rows}
+
+
+def by_dataset(collection: Collection) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for task in collection.tasks:
+        groups.setdefault(collection.task_info(task)["dataset"], []).append(task)
+    return {dataset: sorted(tasks, key=lambda t: collection.task_info(t)["missing"]) for dataset, tasks in groups.items()}
+
+
+def _missing_label(collection: Collection, task: str, tasks: list[str]) -> str:
+    missing = [collection.task_info(t)["missing"] for t in tasks]
+    return f"missing {collection.task_info(task)['missing']}" if len(set(missing)) == len(missing) else task
+
+
+def _grouped_rows(grid: Grid, rows: list[RowKey], labels: dict[RowKey, str], columns: list,
+                  cells: dict[tuple, dict[RowKey, GridCell]], reported_cells, reported_only: list[str]) -> None:
+    """Append family sections; under each of our rows the reported row (if any); then reported-only methods."""
+    for group in GROUP_ORDER:
+        ours = sorted((row for row in rows if family(row[0]) == group), key=lambda r: labels[r])
+        others = [name for name in reported_only if _paper_family(name) == group]
+        if not ours and not others:
+            continue
+        grid.section(GROUP_TITLES[group])
+        for row in ours:
+            grid.rows.append(GridRow(labels[row], [cells[column].get(row, GridCell("–")) for column in columns]))
+            reported = reported_cells(display_name(row[0]))
+            if reported:
+                grid.rows.append(GridRow(f"{labels[row]} — {REPORTED}", reported, kind="reported"))
+        for name in others:
+            grid.rows.append(GridRow(f"{name} — {REPORTED}", reported_cells(name), kind="reported"))
+
+
+def _paper_family(name: str) -> str:
+    """Family of a method the paper names (e.g. "LDM"), for its reported-only row."""
+    key = next((k for k, v in PAPER_NAMES.items() if v == name), name.lower())
+    return FAMILY_BY_NAME.get(key, "other")
+
+
+def _reported_row(columns, reported: dict[str, Reported | None],
+                  metric_of) -> Callable[[str], list[GridCell] | None]:
+    """A function paper-name → list of reported grid cells for ``columns`` (None when the paper has none)."""
+
+    def cells(name: str) -> list[GridCell] | None:
+        out, any_value = [], False
+        for column in columns:
+            task, metric = metric_of(column)
+            item = reported.get(task)
+            cell = item.cell(metric, name) if item else None
+            any_value = any_value or cell is not None
+            out.append(GridCell(cell.text(digits(metric)) if cell else "–", cell))
+        return out if any_value else None
+
+    return cells
+
+
+# -- the tables ----------------------------------------------------------------------------------------------
+def main_grid(collection: Collection, dataset: str, tasks: list[str], reference: bool) -> Grid:
+    """PSNR/SSIM/FID/FVD per missing count; methods grouped by family (+prompts variants go to the +Prompts table)."""
+    columns = [(task, metric) for task in tasks for metric in MAIN_METRICS if metric in collection.metrics(task)]
+    rows = [row for row in collection.rows() if not row[0].endswith(PROMPTS_SUFFIX)
+            and any(collection.get(task, row) for task in tasks)]
+    labels = row_labels(rows)
+    cells = {(task, metric): marked_cells({row: metric_cell(collection.get(task, row), metric) for row in rows
+                                           if collection.get(task, row)}, metric, digits(metric))
+             for task, metric in columns}
+    info = collection.task_info(tasks[0])
+    counts = " / ".join(str(collection.task_info(t)["missing"]) for t in tasks)
+    if info["problem"] == "missing-modality":
+        what = f"missing {counts} of {len(info['elements'])} modalities ({', '.join(info['elements'])})"
+    else:
+        what = f"a run of {counts} of {len(info['elements'])} slices missing"
+    grid = Grid(key=f"{dataset}", title=f"{dataset}: {what}",
+                columns=[(_missing_label(collection, t, tasks), METRIC_LABELS.get(m, m)) for t, m in columns], rows=[])
+    reported = {task: reported_for(task) for task in tasks} if reference else {}
+    ours = {display_name(row[0]) for row in rows}
+    reported_only = [name for item in reported.values() if item for name in item.methods()
+                     if name not in ours and "+" not in name and name != "Missing"]
+    _grouped_rows(grid, rows, labels, columns, cells,
+                  _reported_row(columns, reported, lambda c: c) if reference else (lambda name: None),
+                  list(dict.fromkeys(reported_only)))
+    grid.footnote = footnote(collection, tasks, labels, LEGEND) + _reported_note(reported)
+    return grid
+
+
+def prompts_grid(collection: Collection, reference: bool) -> Grid | None:
+    """Each baseline with a "+prompts" variant: base, +Prompts and the signed difference (dagger: the paired test
+    between the two holds in every seed), per task and metric. None when no pair was run."""
+    pairs = sorted({(m.removesuffix(PROMPTS_SUFFIX), p) for m, p in collection.rows() if m.endswith(PROMPTS_SUFFIX)
+                    and (m.removesuffix(PROMPTS_SUFFIX), p) in collection.rows()})
+    tasks = [t for t in collection.tasks if any(collection.get(t, (b + PROMPTS_SUFFIX, p)) and collection.get(t, (b, p))
+                                                for b, p in pairs)]
+    if not tasks:
+        return None
+    blocks = [(task, metric) for task in tasks for metric in PROMPT_METRICS if metric in collection.metrics(task)]
+    columns = [(f"{task} {METRIC_LABELS[metric]}", part) for task, metric in blocks for part in ("base", "+Prompts", "Δ")]
+    grid = Grid(key="prompts", title="+Prompts: the binary mask code replaced by CoPeVAE's learned prompts",
+                columns=columns, rows=[])
+    labels = row_labels(pairs)
+    reported = {task: reported_for(task) for task in tasks} if reference else {}
+    for base, preset in pairs:
+        values, reported_values, any_reported = [], [], False
+        for task, metric in blocks:
+            base_cell = metric_cell(collection.get(task, (base, preset)), metric)
+            prompt_cell = metric_cell(collection.get(task, (base + PROMPTS_SUFFIX, preset)), metric)
+            values += [GridCell(base_cell.text(digits(metric)), base_cell),
+                       GridCell(prompt_cell.text(digits(metric)), prompt_cell), _delta(base_cell, prompt_cell, metric)]
+            item = reported.get(task)
+            name = display_name(base)
+            pair = (item.cell(metric, name), item.cell(metric, name + "+Prompts")) if item else (None, None)
+            any_reported = any_reported or any(c is not None for c in pair)
+            reported_values += [GridCell(c.text(digits(metric)) if c else "–", c) for c in pair]
+            reported_values.append(_delta(pair[0], pair[1], metric) if all(pair) else GridCell("–"))
+        grid.rows.append(GridRow(labels[(base, preset)], values))
+        if any_reported:
+            grid.rows.append(GridRow(f"{labels[(base, preset)]} — {REPORTED}", reported_values, kind="reported"))
+    runs = row_labels([row for base, preset in pairs for row in ((base, preset), (base + PROMPTS_SUFFIX, preset))])
+    grid.footnote = footnote(collection, tasks, runs, "Δ = +Prompts − base; †: the paired Wilcoxon test over "
+                             "subjects between the two gives p < 0.05 in every seed; " + LEGEND) + \
+        _reported_note(reported)
+    return grid
+
+
+def _delta(base: Cell, prompts: Cell, metric: str) -> GridCell:
+    if not (base.ok and prompts.ok):
+        return GridCell("n/a")
+    difference = prompts.mean - base.mean
+    higher = higher_is_better(metric)
+    is_significant = higher is not None and (significant(prompts, base, higher) or significant(base, prompts, higher))
+    return GridCell(f"{difference:+.{digits(metric)}f}", Cell(mean=difference), significant=is_significant)
+
+
+def dice_grid(collection: Collection, dataset: str, tasks: list[str], reference: bool) -> Grid | None:
+    """Dice (%) per region and average: Full (all real) and Missing (available only) rows, then each method."""
+    rows = [row for row in collection.rows() if any(collection.get(t, row) for t in tasks)]
+    regions: dict[str, list[str]] = {}
+    for task in tasks:
+        for row in rows:
+            for result in collection.get(task, row):
+                entry = result.metrics.get("dice", {})
+                if entry.get("status") == "ok" and isinstance(entry.get("aggregate", {}).get("synthesis"), dict):
+                    regions.setdefault(task, [r for r in entry["aggregate"]["synthesis"] if r != "mean"])
+    if not regions:
+        return None
+    tasks = [t for t in tasks if t in regions]
+    columns = [(task, region) for task in tasks for region in regions[task] + ["avg"]]
+    part = {region: None if region == "avg" else f"synthesis.{region}" for task in tasks
+            for region in regions[task] + ["avg"]}
+    cells = {(task, region): marked_cells({row: metric_cell(collection.get(task, row), "dice", part[region], 100.0)
+                                           for row in rows if collection.get(task, row)}, "dice", 2)
+             for task, region in columns}
+    grid = Grid(key=f"{dataset}-dice", title=f"{dataset}: downstream segmentation Dice (%)",
+                columns=[(_missing_label(collection, t, tasks), r) for t, r in columns], rows=[])
+    reported = {task: reported_for(task) for task in tasks} if reference else {}
+    metric_of = {column: (column[0], f"dice-{column[1]}") for column in columns}
+    reported_cells = _reported_row(columns, reported, lambda c: metric_of[c]) if reference else (lambda name: None)
+    grid.section("Segmenter references")
+    for preset in sorted({p for _, p in rows}):
+        suffix = f" ({preset})" if len({p for _, p in rows}) > 1 else ""
+        for setting, label in (("full", "Full (all real)"), ("missing", "Missing (available only)")):
+            values = []
+            for task, region in columns:
+                sample = next((collection.get(task, row)[:1] for row in rows if row[1] == preset
+                               and collection.get(task, row)), [])
+                key = f"{setting}.{'mean' if region == 'avg' else region}"
+                cell = metric_cell(sample, "dice", key, 100.0)
+                values.append(GridCell(cell.text(2), cell))
+            grid.rows.append(GridRow(label + suffix, values))
+            reported_missing = reported_cells("Missing") if setting == "missing" else None
+            if reported_missing:
+                grid.rows.append(GridRow(f"Missing — {REPORTED}", reported_missing, kind="reported"))
+    labels = row_labels(rows)
+    _grouped_rows(grid, rows, labels, columns, cells, reported_cells, [])
+    grid.footnote = footnote(collection, tasks, labels, "Dice in %; avg: mean over regions per subject; " + LEGEND) \
+        + _reported_note(reported)
+    return grid
+
+
+def build_paper_tables(tasks: list[str], runs: Path, reference: bool = False) -> list[Grid]:
+    """Every paper-shaped table the results of ``tasks`` allow: main tables per dataset, +Prompts, Dice."""
+    collection = collect(tasks, runs)
+    datasets = by_dataset(collection)
+    grids = [main_grid(collection, dataset, dataset_tasks, reference) for dataset, dataset_tasks in datasets.items()]
+    prompts = prompts_grid(collection, reference)
+    grids += [prompts] if prompts else []
+    grids += [grid for dataset, dataset_tasks in datasets.items()
+              if (grid := dice_grid(collection, dataset, dataset_tasks, reference))]
+    return grids

@@ -1,0 +1,257 @@
+"""Figures and the HTML report of stored runs, and the committed ``leaderboard/`` folder.
+
+* :func:`qualitative_figure`: per task, a few test subjects; top row ground truth, observed inputs and each method's
+  synthesis (title: the subject's PSNR), bottom row the absolute error of each synthesis;
+* :func:`psnr_boxplot`: per-subject PSNR of each method on one task;
+* :func:`psnr_vs_missing`: mean PSNR of each method against the missing count, across the tasks of one dataset.
+
+matplotlib with the Agg backend (no display). :func:`write_report` writes one self-contained HTML page (tables and
+figures inline, no external asset) or a folder of PNGs; :func:`write_leaderboard_folder` regenerates ``leaderboard/``.
+"""
+from __future__ import annotations
+
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mribench.errors import MribenchError
+from mribench.leaderboard import Collection, build_table, collect, metric_cell, render
+from mribench.paper_layouts import PROMPTS_SUFFIX, by_dataset, row_labels, build_paper_tables
+from mribench.results import RESULT_FILE, atomic_write_text, run_dir
+
+TABLE_FILES = {"md": "leaderboard.md", "csv": "leaderboard.csv", "latex": "leaderboard.tex",
+               "html": "leaderboard.html"}
+
+
+@dataclass
+class Figure:
+    """A rendered figure: file stem, caption and PNG bytes."""
+
+    name: str
+    caption: str
+    png: bytes
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def _upright(plane: np.ndarray, row_axis_world: np.ndarray) -> np.ndarray:
+    """Flip a 2D plane (rows, cols) so that its row axis's dominant world direction points up."""
+    return plane[::-1] if row_axis_world[np.argmax(np.abs(row_axis_world))] > 0 else plane
+
+
+def _first_run(collection: Collection, task: str, row) -> Path:
+    """Run folder of the lowest seed of (method, preset) on ``task``."""
+    return collection.results[(task, *row)][0][0].parent
+
+
+# -- qualitative grid ----------------------------------------------------------------------------------------
+def qualitative_figure(task: str, collection: Collection, data_root: Path | None, subjects: int) -> Figure:
+    """Rows: ``subjects`` test subjects (the first ones, sorted by ID, that every method predicted), each as an image
+    row and an error row. Columns: ground truth, observed inputs, one per method. Brain: the middle axial slice of
+    the subject's first missing modality; cardiac: the middle slice of the missing run, and the observed stack cut
+    along the long axis (the gap is black)."""
+    import nibabel as nib
+
+    from mribench.data import load_task_data
+    from mribench.protocol import evaluation_pattern
+    from mribench.tasks import get_task
+
+    spec = get_task(task)
+    rows = collection.rows(task)
+    labels = row_labels(rows)
+    folders = {row: _first_run(collection, task, row) / "predictions" for row in rows}
+    data = load_task_data(spec, data_root)
+    chosen = [sid for sid in sorted(data.test.subject_ids)
+              if all((folders[row] / sid).is_dir() for row in rows)][:subjects]
+    if not chosen:
+        raise MribenchError(f"{task}: no test subject has predictions from every method under the runs folder")
+    index = {sid: i for i, sid in enumerate(data.test.subject_ids)}
+    psnr = {row: collection.get(task, row)[0].metrics.get("psnr", {}).get("per_subject") or {} for row in rows}
+    observed_columns = spec.channels - spec.missing if spec.problem == "missing-modality" else 1
+    columns = 1 + observed_columns + len(rows)
+    plt = _pyplot()
+    figure, axes = plt.subplots(2 * len(chosen), columns, figsize=(1.5 * columns + 0.8, 3.3 * len(chosen) + 0.4),
+                                squeeze=False, layout="constrained")
+    for position, sid in enumerate(chosen):
+        subject = data.test[index[sid]]
+        mask = evaluation_pattern(spec, sid)
+        direction = np.asarray(subject.affine)[:3, 1]
+        if spec.problem == "missing-modality":
+            channel = next(c for c in range(spec.channels) if not mask[c].any())
+            element, depth = spec.element_names[channel], subject.image.shape[1] // 2
+            observed = [(f"observed {spec.element_names[c]}", subject.image[c, depth])
+                        for c in range(spec.channels) if mask[c].any()]
+        else:
+            channel, element = 0, "sax"
+            gap = np.flatnonzero(~mask[0])
+            depth = int(gap[len(gap) // 2])
+            stack = subject.image[0] * mask[0][:, None, None]
+            observed = [("observed stack (long axis)", stack[:, stack.shape[1] // 2, :][::-1])]
+        truth = subject.image[channel, depth]
+        predictions = {row: np.asarray(nib.load(folders[row] / sid / f"{element}.nii.gz").dataobj,
+                                       dtype=np.float32)[depth] for row in rows}
+        errors = {row: np.abs(prediction - truth) for row, prediction in predictions.items()}
+        error_max = max(float(np.percentile(np.concatenate([e.ravel() for e in errors.values()]), 99.5)), 1e-3)
+        top, bottom = axes[2 * position], axes[2 * position + 1]
+        panels = [(f"{sid}\ntruth {element} (slice {depth})", _upright(truth, direction))]
+        panels += [(title, image if spec.problem == "missing-slice" else _upright(image, direction))
+                   for title, image in observed]
+        panels += [(labels[row] + (f"\n{psnr[row][sid]:.2f} dB" if sid in psnr[row] else ""),
+                    _upright(predictions[row], direction)) for row in rows]
+        for ax, (title, image) in zip(top, panels):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+            ax.set_title(title, fontsize=7)
+        for ax, row in zip(bottom[1 + observed_columns:], rows):
+            shown = ax.imshow(_upright(errors[row], direction), cmap="magma", vmin=0, vmax=error_max,
+                              interpolation="nearest", aspect="auto")
+        figure.colorbar(shown, ax=list(bottom[1 + observed_columns:]), fraction=0.03, pad=0.01)
+        for ax in list(top) + list(bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax in bottom[:1 + observed_columns]:
+            ax.axis("off")
+        bottom[observed_columns].text(0.95, 0.5, "|synthesis − truth| →", ha="right", va="center", fontsize=8,
+                                      transform=bottom[observed_columns].transAxes)
+    figure.suptitle(f"{task}: ground truth, observed inputs, syntheses and their absolute errors", fontsize=10)
+    return Figure(f"{task}-qualitative", f"{task}: qualitative comparison on {len(chosen)} test subjects "
+                  "(error maps share one colour scale per subject)", _png(figure))
+
+
+# -- quantitative figures ------------------------------------------------------------------------------------
+def _per_subject_psnr(collection: Collection, task: str, row) -> dict[str, float]:
+    """Per-subject PSNR averaged over the seeds of (method, preset)."""
+    values: dict[str, list[float]] = {}
+    for result in collection.get(task, row):
+        entry = result.metrics.get("psnr", {})
+        for sid, value in (entry.get("per_subject") or {}).items() if entry.get("status") == "ok" else ():
+            values.setdefault(sid, []).append(float(value))
+    return {sid: float(np.mean(v)) for sid, v in values.items()}
+
+
+def psnr_boxplot(task: str, collection: Collection) -> Figure | None:
+    """Box plot of per-subject PSNR per method (sorted by median); None when no method has per-subject PSNR."""
+    rows = collection.rows(task)
+    labels = row_labels(rows)
+    series = {labels[row]: list(values.values()) for row in rows if (values := _per_subject_psnr(collection, task, row))}
+    if not series:
+        return None
+    ordered = sorted(series, key=lambda name: float(np.median(series[name])))
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(7, 0.45 * len(ordered) + 1.4))
+    ax.boxplot([series[name] for name in ordered], vert=False, tick_labels=ordered, showmeans=True)
+    ax.set_xlabel("PSNR (dB) per test subject, missing elements only")
+    ax.set_title(f"{task}: per-subject PSNR ({collection.task_info(task)['n_test']} test subjects)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return Figure(f"{task}-psnr-box", f"{task}: per-subject PSNR of each method", _png(figure))
+
+
+def psnr_vs_missing(dataset: str, tasks: list[str], collection: Collection) -> Figure | None:
+    """Mean PSNR (error bars: std over test subjects) against the missing count, one line per method; None with
+    fewer than two missing counts."""
+    counts = {task: collection.task_info(task)["missing"] for task in tasks}
+    if len(set(counts.values())) < 2:
+        return None
+    rows = sorted({row for task in tasks for row in collection.rows(task)})
+    labels = row_labels(rows)
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        points = [(counts[task], cell) for task in tasks
+                  if collection.get(task, row) and (cell := metric_cell(collection.get(task, row), "psnr")).ok]
+        if not points:
+            continue
+        points.sort(key=lambda item: item[0])
+        ax.errorbar([k for k, _ in points], [c.mean for _, c in points], yerr=[c.std or 0.0 for _, c in points],
+                    marker="o", capsize=3, label=labels[row],
+                    linestyle="--" if row[0].endswith(PROMPTS_SUFFIX) else "-")
+    ax.set_xticks(sorted(set(counts.values())))
+    ax.set_xlabel("missing elements")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(f"{dataset}: PSNR against the missing count", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    figure.tight_layout()
+    return Figure(f"{dataset}-psnr-vs-missing", f"{dataset}: mean PSNR ± std over subjects against the missing count",
+                  _png(figure))
+
+
+def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, subjects: int = 3) -> list[Figure]:
+    """Every figure of the report: per task the qualitative grid and the PSNR box plot, per dataset PSNR vs missing."""
+    collection = collect(tasks, runs)
+    figures: list[Figure] = []
+    for dataset, dataset_tasks in by_dataset(collection).items():
+        for task in dataset_tasks:
+            figures.append(qualitative_figure(task, collection, data_root, subjects))
+            figures += [box] if (box := psnr_boxplot(task, collection)) else []
+        figures += [curve] if (curve := psnr_vs_missing(dataset, dataset_tasks, collection)) else []
+    return figures
+
+
+def write_report(tasks: list[str], runs: Path, output: Path, data_root: Path | None = None,
+                 subjects: int = 3) -> list[Path]:
+    """``output`` ending in .html: one self-contained page (paper tables with the reported numbers, then the
+    figures); otherwise a folder that receives one PNG per figure. Returns the written paths."""
+    figures = report_figures(tasks, runs, data_root, subjects)
+    output = Path(output)
+    if output.suffix.lower() in (".html", ".htm"):
+        page = render(build_paper_tables(tasks, runs, reference=True), "html", title="mribench report",
+                      figures=[(f.caption, f.png) for f in figures])
+        atomic_write_text(output, page)
+        return [output]
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for figure in figures:
+        path = output / f"{figure.name}.png"
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_bytes(figure.png)
+        temporary.replace(path)
+        written.append(path)
+    return written
+
+
+# -- the committed leaderboard folder ------------------------------------------------------------------------
+def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root: Path | None = None) -> list[Path]:
+    """Regenerate ``out`` from ``runs``: paper-layout tables (leaderboard.md/.csv/.tex/.html), the same with the
+    paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), report.html, and a copy of
+    every result.json under ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from
+    the folder alone). Files are replaced atomically; result copies of runs no longer present are removed."""
+    out = Path(out)
+    collection = collect(tasks, runs)
+    grids = build_paper_tables(tasks, runs)
+    written = []
+    for fmt, name in TABLE_FILES.items():
+        atomic_write_text(out / name, render(grids, fmt, title="mribench leaderboard"))
+        written.append(out / name)
+    extra = {"leaderboard-reference.md": render(build_paper_tables(tasks, runs, reference=True), "md"),
+             "plain.md": render(build_table(tasks, runs), "md")}
+    for name, text in extra.items():
+        atomic_write_text(out / name, text)
+        written.append(out / name)
+    written += write_report(tasks, runs, out / "report.html", data_root=data_root)
+    staging = out / ".results.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    for path, result in collection.all_results():
+        target = run_dir(staging, result.task["name"], result.method["name"], result.method["preset"], result.seed)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target / RESULT_FILE)
+    shutil.rmtree(out / "results", ignore_errors=True)
+    staging.rename(out / "results")
+    return written + [out / "results"]
