@@ -113,14 +113,15 @@ class CoPeDiTConfig:
 
 _SMOKE_TOKENIZER = TokenizerConfig(
     channels=(8, 8, 16), codebook_size=64, prompt_dim=16, prompt_channels=(8, 16, 16), discriminator_channels=8,
-    discriminator_layers=2, adversarial_start=6, warmup_steps=2, steps=12, batch_size=2, save_every=4)
+    discriminator_layers=2, adversarial_start=6, warmup_steps=2, steps=12, batch_size=2, save_every=4, lr=2e-3)
 _SMOKE_DIFFUSION = DiffusionStageConfig(
     network="MDiT3D-T", warmup_steps=2, steps=16, batch_size=2, ema_decay=0.9, sample_steps=4, save_every=4,
     lr=1e-3)
 
 _CPU_TOKENIZER = TokenizerConfig(
     channels=(16, 32, 48), codebook_size=512, prompt_dim=64, prompt_channels=(16, 32, 64), discriminator_channels=16,
-    discriminator_layers=2, adversarial_start=250, warmup_steps=20, steps=400, batch_size=2, save_every=50)
+    discriminator_layers=2, adversarial_start=250, warmup_steps=20, steps=400, batch_size=2, save_every=50,
+    lr=5e-4)
 _CPU_DIFFUSION = DiffusionStageConfig(
     network="MDiT3D-S", warmup_steps=20, steps=400, batch_size=4, ema_decay=0.99, sample_steps=20, save_every=50,
     lr=5e-4)

@@ -141,7 +141,7 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
             if perceptual is not None:
                 perceptual_loss = perceptual(_as_elements(reconstruction), _as_elements(complete))
                 loss = loss + cfg.weight_perceptual * perceptual_loss
-                row["perceptual"] = float(perceptual_loss)
+                row["perceptual"] = float(perceptual_loss.detach())
             adversarial_on = step >= cfg.adversarial_start
             if adversarial_on:
                 discriminator.requires_grad_(False)  # generator term: gradients reach the decoder only
@@ -149,7 +149,7 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
                                             for_discriminator=False)
                 discriminator.requires_grad_(True)
                 loss = loss + cfg.weight_adversarial * generator_adv
-                row["adv_g"] = float(generator_adv)
+                row["adv_g"] = float(generator_adv.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -162,11 +162,10 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
                 optimizer_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 optimizer_d.step()
-                row["adv_d"] = float(loss_d)
-            row = {"step": step + 1, "loss": float(loss.detach()), "l1": float(l1.detach()), "vq": float(out["vq"].detach()),
-                   "count": float(out["pretext"]["count"]), "position": float(out["pretext"]["position"]),
-                   "contrastive": float(out["pretext"]["contrastive"]), **out["accuracies"],
-                   "perceptual": row.get("perceptual", ""), "adv_g": row.get("adv_g", ""),
+                row["adv_d"] = float(loss_d.detach())
+            row = {"step": step + 1, "loss": float(loss.detach()), "l1": float(l1.detach()),
+                   "vq": float(out["vq"].detach()), **{k: float(v.detach()) for k, v in out["pretext"].items()},
+                   **out["accuracies"], "perceptual": row.get("perceptual", ""), "adv_g": row.get("adv_g", ""),
                    "adv_d": row.get("adv_d", ""), "lr": scheduler.get_last_lr()[0]}
             log.write(**row)
             state.maybe_save(step + 1, cfg.save_every, cfg.steps)
@@ -308,9 +307,10 @@ def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_ide
             optimizer.step()
             scheduler.step()
             ema.update(network)
-            log.write(step=step + 1, loss=float(loss), grad_norm=float(grad_norm), lr=scheduler.get_last_lr()[0])
+            log.write(step=step + 1, loss=float(loss.detach()), grad_norm=float(grad_norm),
+                      lr=scheduler.get_last_lr()[0])
             state.maybe_save(step + 1, cfg.save_every, cfg.steps)
-            advance(loss=float(loss), grad_norm=float(grad_norm))
+            advance(loss=float(loss.detach()), grad_norm=float(grad_norm))
     return unwrap(ema.model).eval(), latent_scale
 
 

@@ -19,14 +19,13 @@ def make_task(problem: str) -> TaskSpec:
 
 
 def synthetic_volume(subject_id: str, channels: int) -> np.ndarray:
-    """Smooth blobs whose modalities are related intensity maps of one anatomy, values in (0, 1]."""
+    """A blob at a subject-specific place; modalities are different intensity maps of it. Values in (0, 1]."""
     rng = np.random.default_rng(int(subject_id.split("-")[1]))
     d, h, w = np.meshgrid(*(np.linspace(-1, 1, n) for n in SHAPE), indexing="ij")
     centre = rng.uniform(-0.3, 0.3, 3)
-    radius = rng.uniform(0.5, 0.8)
+    radius = rng.uniform(0.4, 0.7)
     blob = np.exp(-((d - centre[0]) ** 2 + (h - centre[1]) ** 2 + (w - centre[2]) ** 2) / radius**2)
-    gains = np.linspace(0.4, 1.0, channels)
-    image = np.stack([0.05 + 0.9 * (blob ** (1 + c) if c % 2 else gains[c] * blob) for c in range(channels)])
+    image = np.stack([(0.5 + 0.5 * c / max(1, channels - 1)) * blob ** (1 + c % 2) for c in range(channels)])
     return image.astype(np.float32)
 
 

@@ -1,0 +1,145 @@
+"""Two-stage trainer: exact resume after interruption, refusal of foreign checkpoints, latents encoded once,
+CSV logs, and the prompt-side ablation switches."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mribench.errors import CheckpointMismatchError
+from mribench.protocol import sample_training_mask
+
+from mribench_copedit.presets import PRESETS
+from mribench_copedit.trainer import (TrainImages, build_network, conditioning, train_diffusion, train_tokenizer,
+                                      zero_fill)
+
+TOKENIZER = dataclasses.replace(PRESETS["smoke"].brain.tokenizer, steps=6, save_every=2, adversarial_start=2)
+DIFFUSION = dataclasses.replace(PRESETS["smoke"].brain.diffusion, steps=6, save_every=2)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class StopAfter:
+    """Stands in for a rich Progress: raises ``Interrupted`` once ``steps`` steps of the named bar are done."""
+
+    def __init__(self, description: str, steps: int):
+        self.description, self.steps, self.bars, self.done = description, steps, {}, 0
+
+    def add_task(self, description, total, completed, info):
+        self.bars[len(self.bars)] = description
+        return len(self.bars) - 1
+
+    def update(self, task_id, advance, info):
+        if self.bars[task_id] == self.description:
+            self.done += advance
+            if self.done >= self.steps:
+                raise Interrupted
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def brain():
+    from copedit_tiny import make_subjects, make_task
+
+    task = make_task("missing-modality")
+    return task, TrainImages(make_subjects(task, 4), task)
+
+
+def test_stage1_resumes_exactly_and_refuses_other_configs(brain, tmp_path):
+    task, images = brain
+    straight, _ = train_tokenizer(TOKENIZER, task, images, tmp_path / "straight", seed=0)
+    with pytest.raises(Interrupted):
+        train_tokenizer(TOKENIZER, task, images, tmp_path / "resumed", seed=0, progress=StopAfter("CoPeVAE (stage I)", 3))
+    with pytest.raises(CheckpointMismatchError):
+        train_tokenizer(dataclasses.replace(TOKENIZER, lr=1e-2), task, images, tmp_path / "resumed", seed=0)
+    resumed, _ = train_tokenizer(TOKENIZER, task, images, tmp_path / "resumed", seed=0)
+    assert_same_state(straight.state_dict(), resumed.state_dict())
+    with pytest.raises(CheckpointMismatchError):  # the finished tokenizer is refused by another config too
+        train_tokenizer(dataclasses.replace(TOKENIZER, weight_count=0.0), task, images, tmp_path / "straight", seed=0)
+    with (tmp_path / "straight" / "stage1.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == list(range(1, TOKENIZER.steps + 1))
+    assert {"l1", "vq", "count_acc", "position_acc", "assessment_acc", "adv_d"} <= set(rows[0])
+    assert rows[-1]["adv_d"] != "" and rows[0]["adv_d"] == ""  # the discriminator starts after its warm-up
+
+
+def test_stage2_resumes_exactly_and_encodes_each_subject_once(brain, tmp_path, monkeypatch):
+    task, images = brain
+    tokenizer, report = train_tokenizer(TOKENIZER, task, images, tmp_path / "tokenizer", seed=0)
+    encodes = []
+    original = tokenizer.vqvae.encode
+    monkeypatch.setattr(tokenizer.vqvae, "encode", lambda x: encodes.append(len(x)) or original(x))
+    straight, scale = train_diffusion(DIFFUSION, tokenizer, report["tokenizer_hash"], task, images,
+                                      tmp_path / "straight", seed=0)
+    assert sum(encodes) == len(images) * task.channels  # one encode per subject and modality, none per step
+    with pytest.raises(Interrupted):
+        train_diffusion(DIFFUSION, tokenizer, report["tokenizer_hash"], task, images, tmp_path / "resumed", seed=0,
+                        progress=StopAfter("MDiT3D (stage II)", 3))
+    resumed, resumed_scale = train_diffusion(DIFFUSION, tokenizer, report["tokenizer_hash"], task, images,
+                                             tmp_path / "resumed", seed=0)
+    assert scale == resumed_scale
+    assert_same_state(straight.state_dict(), resumed.state_dict())
+    with pytest.raises(CheckpointMismatchError):
+        train_diffusion(dataclasses.replace(DIFFUSION, lr=1.0), tokenizer, report["tokenizer_hash"], task, images,
+                        tmp_path / "resumed", seed=0)
+
+
+@pytest.fixture
+def zero_filled(task):
+    from copedit_tiny import make_subjects
+
+    mask = sample_training_mask(np.random.default_rng(0), task, 3)
+    return zero_fill(make_subjects(task, 3).stack(), mask), mask
+
+
+def test_prompt_switches(task, zero_filled):
+    image, mask = zero_filled
+    cfg = PRESETS["smoke"].for_problem(task.problem)
+    from mribench_copedit.trainer import build_tokenizer
+
+    tokenizer = build_tokenizer(cfg.tokenizer, task).eval()
+    full = conditioning(tokenizer, image, cfg.diffusion, task.problem)["prompts"]
+    assert torch.equal(full, tokenizer.prompts(image)) and full.abs().sum(dim=2).min() > 0
+    no_position = conditioning(tokenizer, image, dataclasses.replace(cfg.diffusion, prompts_used=("count", "assessment")),
+                               task.problem)["prompts"]
+    assert torch.equal(no_position[:, [0, 2]], full[:, [0, 2]]) and not no_position[:, 1].any()
+    code = conditioning(tokenizer, image, dataclasses.replace(cfg.diffusion, condition="mask"), task.problem)
+    expected = mask[:, :, 0] if task.problem == "missing-modality" else mask[:, 0, :]
+    assert torch.equal(code["mask_code"], expected.float())  # derived from the zero-filled image alone
+    assert conditioning(tokenizer, image, dataclasses.replace(cfg.diffusion, condition="none"), task.problem) == {}
+
+
+@pytest.mark.parametrize("changes", [{"condition": "none"}, {"condition": "mask"}, {"inject": "both"},
+                                     {"inject": "secondary"}, {"diffuser": "dit"}, {"diffuser": "dit3d"}])
+def test_ablation_networks_train_a_step(task, zero_filled, changes):
+    """Every stage II switch builds a diffuser that takes its conditioning and returns latents of the right shape."""
+    image, _ = zero_filled
+    cfg = PRESETS["smoke"].for_problem(task.problem)
+    diffusion = dataclasses.replace(cfg.diffusion, **changes)
+    from mribench_copedit.trainer import build_tokenizer
+
+    tokenizer = build_tokenizer(cfg.tokenizer, task).eval()
+    network = build_network(diffusion, cfg.tokenizer, task)
+    latents = tokenizer.encode(image)
+    output = network(latents, torch.zeros(len(image), dtype=torch.long),
+                     **conditioning(tokenizer, image, diffusion, task.problem))
+    assert output.shape == latents.shape
+    output.square().mean().backward()
+    assert any(p.grad is not None for p in network.parameters())
+
+
+def test_unknown_prompt_name_is_refused():
+    from mribench.errors import MribenchError
+
+    with pytest.raises(MribenchError, match="prompts_used"):
+        dataclasses.replace(PRESETS["smoke"].brain.diffusion, prompts_used=("count", "where"))
