@@ -9,6 +9,7 @@ from mribench.data.brats import Brats2021Dataset
 from mribench.data.ixi import IXIDataset
 from mribench.data.nifti import write_volume
 from mribench.data.nifti_folder import NiftiFolderDataset
+from mribench.data.preprocess import preprocess_subject
 from mribench.tasks import PreprocessSpec
 
 
@@ -24,7 +25,8 @@ def test_real_brats_case_in_the_official_layout(tmp_path, shared_data):
         (folder / f"BraTS2021_00042_{name}.nii.gz").symlink_to(source / f"TCGA-DU-7294_{name}.nii.gz")
     dataset = Brats2021Dataset(tmp_path)
     assert dataset.subject_ids() == ["BraTS2021_00042"]
-    subject = dataset.load("BraTS2021_00042", PreprocessSpec(shape=(32, 64, 64), slice_window=90))
+    raw = dataset.read_raw("BraTS2021_00042")
+    subject = preprocess_subject(raw, PreprocessSpec(shape=(32, 64, 64), slice_window=90))
     assert subject.image.shape == (4, 32, 64, 64) and 0 <= subject.image.min() and subject.image.max() <= 1
     seg = nib.load(source / "TCGA-DU-7294_seg.nii.gz")
     oedema = subject.label == 2
@@ -35,7 +37,6 @@ def test_real_brats_case_in_the_official_layout(tmp_path, shared_data):
     hits = np.asarray(seg.dataobj)[tuple(source_index.T)] == 2
     assert hits.mean() > 0.99
     # channel order T1, T1ce, T2, FLAIR: each channel is its own file (T1ce and FLAIR never swapped)
-    raw = dataset.read_raw("BraTS2021_00042")
     for channel, name in ((1, "t1ce"), (3, "flair")):
         np.testing.assert_array_equal(raw.image[channel], nib.load(source / f"TCGA-DU-7294_{name}.nii.gz").get_fdata())
 
