@@ -193,8 +193,8 @@ class MDiTBlock(nn.Module):
         self.attn = FactorisedAttention(hidden, heads, attend_over)
         self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         mlp_hidden = int(hidden * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.GELU(approximate="tanh"),
-                                 nn.Linear(mlp_hidden, hidden))
+        # exact (erf) GELU: on CPU it runs several times faster than DiT's tanh approximation
+        self.mlp = nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.GELU(), nn.Linear(mlp_hidden, hidden))
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
