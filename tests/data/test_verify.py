@@ -149,3 +149,30 @@ def test_ixi_pd_on_another_grid_than_t2_and_acdc_bad_labels(tmp_path, layouts):
     problems = verify_dataset(ACDCDataset(tmp_path / "acdc"))
     assert [p.problem for p in problems] == ["no 'ED: N' line naming the end-diastolic frame",
                                              "unexpected label values [4, 5] (allowed: [0, 1, 2, 3])"]
+
+
+def flat(result) -> str:
+    """CLI output with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def test_cli_verify_and_prepare(tmp_path, layouts):
+    from typer.testing import CliRunner
+
+    from mribench.cli import app
+
+    root = tmp_path / "brats"
+    layouts.brats(root, n=5)
+    runner = CliRunner()
+    clean = runner.invoke(app, ["data", "verify", "--dataset", "brats2021", "--root", str(root)])
+    assert clean.exit_code == 0 and "5 subjects checked, 0 with errors" in flat(clean)
+    task_file = tmp_path / "tiny-brats.yaml"
+    task_file.write_text(brats_task().model_dump_json())  # JSON is YAML
+    damage(root, "nan")
+    bad = runner.invoke(app, ["data", "verify", "--dataset", "brats2021", "--root", str(root)])
+    assert bad.exit_code == 1 and BAD in bad.output and "1 with errors" in flat(bad)
+    prepared = runner.invoke(app, ["data", "prepare", "--task", str(task_file), "--data-root", str(root)])
+    assert prepared.exit_code == 1 and BAD in prepared.output
+    assert "2 train + 2 test subjects" in flat(prepared) and "1 skipped" in flat(prepared)
+    missing = runner.invoke(app, ["data", "verify", "--dataset", "brats2021", "--root", str(tmp_path / "nope")])
+    assert missing.exit_code == 2
