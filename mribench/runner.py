@@ -15,17 +15,18 @@ from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import torch
 from rich.console import Console
 
 from mribench.data import load_task_data
 from mribench.errors import MribenchError, UnknownNameError
 from mribench.method import PRESETS, Method, config_hash, config_json
-from mribench.metrics.base import EvalContext, MetricResult
+from mribench.metrics.aggregate import write_per_subject_csv
+from mribench.metrics.base import MetricResult
+from mribench.metrics.evaluate import evaluate
 from mribench.plugins import registry
-from mribench.protocol import Batch, derive_seed, expand_mask, evaluation_pattern
-from mribench.results import RESULT_FILE, Result, atomic_write_text, provenance, run_dir, write_result
+from mribench.protocol import Batch, derive_seed, evaluation_pattern
+from mribench.results import RESULT_FILE, Result, provenance, run_dir, write_result
 from mribench.tasks import TaskSpec, get_task
 from mribench.training import barrier, dist_info, init_distributed, make_progress, progress_task, seed_everything
 
@@ -137,7 +138,7 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
         timings={k: round(v, 3) for k, v in timings.items()},
         provenance={**provenance(), "data_root": str(data.root)},
     )
-    _write_per_subject_csv(metrics, folder / "per_subject.csv")
+    write_per_subject_csv(metrics, folder / "per_subject.csv")
     write_result(result, folder)
     shutil.rmtree(folder / "work", ignore_errors=True)
     return RunOutcome("done", folder, result)
@@ -192,31 +193,21 @@ def _batch_for(task: TaskSpec, subject) -> Batch:
 
 def _evaluate(task: TaskSpec, data, predictions: dict[str, Path], request: RunRequest,
               progress) -> tuple[dict[str, MetricResult], dict[str, Any]]:
-    reg = registry()
-    metrics = {spec.name: reg.metric(spec.name)(**spec.options) for spec in task.metrics}
-    context = EvalContext(task=task, train=data.train, preset=request.preset, seed=request.seed, progress=progress)
-    for metric in metrics.values():
-        metric.prepare(context)
-    changed_subjects, clipped_voxels = [], 0
-    with progress_task(progress, f"evaluate {task.name}", len(data.test)) as advance:
-        for subject in data.test:
-            target = torch.from_numpy(np.ascontiguousarray(subject.image))[None].float()
-            raw = torch.from_numpy(np.load(predictions[subject.subject_id]))[None]
-            clipped_voxels += int(((raw < 0) | (raw > 1)).sum())
-            mask = torch.from_numpy(evaluation_pattern(task, subject.subject_id))[None]
-            observed = expand_mask(mask, target.shape)
-            observed_error = (raw - target).abs()[observed]
-            if observed_error.numel() and observed_error.max() > 1e-4:
-                changed_subjects.append(subject.subject_id)
-            pred = torch.where(observed, target, raw.clamp(0, 1))
-            meta = {"subject_id": subject.subject_id, "label": subject.label, "element_names": task.element_names,
-                    "problem": task.problem}
-            for metric in metrics.values():
-                metric.update(pred, target, mask, meta)
-            advance()
-    results = {name: metric.compute() for name, metric in metrics.items()}
+    """Clip, write the observed elements back, record whether the method had changed them, and score."""
+    changed_subjects: list[str] = []
+    clipped = {"voxels": 0}
+
+    def completed_prediction(subject, availability: np.ndarray) -> np.ndarray:
+        raw = np.load(predictions[subject.subject_id])
+        clipped["voxels"] += int(((raw < 0) | (raw > 1)).sum())
+        observed = np.broadcast_to(availability[:, :, None, None], raw.shape)
+        if observed.any() and np.abs(raw - subject.image)[observed].max() > 1e-4:
+            changed_subjects.append(subject.subject_id)
+        return np.where(observed, subject.image, np.clip(raw, 0, 1)).astype(np.float32)
+
+    results = evaluate(task, data.train, data.test, completed_prediction, request.preset, request.seed, progress)
     return results, {"subjects": changed_subjects, "count": len(changed_subjects),
-                     "clipped_voxels": clipped_voxels,
+                     "clipped_voxels": clipped["voxels"],
                      "note": "observed elements are written back before scoring"}
 
 
@@ -236,13 +227,6 @@ def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], out: 
                 image = nib.Nifti1Image(volume.astype(np.float32), np.asarray(subject.affine, dtype=np.float64))
                 _atomic_nifti(image, folder / f"{element}.nii.gz")
             advance()
-
-
-def _write_per_subject_csv(metrics: dict[str, MetricResult], path: Path) -> None:
-    columns = {name: metric.per_subject for name, metric in metrics.items() if metric.per_subject}
-    frame = pd.DataFrame(columns)
-    frame.index.name = "subject"
-    atomic_write_text(path, frame.to_csv())
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:

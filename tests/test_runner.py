@@ -33,7 +33,7 @@ def test_run_writes_result_with_provenance_and_predictions(tiny_registry, tmp_pa
     subject = data["subjects"][0]
     files = list((outcome.folder / "predictions" / subject).glob("*.nii.gz"))
     assert len(files) == 1 and nib.load(files[0]).shape == (12, 16, 16)
-    assert (outcome.folder / "per_subject.csv").read_text().startswith("subject,psnr")
+    assert (outcome.folder / "per_subject.csv").read_text().startswith("subject_id,psnr")
     assert not (outcome.folder / "work").exists()
 
 

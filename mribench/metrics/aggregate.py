@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from scipy import stats
 
 from mribench.errors import MribenchError
 from mribench.metrics.base import MetricResult
+from mribench.results import atomic_write_text
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -68,13 +67,4 @@ def write_per_subject_csv(results: dict[str, MetricResult], path: Path) -> None:
     writer.writerow(["subject_id", *columns])
     for subject in subjects:
         writer.writerow([subject, *(repr(values[subject]) if subject in values else "" for values in columns.values())])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(Path(path), buffer.getvalue())

@@ -14,15 +14,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch
 
 from mribench.data import load_task_data
 from mribench.errors import BadDataError, MribenchError
-from mribench.metrics.base import EvalContext, MetricResult
-from mribench.plugins import registry
-from mribench.protocol import evaluation_pattern
+from mribench.metrics.base import MetricResult
+from mribench.metrics.evaluate import evaluate
 from mribench.tasks import TaskSpec
-from mribench.training import progress_task
 
 
 @dataclass
@@ -78,21 +75,12 @@ def score_predictions(task: TaskSpec, predictions_dir: Path, data_root: str | Pa
     if not predictions_dir.is_dir():
         raise MribenchError(f"{predictions_dir}: predictions folder not found")
     data = load_task_data(task, data_root, progress=progress)
-    reg = registry()
-    metrics = {spec.name: reg.metric(spec.name)(**spec.options) for spec in task.metrics}
-    context = EvalContext(task=task, train=data.train, preset=preset, progress=progress)
-    for metric in metrics.values():
-        metric.prepare(context)
     clipped: dict[str, int] = {}
-    with progress_task(progress, f"score {task.name}", len(data.test)) as advance:
-        for subject in data.test:
-            availability = evaluation_pattern(task, subject.subject_id)
-            completed, clipped[subject.subject_id] = read_prediction(task, subject.subject_id, subject.image,
-                                                                     availability, predictions_dir)
-            meta = {"subject_id": subject.subject_id, "label": subject.label, "element_names": task.element_names,
-                    "problem": task.problem}
-            for metric in metrics.values():
-                metric.update(torch.from_numpy(completed)[None], torch.from_numpy(subject.image)[None].float(),
-                              torch.from_numpy(availability)[None], meta)
-            advance()
-    return ScoreOutcome({name: metric.compute() for name, metric in metrics.items()}, clipped)
+
+    def completed_prediction(subject, availability):
+        completed, clipped[subject.subject_id] = read_prediction(task, subject.subject_id, subject.image,
+                                                                 availability, predictions_dir)
+        return completed
+
+    results = evaluate(task, data.train, data.test, completed_prediction, preset, progress=progress)
+    return ScoreOutcome(results, clipped)

@@ -1,0 +1,40 @@
+"""The evaluation loop shared by ``mribench run`` and ``mribench score``: every task metric over the test split."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from mribench.data.base import Subject, SubjectSet
+from mribench.metrics.base import EvalContext, MetricResult
+from mribench.plugins import registry
+from mribench.protocol import evaluation_pattern
+from mribench.tasks import TaskSpec
+from mribench.training import progress_task
+
+
+def evaluate(task: TaskSpec, train: SubjectSet, test: SubjectSet,
+             completed_prediction: Callable[[Subject, np.ndarray], np.ndarray], preset: str, seed: int = 0,
+             progress=None) -> dict[str, MetricResult]:
+    """Score each test subject with the task's metrics.
+
+    completed_prediction(subject, availability (C, D) bool) → (C, D, H, W) float32 in [0, 1] with the observed
+    elements equal to the subject's image (the caller clips and writes them back).
+    """
+    reg = registry()
+    metrics = {spec.name: reg.metric(spec.name)(**spec.options) for spec in task.metrics}
+    context = EvalContext(task=task, train=train, preset=preset, seed=seed, progress=progress)
+    for metric in metrics.values():
+        metric.prepare(context)
+    with progress_task(progress, f"evaluate {task.name}", len(test)) as advance:
+        for subject in test:
+            availability = evaluation_pattern(task, subject.subject_id)
+            pred = torch.from_numpy(completed_prediction(subject, availability))[None].float()
+            target = torch.from_numpy(np.ascontiguousarray(subject.image))[None].float()
+            meta = {"subject_id": subject.subject_id, "label": subject.label, "element_names": task.element_names,
+                    "problem": task.problem}
+            for metric in metrics.values():
+                metric.update(pred, target, torch.from_numpy(availability)[None], meta)
+            advance()
+    return {name: metric.compute() for name, metric in metrics.items()}
