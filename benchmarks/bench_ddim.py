@@ -40,6 +40,27 @@ def availability_for(latent_shape: tuple[int, ...]) -> torch.Tensor:
     return availability
 
 
+@torch.inference_mode()
+def seconds_per_step(size: str, layout: str, latent_shape: tuple[int, ...], prompt_dim: int,
+                     measure_steps: int) -> float:
+    """Wall time of a ``measure_steps``-step DDIM sample of one volume, per step (after a one-step warm-up)."""
+    torch.manual_seed(0)
+    network = build_diffuser(MDiT3DConfig(size=size, layout=layout, prompt_dim=prompt_dim), latent_shape).eval()
+    prompts = torch.randn(1, 3, prompt_dim)
+    availability = availability_for(latent_shape)
+    observed = torch.randn(1, *latent_shape)
+    diffusion = GaussianDiffusion()
+
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        diffusion.ddim_sample(lambda x_t, t: network(x_t, t, prompts), observed, availability, steps,
+                              generator=torch.Generator().manual_seed(0))
+        return time.perf_counter() - start
+
+    run(1)
+    return run(measure_steps) / measure_steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measure-steps", type=int, default=3)
@@ -48,24 +69,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, batch 1, fp32")
     print(f"{'preset':>6} {'problem':>8} {'network':>9} {'s/step':>8} {'steps':>6} {'s/volume':>9}")
-    diffusion = GaussianDiffusion()
     for preset, problem, size, layout, latent_shape, prompt_dim, steps in CONFIGURATIONS:
-        torch.manual_seed(0)
-        network = build_diffuser(MDiT3DConfig(size=size, layout=layout, prompt_dim=prompt_dim), latent_shape).eval()
-        prompts = torch.randn(1, 3, prompt_dim)
-        availability = availability_for(latent_shape)
-        observed = torch.randn(1, *latent_shape)
-
-        def run(measure: int) -> float:
-            start = time.perf_counter()
-            diffusion.ddim_sample(lambda x_t, t: network(x_t, t, prompts), observed, availability, measure,
-                                  generator=torch.Generator().manual_seed(0))
-            return time.perf_counter() - start
-
-        with torch.inference_mode():
-            run(1)                                              # warm-up
-            per_step = run(args.measure_steps) / args.measure_steps
-        print(f"{preset:>6} {problem:>8} {size:>9} {per_step:>8.3f} {steps:>6} {per_step * steps:>9.1f}")
+        per_step = seconds_per_step(size, layout, latent_shape, prompt_dim, args.measure_steps)
+        print(f"{preset:>6} {problem:>8} {size:>9} {per_step:>8.3f} {steps:>6} {per_step * steps:>9.1f}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -244,7 +244,7 @@ class MDiT3D(nn.Module):
         elements, channels, depth, height, width = self.latent_shape
         patch = dims.patch
         self.patch_shape = (1, patch, patch) if config.diffuser == "dit" else (patch, patch, patch)
-        for axis, size, edge in zip("dhw", (depth, height, width), self.patch_shape):
+        for axis, size, edge in zip("dhw", (depth, height, width), self.patch_shape, strict=True):
             if size % edge:
                 raise MribenchError(f"latent {axis}={size} is not divisible by the {config.size} patch {edge}")
         self.grid = (depth // self.patch_shape[0], height // self.patch_shape[1], width // self.patch_shape[2])

@@ -36,7 +36,7 @@ class UNetDiffuser(nn.Module):
         widths = [dims.hidden // 4, dims.hidden // 2, dims.hidden][:halvings + 1]
         head_channels = dims.hidden // dims.heads
         attention = [index > 0 or halvings == 0 for index in range(len(widths))]
-        if any(use and width % head_channels for use, width in zip(attention, widths)):
+        if any(use and width % head_channels for use, width in zip(attention, widths, strict=True)):
             raise MribenchError(f"{config.size}: U-Net widths {widths} are not multiples of the head width "
                                 f"{head_channels}")
         conditioned = config.condition != "none"

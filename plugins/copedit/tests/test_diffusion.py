@@ -80,7 +80,8 @@ def test_ddim_keeps_observed_latents_and_is_deterministic():
     target = latents(shape)
     available = expand_availability(CARDIAC_AVAILABILITY, shape)
     observed = target * available
-    drifting_model = lambda x_t, t: x_t * 0.5 + 1.0   # noqa: E731  changes every latent, observed ones included
+    def drifting_model(x_t, timesteps):   # changes every latent, observed ones included
+        return x_t * 0.5 + 1.0
 
     def sample(seed):
         return diffusion.ddim_sample(drifting_model, observed, CARDIAC_AVAILABILITY, steps=7,
