@@ -25,8 +25,8 @@ from mribench.errors import MribenchError
 from mribench.method import Method, config_hash
 from mribench.protocol import Batch, draw_missing, expand_mask, seeded_rng
 from mribench.tasks import TaskSpec
-from mribench.training import (CSVLog, EMA, TrainState, atomic_torch_save, load_checkpoint, progress_task,
-                               warmup_cosine, wrap_ddp, unwrap)
+from mribench.training import (CSVLog, EMA, TrainState, atomic_torch_save, dist_info, load_checkpoint, progress_task,
+                               unwrap, warmup_cosine, wrap_ddp)
 
 BRAIN = "missing-modality"
 IN_MEMORY_LIMIT_BYTES = 2 * 1024**3  # stack the training set in RAM below this size, else load subjects per step
@@ -158,7 +158,8 @@ class TrainingData:
             for index in range(len(self)):
                 masks = torch.from_numpy(np.stack([self._draw(rng, int(rng.integers(lo, hi + 1)))
                                                    for _ in range(bank)]))
-                complete = self.volume(index)[None].expand(bank, *self.volume(index).shape)
+                volume = self.volume(index)
+                complete = volume[None].expand(bank, *volume.shape)
                 image = complete * expand_mask(masks, complete.shape).float()
                 with torch.no_grad():
                     prompts.append(tokenizer.prompts(image).float().cpu())
@@ -315,11 +316,12 @@ class ElementMethod(Method):
         state = TrainState(workdir / "train.pt", config_hash(self.config), **objects)
         start = state.resume()
         log = CSVLog(workdir / "losses.csv")
+        rank = dist_info().rank  # each DDP rank draws its own batches
         for net in self.nets.values():
             net.train()
         with progress_task(progress, f"{self.name}: training", total, start) as advance:
             for step in range(start, total):
-                rng = seeded_rng("train-batch", self.name, self.seed, step)
+                rng = seeded_rng("train-batch", self.name, self.seed, step, rank)
                 batch = data.batch(rng, self.config.batch_size, self.k_range(step))
                 losses = self.train_step(batch, step)
                 for sched in scheds.values():
