@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -118,3 +120,37 @@ def test_bad_subject_writes_nothing(tmp_path, brats):
         cache.load(ids[2])
     assert not cache.entry_dir(ids[2]).exists()
     assert [p.name for p in cache.folder.rglob("*") if p.is_file() and p.suffix != ".lock"] == []
+
+
+FILL_SCRIPT = """
+import os, sys
+from pathlib import Path
+from mribench.data.brats import Brats2021Dataset
+from mribench.data.cache import PreprocessedCache
+from mribench.tasks import PreprocessSpec
+
+class Logged(Brats2021Dataset):
+    def load(self, subject_id, preprocess):
+        with open(sys.argv[3], "a") as log:
+            log.write(f"{subject_id} {os.getpid()}\\n")
+        return super().load(subject_id, preprocess)
+
+dataset = Logged(Path(sys.argv[1]))
+cache = PreprocessedCache(dataset, PreprocessSpec.model_validate_json(sys.argv[4]), base=Path(sys.argv[2]))
+for subject_id in dataset.subject_ids():
+    cache.load(subject_id)
+"""
+
+
+def test_two_processes_filling_one_cache_build_each_subject_once(tmp_path, brats):
+    dataset, ids = brats
+    log = tmp_path / "builds.log"
+    command = [sys.executable, "-c", FILL_SCRIPT, str(dataset.root), str(tmp_path / "cache"), str(log),
+               SPEC.model_dump_json()]
+    workers = [subprocess.Popen(command) for _ in range(2)]
+    assert [w.wait(timeout=300) for w in workers] == [0, 0]
+    built = sorted(line.split()[0] for line in log.read_text().splitlines())
+    assert built == sorted(ids)
+    (key_folder,) = (tmp_path / "cache" / "preprocessed" / "brats2021").iterdir()  # both used one cache
+    files = sorted(str(p.relative_to(key_folder)) for p in key_folder.rglob("*") if p.is_file() and p.suffix != ".lock")
+    assert files == sorted(f"{s}/{name}" for s in ids for name in (ENTRY_FILE, "image.npy", "label.npy"))
