@@ -355,8 +355,8 @@ def _csv(grids: list[Grid]) -> str:
                 continue
             for (group, label), value in zip(grid.columns, row.cells):
                 cell = value.cell
-                numbers = ["" if cell is None or getattr(cell, name) is None or not cell.ok else f"{getattr(cell, name):.6g}"
-                           for name in ("mean", "std", "seed_std")]
+                numbers = ["" if cell is None or not cell.ok or getattr(cell, name) is None
+                           else f"{getattr(cell, name):.6g}" for name in ("mean", "std", "seed_std")]
                 writer.writerow([grid.key, row.label, row.kind, group, label, value.text, *numbers,
                                  cell.seeds if cell else "", cell.n if cell else "", value.mark or "",
                                  int(value.significant), (cell.reason or "") if cell else ""])

@@ -15,8 +15,22 @@ from pathlib import Path
 from typing import Callable
 
 from mribench.errors import MribenchError
-from mribench.leaderboard import (LEGEND, Cell, Collection, Grid, GridCell, GridRow, RowKey, collect, digits,
-                                  footnote, higher_is_better, marked_cells, metric_cell, significant)
+from mribench.leaderboard import (
+    LEGEND,
+    Cell,
+    Collection,
+    Grid,
+    GridCell,
+    GridRow,
+    RowKey,
+    collect,
+    digits,
+    footnote,
+    higher_is_better,
+    marked_cells,
+    metric_cell,
+    significant,
+)
 from mribench.plugins import registry
 from mribench.tasks import get_task
 
@@ -124,7 +138,8 @@ def by_dataset(collection: Collection) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for task in collection.tasks:
         groups.setdefault(collection.task_info(task)["dataset"], []).append(task)
-    return {dataset: sorted(tasks, key=lambda t: collection.task_info(t)["missing"]) for dataset, tasks in groups.items()}
+    return {dataset: sorted(tasks, key=lambda t: collection.task_info(t)["missing"])
+            for dataset, tasks in groups.items()}
 
 
 def _missing_label(collection: Collection, task: str, tasks: list[str]) -> str:
@@ -212,7 +227,8 @@ def prompts_grid(collection: Collection, reference: bool) -> Grid | None:
     if not tasks:
         return None
     blocks = [(task, metric) for task in tasks for metric in PROMPT_METRICS if metric in collection.metrics(task)]
-    columns = [(f"{task} {METRIC_LABELS[metric]}", part) for task, metric in blocks for part in ("base", "+Prompts", "Δ")]
+    columns = [(f"{task} {METRIC_LABELS[metric]}", part) for task, metric in blocks
+               for part in ("base", "+Prompts", "Δ")]
     grid = Grid(key="prompts", title="+Prompts: the binary mask code replaced by CoPeVAE's learned prompts",
                 columns=columns, rows=[])
     labels = row_labels(pairs)

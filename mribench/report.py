@@ -19,7 +19,7 @@ import numpy as np
 
 from mribench.errors import MribenchError
 from mribench.leaderboard import Collection, build_table, collect, metric_cell, render
-from mribench.paper_layouts import PROMPTS_SUFFIX, by_dataset, row_labels, build_paper_tables
+from mribench.paper_layouts import PROMPTS_SUFFIX, build_paper_tables, by_dataset, row_labels
 from mribench.results import RESULT_FILE, atomic_write_text, run_dir
 
 TABLE_FILES = {"md": "leaderboard.md", "csv": "leaderboard.csv", "latex": "leaderboard.tex",
@@ -149,13 +149,14 @@ def psnr_boxplot(task: str, collection: Collection) -> Figure | None:
     """Box plot of per-subject PSNR per method (sorted by median); None when no method has per-subject PSNR."""
     rows = collection.rows(task)
     labels = row_labels(rows)
-    series = {labels[row]: list(values.values()) for row in rows if (values := _per_subject_psnr(collection, task, row))}
+    series = {labels[row]: list(values.values()) for row in rows
+              if (values := _per_subject_psnr(collection, task, row))}
     if not series:
         return None
     ordered = sorted(series, key=lambda name: float(np.median(series[name])))
     plt = _pyplot()
     figure, ax = plt.subplots(figsize=(7, 0.45 * len(ordered) + 1.4))
-    ax.boxplot([series[name] for name in ordered], vert=False, tick_labels=ordered, showmeans=True)
+    ax.boxplot([series[name] for name in ordered], orientation="horizontal", tick_labels=ordered, showmeans=True)
     ax.set_xlabel("PSNR (dB) per test subject, missing elements only")
     ax.set_title(f"{task}: per-subject PSNR ({collection.task_info(task)['n_test']} test subjects)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)

@@ -1,0 +1,179 @@
+"""Leaderboard tables from fabricated results: seed aggregation, significance, paper layouts, formats, reference."""
+import csv
+import io
+import re
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mribench.cli import app
+from mribench.leaderboard import build_table, collect, metric_cell, render
+from mribench.metrics.aggregate import summarize
+from mribench.paper_layouts import build_paper_tables, family, reported_for
+from mribench.results import Result, run_dir, write_result
+
+cli = CliRunner()
+SUBJECTS = [f"s{i:02d}" for i in range(12)]
+BASE = np.linspace(20.0, 26.0, len(SUBJECTS))  # per-subject PSNR spread
+
+
+def _metric(values: dict[str, float], **extra) -> dict:
+    return {"status": "ok", "reason": None, "per_subject": values, "aggregate": {**summarize(values), **extra},
+            "extractor": None}
+
+
+def fabricate(runs, task, method, psnr, seed=0, preset="cpu", dataset="phantom-brats", missing=1, ssim=None,
+              dice=None, elements=("T1", "T1ce", "T2", "FLAIR"), problem="missing-modality", jitter=0.01):
+    """Write a result.json whose per-subject PSNR is ``psnr`` (array over SUBJECTS) plus a zero-mean jitter (no tied
+    paired differences: scipy's exact Wilcoxon falls back to a slow permutation test on ties); FID 'not computed'."""
+    noise = np.random.default_rng([seed, missing, *method.encode()]).normal(0, jitter, len(SUBJECTS))
+    psnr = np.asarray(psnr) + noise - noise.mean()
+    metrics = {"psnr": _metric(dict(zip(SUBJECTS, map(float, psnr)))),
+               "fid": {"status": "not computed", "reason": "weights absent", "per_subject": {}, "aggregate": {},
+                       "extractor": None}}
+    if ssim is not None:
+        metrics["ssim"] = _metric(dict(zip(SUBJECTS, map(float, np.asarray(ssim) + (noise - noise.mean()) / 100))))
+    if dice is not None:
+        metrics["dice"] = dice
+    result = Result(
+        task={"name": task, "version": 1, "hash": f"{task}-hash".ljust(64, "0"), "split_hash": "b" * 64,
+              "dataset": dataset, "problem": problem, "missing": missing, "elements": list(elements),
+              "n_test": len(SUBJECTS)},
+        method={"name": method, "version": "0.1.0", "plugin": "test", "preset": preset, "config": "{}",
+                "config_hash": "c" * 16, "reads_mask": True},
+        seed=seed, metrics=metrics, subjects=list(SUBJECTS), provenance={"packages": {"mribench": "9.9.9"}})
+    write_result(result, run_dir(runs, task, method, preset, seed))
+
+
+def _row(text: str, label: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_seeds_are_aggregated_mean_of_means_with_seed_std(tmp_path):
+    for seed, shift in enumerate([0.0, 0.3, 0.9]):
+        fabricate(tmp_path, "t1", "mmgan", BASE + shift, seed=seed, jitter=0.0)
+    cell = metric_cell(collect(["t1"], tmp_path).get("t1", ("mmgan", "cpu")), "psnr")
+    assert cell.seeds == 3 and cell.mean == pytest.approx(BASE.mean() + 0.4)
+    assert cell.seed_std == pytest.approx(np.std([0.0, 0.3, 0.9], ddof=1))
+    assert cell.std == pytest.approx(BASE.std())
+    assert cell.text(2) == f"{BASE.mean() + 0.4:.2f} ± {BASE.std():.2f} [{np.std([0, 0.3, 0.9], ddof=1):.2f}]"
+
+
+def test_best_carries_dagger_only_when_the_test_holds_in_every_seed(tmp_path):
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        fabricate(tmp_path, "t1", "m2dn", BASE + 1.0 + rng.normal(0, 0.05, len(SUBJECTS)), seed=seed)
+        fabricate(tmp_path, "t1", "mmgan", BASE, seed=seed)
+        fabricate(tmp_path, "t1", "zero-fill", BASE - 10, seed=seed)
+    text = render(build_table(["t1"], tmp_path), "md")
+    assert _row(text, "m2dn (cpu)")[1].startswith("**") and "†" in _row(text, "m2dn (cpu)")[1]
+    assert _row(text, "mmgan (cpu)")[1].startswith("_") and text.split("\n\n")[0].count("†") == 1
+    # seed 1 of the runner-up now ties the best on half the subjects, the other half the other way: no dagger
+    noise = np.where(np.arange(len(SUBJECTS)) % 2 == 0, 0.8, -0.8)
+    fabricate(tmp_path, "t1", "mmgan", BASE + 1.0 + noise, seed=1)
+    text = render(build_table(["t1"], tmp_path), "md")
+    assert _row(text, "m2dn (cpu)")[1].startswith("**") and "†" not in _row(text, "m2dn (cpu)")[1]
+
+
+def _brain_runs(runs):
+    """phantom-brats missing 1/2/3: floors, GAN, diffusion, CoPeDiT, and MMT with +Prompts."""
+    levels = {"zero-fill": -12, "mmgan": 0.0, "mmt": 0.4, "mmt+prompts": 0.9, "m2dn": 1.2, "copedit": 2.0}
+    for missing in (1, 2, 3):
+        for method, level in levels.items():
+            fabricate(runs, f"phantom-brats-missing{missing}", method, BASE + level - 0.3 * missing,
+                      missing=missing, ssim=np.full(len(SUBJECTS), 0.5 + level / 100))
+
+
+def test_paper_layout_groups_families_and_marks_best_and_second(tmp_path):
+    _brain_runs(tmp_path)
+    tasks = [f"phantom-brats-missing{k}" for k in (3, 1, 2)]
+    grids = build_paper_tables(tasks, tmp_path)
+    assert [g.key for g in grids] == ["phantom-brats", "prompts"]
+    main = grids[0]
+    assert [group for group, _ in main.columns[::3]] == ["missing 1", "missing 2", "missing 3"]
+    assert [label for _, label in main.columns[:3]] == ["PSNR", "SSIM", "FID"]
+    labels = [(row.kind, row.label) for row in main.rows]
+    assert labels == [("section", "Floors"), ("result", "zero-fill"), ("section", "GAN-based"), ("result", "MMGAN"),
+                      ("result", "MMT"), ("section", "Diffusion-based"), ("result", "M2DN"),
+                      ("section", "CoPeDiT (the paper's method)"), ("result", "CoPeDiT")]
+    text = render(grids, "md")
+    assert _row(text, "CoPeDiT")[1].startswith("**") and _row(text, "M2DN")[1].startswith("_")
+    assert _row(text, "MMGAN")[3] == "n/a", "FID not computed shows n/a"
+    footer = "\n".join(main.footnote)
+    for fact in ("phantom-brats-missing1: v1", "split hash bbbbbbbbbbbb", "mribench 9.9.9", "cpu preset, seeds 0"):
+        assert fact in footer
+    prompts = render(grids[1], "md")
+    assert "MMT+Prompts" not in text.split("### +Prompts")[0], "+prompts rows only in their own table"
+    assert _row(prompts, "MMT")[3] == "+0.50†", "constant shift over subjects: significant in every seed"
+
+
+def test_latex_csv_and_html_formats(tmp_path):
+    _brain_runs(tmp_path)
+    grids = build_paper_tables(["phantom-brats-missing1", "phantom-brats-missing2"], tmp_path)
+    latex = render(grids, "latex")
+    assert r"\toprule" in latex and r"\midrule" in latex and r"\bottomrule" in latex and r"\cmidrule(lr){2-4}" in latex
+    copedit = next(line for line in latex.splitlines() if line.startswith("CoPeDiT"))
+    assert copedit.split(" & ")[1].startswith(r"\textbf{") and r"$\pm$" in copedit
+    m2dn = next(line for line in latex.splitlines() if line.startswith("M2DN"))
+    assert m2dn.split(" & ")[1].startswith(r"\underline{")
+    assert r"\multicolumn{7}{l}{\textit{GAN-based}}" in latex
+    rows = list(csv.DictReader(io.StringIO(render(grids, "csv"))))
+    best = [r for r in rows if r["table"] == "phantom-brats" and r["column"] == "PSNR" and r["mark"] == "best"]
+    assert {r["row"] for r in best} == {"CoPeDiT"} and float(best[0]["mean"]) == pytest.approx(BASE.mean() + 1.7)
+    assert any(r["text"] == "n/a" and r["reason"] == "weights absent" for r in rows)
+    page = render(grids, "html")
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "<b>" in page and "<u>" in page
+    assert not re.search(r"(src|href)\s*=\s*[\"']?https?:", page) and "http://" not in page and "https://" not in page
+
+
+def test_reference_rows_come_from_the_real_twin_and_are_never_marked(tmp_path):
+    assert reported_for("phantom-brats-missing1").task == "brats-missing1"
+    assert reported_for("ixi-missing2").values["psnr"]["CoPeDiT"] == 23.92
+    _brain_runs(tmp_path)
+    grids = build_paper_tables(["phantom-brats-missing1"], tmp_path, reference=True)
+    text = render(grids, "md")
+    mmgan = _row(text, "*MMGAN — reported (paper)*")
+    assert mmgan[1] == "*24.71 ± 1.57*" and "**" not in mmgan[1]
+    assert _row(text, "*LDM — reported (paper)*")[1] == "*23.84*", "methods only the paper has get their own row"
+    labels = [row.label for row in grids[0].rows]
+    assert labels.index("LDM — reported (paper)") > labels.index("Diffusion-based")
+    assert "real data, not comparable" in "\n".join(grids[0].footnote)
+    assert _row(render(grids[1], "md"), "*MMT — reported (paper)*")[1:4] == ["*25.19 ± 1.41*", "*25.68*", "*+0.49*"]
+
+
+def test_dice_table_has_full_missing_and_methods_in_percent(tmp_path):
+    def dice(level):
+        jitter = np.random.default_rng(int(level * 100)).normal(0, 0.001, len(SUBJECTS))
+        values = dict(zip(SUBJECTS, map(float, np.linspace(0.8, 0.9, len(SUBJECTS)) + level + jitter)))
+        regions = {"WT": 0.9 + level, "TC": 0.85 + level, "ET": 0.8 + level}
+        return _metric(values, synthesis={**regions, "mean": float(np.mean(list(regions.values())))},
+                       full={"WT": 0.95, "TC": 0.9, "ET": 0.85, "mean": 0.9},
+                       missing={"WT": 0.8, "TC": 0.75, "ET": 0.7, "mean": 0.75})
+
+    for method, level in (("mmgan", 0.0), ("copedit", 0.03)):
+        fabricate(tmp_path, "phantom-brats-missing1", method, BASE, dice=dice(level))
+    grids = build_paper_tables(["phantom-brats-missing1"], tmp_path, reference=True)
+    table = render(next(g for g in grids if g.key == "phantom-brats-dice"), "md")
+    assert "| method | WT | TC | ET | avg |" in table
+    assert _row(table, "Full (all real)")[1:] == ["95.00", "90.00", "85.00", "90.00"]
+    assert _row(table, "Missing (available only)")[1] == "80.00"
+    assert _row(table, "*Missing — reported (paper)*")[1:] == ["*86.08*", "*84.67*", "*81.59*", "*84.11*"]
+    assert _row(table, "CoPeDiT")[1] == "**93.00**" and _row(table, "MMGAN")[1] == "_90.00_"
+
+
+def test_family_comes_from_the_class_or_the_mapping():
+    assert family("zero-fill") == "floor" and family("mmt+prompts") == "gan" and family("m2dn") == "diffusion"
+    assert family("copedit") == "proposed" and family("someone-elses-method") == "other"
+
+
+def test_cli_paper_layout_formats_and_reference_flag(tmp_path):
+    _brain_runs(tmp_path)
+    base = ["leaderboard", "--task", "phantom-brats-missing1", "--runs", str(tmp_path)]
+    page = tmp_path / "board.html"
+    result = cli.invoke(app, base + ["--layout", "paper", "--reference", "--format", "html", "--output", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "reported (paper)" in page.read_text() and "CoPeDiT" in page.read_text()
+    refused = cli.invoke(app, base + ["--reference"])
+    assert refused.exit_code == 2 and "--layout paper" in refused.output

@@ -1,0 +1,63 @@
+"""Report figures, the self-contained HTML page and the leaderboard folder, from real floor runs on the tiny tasks."""
+import re
+
+import matplotlib.image
+
+from mribench.leaderboard import build_table, render
+from mribench.paper_layouts import build_paper_tables
+from mribench.report import write_leaderboard_folder, write_report
+from mribench.runner import RunRequest, run
+
+BRAIN = ["tiny-brain-missing1", "tiny-brain-missing2"]
+CARDIAC = "tiny-cardiac-missing4"
+
+
+def _floor_runs(out, brain: bool):
+    """Floors at the smoke preset on the tiny cardiac task and, with ``brain``, the tiny brain tasks
+    (mean-available with two seeds)."""
+    for task in BRAIN if brain else []:
+        for method, seeds in (("zero-fill", [0]), ("mean-available", [0, 1]), ("nearest-contrast", [0])):
+            for seed in seeds:
+                run(RunRequest(method=method, task=task, preset="smoke", seed=seed, out=out))
+    for method in ("zero-fill", "slice-interp"):
+        run(RunRequest(method=method, task=CARDIAC, preset="smoke", out=out))
+    return out
+
+
+def _external_references(page: str) -> list[str]:
+    return re.findall(r"(?:src|href)\s*=\s*[\"']?(?!data:)[^\"' >]+", page) + re.findall(r"https?://", page)
+
+
+def test_png_folder_holds_readable_figures(tiny_registry, tmp_path):
+    runs = _floor_runs(tmp_path / "runs", brain=False)
+    written = write_report([CARDIAC], runs, tmp_path / "figures", subjects=3)
+    assert sorted(p.name for p in written) == [f"{CARDIAC}-psnr-box.png", f"{CARDIAC}-qualitative.png"]
+    grid = matplotlib.image.imread(next(p for p in written if "qualitative" in p.name))
+    assert grid.shape[0] > 500 and grid.shape[1] > 300 and grid[..., :3].std() > 0.05, "an actual picture"
+
+
+def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_path):
+    """Tables rebuild from the folder's own JSON copies; report.html is self-contained with every figure."""
+    runs = _floor_runs(tmp_path / "runs", brain=True)
+    tasks = BRAIN + [CARDIAC]
+    out = tmp_path / "leaderboard"
+    write_leaderboard_folder(runs, out, tasks)
+    names = {p.name for p in out.iterdir()}
+    assert {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "leaderboard-reference.md",
+            "plain.md", "report.html", "results"} <= names
+    copies = sorted(p.relative_to(out / "results").as_posix() for p in (out / "results").glob("**/result.json"))
+    assert len(copies) == 2 * 4 + 2 and "tiny-brain-missing1/mean-available/smoke-seed1/result.json" in copies
+    rebuilt = render(build_paper_tables(tasks, out / "results"), "md")
+    assert (out / "leaderboard.md").read_text() == rebuilt, "the committed tables follow from the committed JSONs"
+    assert (out / "plain.md").read_text() == render(build_table(tasks, out / "results"), "md")
+    assert "[0.00]" in (out / "leaderboard.md").read_text(), "two seeds of mean-available: seed std shown"
+    page = (out / "report.html").read_text()
+    assert _external_references(page) == []
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == len(captions) == 7
+    assert any(c.startswith("tiny-brain-missing1: qualitative") for c in captions)
+    assert any(c.startswith("tiny-brain: mean PSNR") for c in captions), "PSNR vs missing count across the dataset"
+    assert "<h2>tiny-brain: missing 1 / 2 of 3 modalities (A, B, C)</h2>" in page and "nearest-contrast" in page
+    (runs / CARDIAC / "zero-fill").rename(tmp_path / "moved")
+    write_leaderboard_folder(runs, out, tasks)
+    assert not (out / "results" / CARDIAC / "zero-fill").exists(), "copies of removed runs do not linger"
