@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mribench.data.nifti import NiftiDataset, Problem, same_grid, strip_nifti_suffix
+from mribench.data.nifti import NiftiDataset, Problem, grid_difference, strip_nifti_suffix
 from mribench.errors import BadDataError
 
 FILE_PATTERN = re.compile(r"^(IXI\d{3}-[A-Za-z]+-\d{4})-(T1|T2|PD)$")
@@ -60,9 +60,9 @@ class IXIDataset(NiftiDataset):
 
         t2, t2_affine = volumes["T2"]
         pd, pd_affine = volumes["PD"]
-        if not same_grid(pd.shape, pd_affine, t2.shape, t2_affine):
-            raise BadDataError(f"{files['PD']}: PD grid {pd.shape} differs from T2 grid {t2.shape} "
-                               f"(shape or affine differ)")
+        difference = grid_difference(pd.shape, pd_affine, t2.shape, t2_affine)
+        if difference:
+            raise BadDataError(f"{files['PD']}: PD is on another grid than T2: {difference}")
         t1, t1_affine = volumes["T1"]
         source = MetaTensor(torch.from_numpy(t1[None]), affine=torch.as_tensor(t1_affine, dtype=torch.float64))
         resampled = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(

@@ -141,8 +141,15 @@ def file_fingerprint(path: Path) -> dict[str, Any]:
             "header_sha256": hashlib.sha256(header).hexdigest()}
 
 
-def same_grid(shape_a: tuple[int, ...], affine_a: np.ndarray, shape_b: tuple[int, ...], affine_b: np.ndarray) -> bool:
-    return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, rtol=0, atol=AFFINE_TOLERANCE_MM)
+def grid_difference(shape_a: tuple[int, ...], affine_a: np.ndarray, shape_b: tuple[int, ...],
+                    affine_b: np.ndarray) -> str | None:
+    """How grid a differs from grid b ("shape (..) vs (..)" or "affines differ by up to X mm"), None when the same."""
+    if tuple(shape_a) != tuple(shape_b):
+        return f"shape {tuple(shape_a)} vs {tuple(shape_b)}"
+    largest = float(np.abs(np.asarray(affine_a) - np.asarray(affine_b)).max())
+    if largest > AFFINE_TOLERANCE_MM:
+        return f"affines differ by up to {largest:.3g} mm (tolerance {AFFINE_TOLERANCE_MM:g})"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -226,9 +233,9 @@ class NiftiDataset(Dataset):
             data, label_affine = read_volume(path)
         except BadDataError as exc:
             return None, _strip_path(str(exc), path)
-        if not same_grid(data.shape, label_affine, shape, affine):
-            return None, (f"label grid {data.shape} does not match the image grid {tuple(shape)} "
-                          f"(shape or affine differ)")
+        difference = grid_difference(data.shape, label_affine, shape, affine)
+        if difference:
+            return None, f"label is on another grid than the image: {difference}"
         if not np.array_equal(data, np.rint(data)):
             return None, "label values are not integers"
         values = {int(v) for v in np.unique(data)}
@@ -245,9 +252,10 @@ class NiftiDataset(Dataset):
         ref_data, ref_affine = volumes[reference]
         for modality in self.modalities[1:]:
             data, affine = volumes[modality]
-            if not same_grid(data.shape, affine, ref_data.shape, ref_affine):
-                raise BadDataError(f"{files[modality]}: contrast {modality} grid {data.shape} differs from "
-                                   f"{reference} grid {ref_data.shape} (shape or affine differ)")
+            difference = grid_difference(data.shape, affine, ref_data.shape, ref_affine)
+            if difference:
+                raise BadDataError(f"{files[modality]}: contrast {modality} is on another grid than {reference}: "
+                                   f"{difference}")
         return np.stack([volumes[m][0] for m in self.modalities]), ref_affine
 
     def read_raw(self, subject_id: str) -> RawSubject:

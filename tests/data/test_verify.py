@@ -56,11 +56,11 @@ def damage(root, kind):
     elif kind == "missing":
         (folder / f"{BAD}_flair.nii.gz").unlink()
         return f"{BAD}_flair.nii.gz"
-    elif kind == "labels":
+    elif kind in ("labels", "label-grid"):
         seg = folder / f"{BAD}_seg.nii.gz"
         label = np.asarray(nib.load(seg).dataobj).copy()
         label[label == 1] = 3
-        write_volume(seg, label, affine)
+        write_volume(seg, label if kind == "labels" else label[:, :, :-1] % 3, affine)
         return f"{BAD}_seg.nii.gz"
     return t2.name
 
@@ -71,11 +71,12 @@ CASES = {
     "nan": "NaN or Inf",
     "inf": "NaN or Inf",
     "4d": "expected a 3D volume, got shape (24, 24, 16, 2)",
-    "other-shape": "grid (24, 24, 14) differs from T1 grid (24, 24, 16)",
-    "other-affine": "shape or affine differ",
+    "other-shape": "contrast T2 is on another grid than T1: shape (24, 24, 14) vs (24, 24, 16)",
+    "other-affine": "contrast T2 is on another grid than T1: affines differ by up to 3 mm",
     "constant": "constant",
     "missing": "missing contrast FLAIR",
     "labels": "unexpected label values [3] (allowed: [0, 1, 2, 4])",
+    "label-grid": "label is on another grid than the image: shape (24, 24, 15) vs (24, 24, 16)",
 }
 
 
@@ -139,7 +140,7 @@ def test_ixi_pd_on_another_grid_than_t2_and_acdc_bad_labels(tmp_path, layouts):
     write_volume(pd, np.asarray(image.dataobj)[:-1], image.affine)
     problems = verify_dataset(IXIDataset(tmp_path / "ixi"))
     assert [(p.subject_id, p.problem) for p in problems] == [
-        ("IXI012-HH-1211", "PD grid (31, 36, 20) differs from T2 grid (32, 36, 20) (shape or affine differ)")]
+        ("IXI012-HH-1211", "PD is on another grid than T2: shape (31, 36, 20) vs (32, 36, 20)")]
 
     layouts.acdc(tmp_path / "acdc")
     gt = tmp_path / "acdc" / "training" / "patient002" / "patient002_frame02_gt.nii.gz"
