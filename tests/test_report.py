@@ -2,10 +2,12 @@
 import re
 
 import matplotlib.image
+from typer.testing import CliRunner
 
+from mribench.cli import app
 from mribench.leaderboard import build_table, render
 from mribench.paper_layouts import build_paper_tables
-from mribench.report import write_leaderboard_folder, write_report
+from mribench.report import write_leaderboard_folder
 from mribench.runner import RunRequest, run
 
 BRAIN = ["tiny-brain-missing1", "tiny-brain-missing2"]
@@ -30,8 +32,11 @@ def _external_references(page: str) -> list[str]:
 
 def test_png_folder_holds_readable_figures(tiny_registry, tmp_path):
     runs = _floor_runs(tmp_path / "runs", brain=False)
-    written = write_report([CARDIAC], runs, tmp_path / "figures", subjects=3)
-    assert sorted(p.name for p in written) == [f"{CARDIAC}-psnr-box.png", f"{CARDIAC}-qualitative.png"]
+    result = CliRunner().invoke(app, ["report", "--task", CARDIAC, "--runs", str(runs), "--output",
+                                      str(tmp_path / "figures")])
+    assert result.exit_code == 0, result.output
+    written = sorted((tmp_path / "figures").iterdir())
+    assert [p.name for p in written] == [f"{CARDIAC}-psnr-box.png", f"{CARDIAC}-qualitative.png"]
     grid = matplotlib.image.imread(next(p for p in written if "qualitative" in p.name))
     assert grid.shape[0] > 500 and grid.shape[1] > 300 and grid[..., :3].std() > 0.05, "an actual picture"
 
