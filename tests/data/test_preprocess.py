@@ -100,3 +100,19 @@ def test_no_orientation_keeps_voxel_axis_two_as_slices():
     subject = preprocess_subject(raw, PreprocessSpec(shape=(10, 24, 24), orientation=None, crop_foreground=False))
     np.testing.assert_allclose(subject.affine[:3, 0], affine[:3, 2])  # D steps like the source's slice axis
     np.testing.assert_allclose(centroid(subject.label == 4), [4, 12, 12])  # (slice, y, x) of the blob
+
+
+def test_a_prediction_saved_with_the_subject_affine_overlays_the_source(tmp_path):
+    """Write the preprocessed label as NIfTI with Subject.affine, resample it onto the source grid: it overlaps."""
+    import nibabel as nib
+    from nibabel.processing import resample_from_to
+
+    from mribench.data.nifti import write_volume
+
+    raw = raw_with_blob()
+    raw.label[4:18, 6:20, 4:12] = 1
+    subject = preprocess_subject(raw, PreprocessSpec(shape=(10, 16, 16), crop_foreground=True))
+    write_volume(tmp_path / "prediction.nii.gz", subject.label, subject.affine)
+    back = resample_from_to(nib.load(tmp_path / "prediction.nii.gz"), (raw.label.shape, raw.affine), order=0)
+    predicted, truth = np.asarray(back.dataobj) == 1, raw.label == 1
+    assert 2 * (predicted & truth).sum() / (predicted.sum() + truth.sum()) > 0.9
