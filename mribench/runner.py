@@ -183,7 +183,7 @@ def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: 
 
 
 def _batch_for(task: TaskSpec, subject) -> Batch:
-    complete = torch.from_numpy(np.ascontiguousarray(subject.image))[None].float()
+    complete = torch.from_numpy(np.array(subject.image, dtype=np.float32))[None]  # a copy: cache arrays are read-only
     mask = torch.from_numpy(evaluation_pattern(task, subject.subject_id))[None]
     meta: dict[str, Any] = {"affine": torch.from_numpy(np.asarray(subject.affine, dtype=np.float64))[None]}
     if subject.label is not None:

@@ -31,7 +31,7 @@ def evaluate(task: TaskSpec, train: SubjectSet, test: SubjectSet,
         for subject in test:
             availability = evaluation_pattern(task, subject.subject_id)
             pred = torch.from_numpy(completed_prediction(subject, availability))[None].float()
-            target = torch.from_numpy(np.ascontiguousarray(subject.image))[None].float()
+            target = torch.from_numpy(np.array(subject.image, dtype=np.float32))[None]  # cache arrays are read-only
             meta = {"subject_id": subject.subject_id, "label": subject.label, "element_names": task.element_names,
                     "problem": task.problem}
             for metric in metrics.values():

@@ -172,5 +172,5 @@ def _train(net, opt, state: TrainState, start: int, config: SegmenterConfig, tra
             loss.backward()
             opt.step()
             state.maybe_save(step + 1, config.save_every, config.steps)
-            advance(loss=float(loss))
+            advance(loss=loss.item())
     net.eval()
