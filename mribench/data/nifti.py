@@ -202,7 +202,8 @@ class NiftiDataset(Dataset):
         for modality in self.modalities:
             path = contrasts[modality]
             if not path.is_file():
-                problems.append(Problem(subject_id, str(path), f"missing contrast {modality}"))
+                what = f"contrast {modality}" if len(self.modalities) > 1 else "image file"
+                problems.append(Problem(subject_id, str(path), f"missing {what}"))
                 continue
             try:
                 volumes[modality] = read_volume(path)

@@ -147,9 +147,13 @@ def test_ixi_pd_on_another_grid_than_t2_and_acdc_bad_labels(tmp_path, layouts):
     label = nib.load(gt)
     write_volume(gt, np.asarray(label.dataobj) + 2, label.affine)
     (tmp_path / "acdc" / "training" / "patient001" / "Info.cfg").write_text("ES: 9\n")
+    layouts.acdc(tmp_path / "acdc", patients=("patient003",))
+    (tmp_path / "acdc" / "training" / "patient003" / "patient003_frame02.nii.gz").unlink()
     problems = verify_dataset(ACDCDataset(tmp_path / "acdc"))
     assert [p.problem for p in problems] == ["no 'ED: N' line naming the end-diastolic frame",
-                                             "unexpected label values [4, 5] (allowed: [0, 1, 2, 3])"]
+                                             "unexpected label values [4, 5] (allowed: [0, 1, 2, 3])",
+                                             "missing image file"]
+    assert problems[2].file.endswith("patient003_frame02.nii.gz")
 
 
 def flat(result) -> str:
