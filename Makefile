@@ -38,5 +38,9 @@ test: install
 bench: install
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit $$?; done
 
+# Every method on every phantom task at the cpu preset, then leaderboard/ regenerated (resumes when rerun).
+leaderboard: install
+	$(BIN)/mribench reproduce --runs runs/leaderboard --output leaderboard
+
 clean:
 	rm -rf runs

@@ -406,3 +406,23 @@ def report(
 
     for path in write_report(task, runs, output, data_root=data_root, subjects=subjects):
         err.print(f"wrote {path}")
+
+
+# -- reproduce (make leaderboard) ----------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def reproduce(
+    runs: Annotated[Path, typer.Option(help="Where the runs are kept (resumable).")] = Path("runs/leaderboard"),
+    output: Annotated[Path, typer.Option(help="The leaderboard folder to regenerate.")] = Path("leaderboard"),
+    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Only these methods.")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Only these tasks.")] = None,
+    preset: Annotated[str, typer.Option(help="Preset of every run.")] = "cpu",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the estimate only.")] = False,
+) -> None:
+    """Run every registered method on every phantom task (3 seeds for CoPeDiT and its compared baselines) and
+    regenerate the leaderboard folder. Interrupted? Run it again: finished runs are skipped."""
+    from mribench.reproduce import PHANTOM_TASKS, ReproducePlan
+    from mribench.reproduce import reproduce as reproduce_all
+
+    reproduce_all(ReproducePlan(tasks=task or list(PHANTOM_TASKS), preset=preset, runs=runs, out=output,
+                                methods=method or None), console=err, dry_run=dry_run)

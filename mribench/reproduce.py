@@ -1,0 +1,94 @@
+"""``make leaderboard``: every registered method on every phantom task at the ``cpu`` preset, then the committed
+``leaderboard/`` folder regenerated from the results.
+
+Runs go through the ordinary runner, so an interrupted reproduction continues where it stopped and finished runs
+are skipped. Before starting, the plan and an estimate of the remaining time are printed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from mribench.plugins import registry
+from mribench.results import RESULT_FILE, find_results
+from mribench.runner import RunRequest, plan, run
+from mribench.tasks import get_task
+
+PHANTOM_TASKS = [*(f"phantom-brats-missing{k}" for k in (1, 2, 3)), *(f"phantom-ixi-missing{k}" for k in (1, 2)),
+                 *(f"phantom-cardiac-missing{k}" for k in (8, 16, 24))]
+# CoPeDiT and the baselines the paper's text compares it with (and their +Prompts variants) get three seeds.
+THREE_SEEDS = ("copedit", "mmt", "m2dn", "hypergae", "mmt+prompts", "m2dn+prompts", "hypergae+prompts")
+# Minutes per stage at the cpu preset, measured on this project's 2-core machine; used only for the estimate
+# when the runs folder holds no timing of the method yet.
+DEFAULT_FIT_MINUTES = 3.0
+DEFAULT_RUN_MINUTES = 0.5
+
+
+@dataclass
+class ReproducePlan:
+    tasks: list[str] = field(default_factory=lambda: list(PHANTOM_TASKS))
+    preset: str = "cpu"
+    runs: Path = Path("runs/leaderboard")
+    out: Path = Path("leaderboard")
+    methods: list[str] | None = None  # None: every registered, available method
+
+    def requests(self) -> list[RunRequest]:
+        reg = registry()
+        names = self.methods or [n for n in reg.names("method") if reg.method(n).unavailable_reason() is None]
+        requests = []
+        for task_name in self.tasks:
+            task = get_task(task_name)
+            for name in names:
+                cls = reg.method(name)
+                if task.problem not in cls.problems or self.preset not in cls.presets:
+                    continue
+                for seed in range(3 if name in THREE_SEEDS else 1):
+                    requests.append(RunRequest(method=name, task=task_name, preset=self.preset, seed=seed,
+                                               out=self.runs))
+        return requests
+
+
+def estimate_minutes(requests: list[RunRequest]) -> tuple[float, int]:
+    """Remaining minutes (and pending run count), from timings of finished runs of the same method if any."""
+    fit: dict[str, list[float]] = {}
+    evaluate: dict[str, list[float]] = {}
+    if requests:
+        for _, result in find_results(requests[0].out):
+            name = result.method["name"]
+            fit.setdefault(name, []).append(result.timings.get("fit_or_load_s", 0) / 60)
+            evaluate.setdefault(name, []).append(sum(v for k, v in result.timings.items()
+                                                     if k != "fit_or_load_s") / 60)
+    minutes, pending, trained = 0.0, 0, set()
+    for request in requests:
+        the_plan = plan(request)
+        if (the_plan.folder / RESULT_FILE).exists():
+            continue
+        pending += 1
+        minutes += max(evaluate.get(request.method, [DEFAULT_RUN_MINUTES]))
+        if not (the_plan.model_dir / "model.pt").exists() and the_plan.model_dir not in trained:
+            trained.add(the_plan.model_dir)
+            minutes += max(fit.get(request.method, [DEFAULT_FIT_MINUTES]))
+    return minutes, pending
+
+
+def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: bool = False) -> None:
+    from mribench.report import write_leaderboard_folder
+
+    console = console or Console(stderr=True)
+    requests = the_plan.requests()
+    minutes, pending = estimate_minutes(requests)
+    console.print(f"[bold]make leaderboard[/]: {len(requests)} runs ({pending} to do) over {len(the_plan.tasks)} "
+                  f"tasks at the {the_plan.preset} preset; estimated {minutes:.0f} min remaining")
+    if dry_run:
+        for request in requests:
+            console.print(f"  {request.task}  {request.method}  seed {request.seed}")
+        return
+    for index, request in enumerate(requests, 1):
+        console.rule(f"[{index}/{len(requests)}] {request.method} on {request.task}, seed {request.seed}")
+        outcome = run(request, console=console)
+        if outcome.status == "complete":
+            console.print("complete (skipped)")
+    written = write_leaderboard_folder(the_plan.runs, the_plan.out, the_plan.tasks)
+    console.print(f"wrote {len(written)} files under {the_plan.out}")
