@@ -56,6 +56,13 @@ def _upright(plane: np.ndarray, row_axis_world: np.ndarray) -> np.ndarray:
     return plane[::-1] if row_axis_world[np.argmax(np.abs(row_axis_world))] > 0 else plane
 
 
+def _focus_slice(label: np.ndarray | None, depth: int) -> int:
+    """Slice index through the labels' centroid (e.g. the tumour) when there are labels, else the middle slice."""
+    if label is None or not (label > 0).any():
+        return depth // 2
+    return int(round(float(np.argwhere(label > 0)[:, 0].mean())))
+
+
 def _first_run(collection: Collection, task: str, row) -> Path:
     """Run folder of the lowest seed of (method, preset) on ``task``."""
     return collection.results[(task, *row)][0][0].parent
@@ -64,9 +71,9 @@ def _first_run(collection: Collection, task: str, row) -> Path:
 # -- qualitative grid ----------------------------------------------------------------------------------------
 def qualitative_figure(task: str, collection: Collection, data_root: Path | None, subjects: int) -> Figure:
     """Rows: ``subjects`` test subjects (the first ones, sorted by ID, that every method predicted), each as an image
-    row and an error row. Columns: ground truth, observed inputs, one per method. Brain: the middle axial slice of
-    the subject's first missing modality; cardiac: the middle slice of the missing run, and the observed stack cut
-    along the long axis (the gap is black)."""
+    row and an error row. Columns: ground truth, observed inputs, one per method. Brain: the axial slice through the
+    labels' centroid (else the middle one) of the subject's first missing modality; cardiac: the middle slice of
+    the missing run, and the observed stack cut along the long axis (the gap is black)."""
     import nibabel as nib
 
     from mribench.data import load_task_data
@@ -95,7 +102,7 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
         direction = np.asarray(subject.affine)[:3, 1]
         if spec.problem == "missing-modality":
             channel = next(c for c in range(spec.channels) if not mask[c].any())
-            element, depth = spec.element_names[channel], subject.image.shape[1] // 2
+            element, depth = spec.element_names[channel], _focus_slice(subject.label, subject.image.shape[1])
             observed = [(f"observed {spec.element_names[c]}", subject.image[c, depth])
                         for c in range(spec.channels) if mask[c].any()]
         else:
