@@ -53,7 +53,12 @@ def paired_wilcoxon(a: dict[str, float], b: dict[str, float]) -> float:
     differences = np.asarray([a[s] - b[s] for s in common], dtype=np.float64)
     if not np.any(differences):
         return 1.0
-    return float(stats.wilcoxon(differences, zero_method="wilcox", alternative="two-sided").pvalue)
+    magnitudes = np.abs(differences[differences != 0])
+    # exact distribution only without ties or zeros (scipy would fall back to a slow permutation test)
+    exact = magnitudes.size == differences.size and np.unique(magnitudes).size == magnitudes.size \
+        and differences.size <= 50
+    return float(stats.wilcoxon(differences, zero_method="wilcox", alternative="two-sided",
+                                method="exact" if exact else "asymptotic").pvalue)
 
 
 def write_per_subject_csv(results: dict[str, MetricResult], path: Path) -> None:
