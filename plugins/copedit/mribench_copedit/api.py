@@ -6,7 +6,6 @@ from pathlib import Path
 from mribench.data.base import SubjectSet
 from mribench.errors import UnknownNameError
 from mribench.tasks import TaskSpec
-
 from mribench_copedit.presets import PRESETS
 from mribench_copedit.tokenizer import CoPeVAE
 from mribench_copedit.trainer import TrainImages, train_tokenizer

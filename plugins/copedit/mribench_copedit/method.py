@@ -10,12 +10,18 @@ from mribench.data.base import SubjectSet
 from mribench.method import Method
 from mribench.protocol import Batch
 from mribench.tasks import TaskSpec
-
 from mribench_copedit.api import tokenizer_folder
 from mribench_copedit.presets import PRESETS, CoPeDiTConfig
 from mribench_copedit.tokenizer import build_discriminator, count_parameters
-from mribench_copedit.trainer import (TrainImages, build_network, build_tokenizer, freeze, sample, train_diffusion,
-                                      train_tokenizer)
+from mribench_copedit.trainer import (
+    TrainImages,
+    build_network,
+    build_tokenizer,
+    freeze,
+    sample,
+    train_diffusion,
+    train_tokenizer,
+)
 
 REFERENCE_TASKS = {
     # The paper's shapes, used by describe() when no task is given.

@@ -21,6 +21,8 @@ class TokenizerConfig:
     prompt_channels: widths of the prompt encoders' 3D convs (stride 4, 2, 1: an 8× coarser grid).
     Loss weights: L1, VQ, perceptual (only when pretrained weights are on disk), adversarial (LSGAN patch
     discriminator, from ``adversarial_start`` on), pretext (= count · CE + position · CE/BCE + contrastive · InfoNCE).
+    crop: in-plane (height, width) of the random window the autoencoder trains on (None = whole volume); the prompt
+        encoders always see the whole volume. The cpu preset uses it to train 4× cheaper.
     """
 
     channels: tuple[int, int, int] = (32, 64, 128)
@@ -48,6 +50,11 @@ class TokenizerConfig:
     batch_size: int = 64
     save_every: int = 1000
     flip_augment: bool = True
+    crop: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.crop is not None and any(size % 8 or size < 16 for size in self.crop):
+            raise MribenchError(f"copedit crop {self.crop}: each side must be a multiple of 8 and at least 16")
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ class CoPeDiTConfig:
     def for_problem(self, problem: str) -> ProblemConfig:
         return self.brain if problem == "missing-modality" else self.cardiac
 
-    def with_diffusion(self, **changes) -> "CoPeDiTConfig":
+    def with_diffusion(self, **changes) -> CoPeDiTConfig:
         """The same preset with stage II fields changed for both problems (ablation switches)."""
         return replace(self, brain=replace(self.brain, diffusion=replace(self.brain.diffusion, **changes)),
                        cardiac=replace(self.cardiac, diffusion=replace(self.cardiac.diffusion, **changes)))
@@ -119,12 +126,12 @@ _SMOKE_DIFFUSION = DiffusionStageConfig(
     lr=1e-3)
 
 _CPU_TOKENIZER = TokenizerConfig(
-    channels=(16, 32, 48), codebook_size=512, prompt_dim=64, prompt_channels=(16, 32, 64), discriminator_channels=16,
-    discriminator_layers=2, adversarial_start=250, warmup_steps=20, steps=400, batch_size=2, save_every=50,
-    lr=5e-4)
+    channels=(8, 16, 32), codebook_size=256, prompt_dim=64, prompt_channels=(16, 32, 64), discriminator_channels=8,
+    discriminator_layers=2, adversarial_start=150, warmup_steps=10, steps=200, batch_size=2, save_every=25, lr=1e-3,
+    crop=(48, 48))
 _CPU_DIFFUSION = DiffusionStageConfig(
-    network="MDiT3D-S", warmup_steps=20, steps=400, batch_size=4, ema_decay=0.99, sample_steps=20, save_every=50,
-    lr=5e-4)
+    network="MDiT3D-T", warmup_steps=10, steps=300, batch_size=4, ema_decay=0.98, sample_steps=20, save_every=50,
+    lr=1e-3)
 
 PRESETS: dict[str, CoPeDiTConfig] = {
     "smoke": CoPeDiTConfig("smoke", ProblemConfig(_SMOKE_TOKENIZER, _SMOKE_DIFFUSION),

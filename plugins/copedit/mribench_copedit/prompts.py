@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mribench.protocol import missing_count
-
 from mribench_copedit.presets import TokenizerConfig
 
 
@@ -54,7 +53,7 @@ class PretextTargets:
     missing_latents: torch.Tensor  # (B, E, d) bool, True where a latent slice holds missing content
 
     @classmethod
-    def from_mask(cls, availability_mask: torch.Tensor, problem: str, compression: int = 8) -> "PretextTargets":
+    def from_mask(cls, availability_mask: torch.Tensor, problem: str, compression: int = 8) -> PretextTargets:
         count = missing_count(availability_mask, problem)
         if problem == "missing-modality":
             position = (~availability_mask.all(dim=2)).float()

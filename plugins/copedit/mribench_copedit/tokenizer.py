@@ -18,7 +18,6 @@ from monai.networks.nets import VQVAE, PatchDiscriminator
 from torch import nn
 
 from mribench.errors import MribenchError
-
 from mribench_copedit.presets import TokenizerConfig
 from mribench_copedit.prompts import PretextHeads, PretextTargets, PromptEncoder
 
@@ -69,11 +68,18 @@ class CoPeVAE(nn.Module):
         return torch.stack([encoder(zero_filled) for encoder in self.prompt_encoders], dim=1)
 
     # -- stage I forward ---------------------------------------------------------------------------------
-    def forward(self, complete: torch.Tensor, availability_mask: torch.Tensor) -> dict[str, Any]:
-        """complete (B, C, D, H, W), training availability (B, C, D) → reconstruction, VQ and pretext losses."""
-        encodings = self.vqvae.encode(_elements(complete))
+    def forward(self, complete: torch.Tensor, availability_mask: torch.Tensor,
+                crop: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+        """complete (B, C, D, H, W), training availability (B, C, D) → reconstruction, VQ and pretext losses.
+
+        ``crop`` = (h0, w0, height, width) runs the autoencoder on that in-plane window only (all slices kept, so
+        every missing latent is in it); the prompts always read the whole zero-filled volume. The returned
+        reconstruction is of the window.
+        """
+        window = complete if crop is None else complete[..., crop[0]:crop[0] + crop[2], crop[1]:crop[1] + crop[3]]
+        encodings = self.vqvae.encode(_elements(window))
         quantized, vq_loss = self.vqvae.quantize(encodings)
-        reconstruction = self.vqvae.decode(quantized).reshape(complete.shape)
+        reconstruction = self.vqvae.decode(quantized).reshape(window.shape)
         zero_filled = complete * availability_mask[..., None, None].to(complete.dtype)
         targets = PretextTargets.from_mask(availability_mask, self.problem, COMPRESSION)
         pretext, accuracies = self.heads.losses(self.prompts(zero_filled), _regroup(encodings, complete.shape[0]),

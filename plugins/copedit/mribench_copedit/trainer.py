@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,25 @@ from mribench.errors import BadDataError
 from mribench.method import config_hash
 from mribench.protocol import derive_seed, draw_missing, sample_training_mask, seeded_rng
 from mribench.tasks import TaskSpec
-from mribench.training import (EMA, CSVLog, TrainState, atomic_torch_save, barrier, dist_info, load_checkpoint,
-                               progress_task, seed_everything, unwrap, warmup_cosine, wrap_ddp)
-
+from mribench.training import (
+    EMA,
+    CSVLog,
+    TrainState,
+    atomic_torch_save,
+    barrier,
+    dist_info,
+    load_checkpoint,
+    progress_task,
+    seed_everything,
+    unwrap,
+    warmup_cosine,
+    wrap_ddp,
+)
 from mribench_copedit.diffusion import GaussianDiffusion
 from mribench_copedit.mdit3d import MDiT3DConfig, build_diffuser
 from mribench_copedit.presets import PROMPT_NAMES, DiffusionStageConfig, TokenizerConfig
 from mribench_copedit.prompts import PretextTargets, latent_availability, observed_from_zero_filled
-from mribench_copedit.tokenizer import (COMPRESSION, CoPeVAE, build_discriminator, build_perceptual,
-                                        perceptual_weights)
+from mribench_copedit.tokenizer import COMPRESSION, CoPeVAE, build_discriminator, build_perceptual, perceptual_weights
 
 MEMORY_BUDGET_BYTES = 2 * 1024**3
 REPORT_SUBJECTS = 8
@@ -60,7 +71,7 @@ class TrainImages:
         if tuple(subject.image.shape) != self.shape:
             raise BadDataError(f"subject {subject.subject_id}: image shape {tuple(subject.image.shape)}, task "
                                f"{self.task.name} needs {self.shape}")
-        return torch.from_numpy(np.asarray(subject.image, dtype=np.float32))
+        return torch.from_numpy(np.array(subject.image, dtype=np.float32))
 
     def batch(self, indices) -> torch.Tensor:
         """(B, C, D, H, W) float32 for the given subject indices."""
@@ -75,6 +86,15 @@ def flip_in_plane(tensor: torch.Tensor, flips: np.ndarray) -> torch.Tensor:
         if dims:
             out[index] = tensor[index].flip(dims)
     return out
+
+
+def random_crop(rng: np.random.Generator, plane: tuple[int, int], size: tuple[int, int] | None
+                ) -> tuple[int, int, int, int] | None:
+    """A random in-plane window (h0, w0, height, width) of ``size`` (clipped to the plane), or None."""
+    if size is None:
+        return None
+    height, width = min(size[0], plane[0]), min(size[1], plane[1])
+    return (int(rng.integers(0, plane[0] - height + 1)), int(rng.integers(0, plane[1] - width + 1)), height, width)
 
 
 def zero_fill(complete: torch.Tensor, availability_mask: torch.Tensor) -> torch.Tensor:
@@ -131,8 +151,11 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
             if cfg.flip_augment:
                 complete = flip_in_plane(complete, rng.random((cfg.batch_size, 2)) < 0.5)
             mask = sample_training_mask(rng, task, cfg.batch_size)
-            out = ddp_model(complete, mask)
+            crop = random_crop(rng, complete.shape[-2:], cfg.crop)
+            out = ddp_model(complete, mask, crop)
             reconstruction = out["reconstruction"]
+            if crop is not None:
+                complete = complete[..., crop[0]:crop[0] + crop[2], crop[1]:crop[1] + crop[3]]
             l1 = (reconstruction - complete).abs().mean()
             pretext = (cfg.weight_count * out["pretext"]["count"] + cfg.weight_position * out["pretext"]["position"]
                        + cfg.weight_contrastive * out["pretext"]["contrastive"])
@@ -299,8 +322,7 @@ def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_ide
             inputs = conditioning(tokenizer, zero_filled, cfg, task.problem)
             available = latent_availability(observed_from_zero_filled(zero_filled, task.problem), COMPRESSION)
             with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss = diffusion.training_loss(lambda x_t, t: ddp_network(x_t, t, **inputs), x0, available,
-                                               generator)
+                loss = diffusion.training_loss(partial(ddp_network, **inputs), x0, available, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), cfg.grad_clip)
@@ -325,7 +347,7 @@ def sample(network: torch.nn.Module, tokenizer: CoPeVAE, latent_scale: float, cf
     observed = observed_from_zero_filled(zero_filled, problem)
     inputs = conditioning(tokenizer, zero_filled, cfg, problem)
     observed_latents = tokenizer.encode(zero_filled) / latent_scale
-    x0 = GaussianDiffusion().ddim_sample(lambda x_t, t: network(x_t, t, **inputs), observed_latents,
+    x0 = GaussianDiffusion().ddim_sample(partial(network, **inputs), observed_latents,
                                          latent_availability(observed, COMPRESSION), cfg.sample_steps, generator)
     volumes = tokenizer.decode(x0 * latent_scale).clamp(0, 1)
     return torch.where(observed[..., None, None], zero_filled, volumes)

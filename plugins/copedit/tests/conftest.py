@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from copedit_tiny import make_subjects, make_task  # noqa: E402
+from copedit_tiny import make_task
 
 
 @pytest.fixture(params=["missing-modality", "missing-slice"])

@@ -10,11 +10,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from copedit_tiny import make_subjects, make_task  # noqa: E402
+from copedit_tiny import make_subjects, make_task
+from mribench_copedit.presets import PRESETS
+from mribench_copedit.trainer import TrainImages, train_diffusion, train_tokenizer
 
-from mribench.training import init_distributed  # noqa: E402
-from mribench_copedit.presets import PRESETS  # noqa: E402
-from mribench_copedit.trainer import TrainImages, train_diffusion, train_tokenizer  # noqa: E402
+from mribench.training import init_distributed
 
 
 def main(out: Path) -> None:

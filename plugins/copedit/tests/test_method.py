@@ -4,15 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from mribench.errors import CheckpointMismatchError
-from mribench.plugins import Registry
-from mribench.protocol import Batch, draw_missing, sample_training_mask
-
 from mribench_copedit.diffusion import GaussianDiffusion
 from mribench_copedit.method import CoPeDiT, ablation
 from mribench_copedit.prompts import latent_availability, observed_from_zero_filled
 from mribench_copedit.trainer import build_network, build_tokenizer, conditioning, zero_fill
+
+from mribench.errors import CheckpointMismatchError
+from mribench.plugins import Registry
+from mribench.protocol import Batch, draw_missing, sample_training_mask
 
 
 @pytest.fixture(scope="module", params=["missing-modality", "missing-slice"])

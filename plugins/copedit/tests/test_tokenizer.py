@@ -4,15 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from mribench_copedit.presets import PRESETS, TokenizerConfig
+from mribench_copedit.prompts import PretextHeads, PretextTargets, latent_availability, observed_from_zero_filled
+from mribench_copedit.tokenizer import check_shape
+from mribench_copedit.trainer import build_tokenizer, zero_fill
 
 from mribench.errors import MribenchError
 from mribench.protocol import sample_training_mask
-
-from mribench_copedit.presets import PRESETS, TokenizerConfig
-from mribench_copedit.prompts import (PretextHeads, PretextTargets, latent_availability,
-                                      observed_from_zero_filled)
-from mribench_copedit.tokenizer import check_shape
-from mribench_copedit.trainer import build_tokenizer, zero_fill
 
 SMOKE = PRESETS["smoke"].brain.tokenizer
 

@@ -8,15 +8,22 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from mribench_copedit.presets import PRESETS
+from mribench_copedit.trainer import (
+    TrainImages,
+    build_network,
+    conditioning,
+    random_crop,
+    train_diffusion,
+    train_tokenizer,
+    zero_fill,
+)
 
-from mribench.errors import CheckpointMismatchError
+from mribench.errors import CheckpointMismatchError, MribenchError
 from mribench.protocol import sample_training_mask
 
-from mribench_copedit.presets import PRESETS
-from mribench_copedit.trainer import (TrainImages, build_network, conditioning, train_diffusion, train_tokenizer,
-                                      zero_fill)
-
-TOKENIZER = dataclasses.replace(PRESETS["smoke"].brain.tokenizer, steps=6, save_every=2, adversarial_start=2)
+TOKENIZER = dataclasses.replace(PRESETS["smoke"].brain.tokenizer, steps=6, save_every=2, adversarial_start=2,
+                                crop=(16, 16))
 DIFFUSION = dataclasses.replace(PRESETS["smoke"].brain.diffusion, steps=6, save_every=2)
 
 
@@ -43,8 +50,8 @@ class StopAfter:
 
 def assert_same_state(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +146,15 @@ def test_ablation_networks_train_a_step(task, zero_filled, changes):
 
 
 def test_unknown_prompt_name_is_refused():
-    from mribench.errors import MribenchError
-
     with pytest.raises(MribenchError, match="prompts_used"):
         dataclasses.replace(PRESETS["smoke"].brain.diffusion, prompts_used=("count", "where"))
+
+
+def test_random_crop_windows_fit_the_plane():
+    rng = np.random.default_rng(0)
+    windows = [random_crop(rng, (96, 96), (48, 48)) for _ in range(50)]
+    assert all(0 <= h0 <= 48 and 0 <= w0 <= 48 and (h, w) == (48, 48) for h0, w0, h, w in windows)
+    assert len({w[:2] for w in windows}) > 10
+    assert random_crop(rng, (96, 96), None) is None
+    with pytest.raises(MribenchError, match="crop"):
+        dataclasses.replace(PRESETS["smoke"].brain.tokenizer, crop=(20, 16))
