@@ -12,7 +12,7 @@ from mribench.protocol import Batch
 from mribench.tasks import TaskSpec
 from mribench_copedit.api import tokenizer_folder
 from mribench_copedit.presets import PRESETS, CoPeDiTConfig
-from mribench_copedit.tokenizer import build_discriminator, count_parameters
+from mribench_copedit.tokenizer import build_discriminator, count_parameters, perceptual_weights
 from mribench_copedit.trainer import (
     TrainImages,
     build_network,
@@ -97,6 +97,7 @@ class CoPeDiT(Method):
         cardiac shapes)."""
         tasks = [task] if task is not None else [reference_task(problem) for problem in REFERENCE_TASKS]
         config = cls.presets[preset]
+        perceptual = perceptual_weights()
         facts: dict[str, Any] = {}
         for spec in tasks:
             settings = config.for_problem(spec.problem)
@@ -112,7 +113,7 @@ class CoPeDiT(Method):
                 "codebook": settings.tokenizer.codebook_size, "prompt_dim": settings.tokenizer.prompt_dim,
                 "stage1_steps": settings.tokenizer.steps, "stage2_steps": settings.diffusion.steps,
                 "ddim_steps": settings.diffusion.sample_steps,
-                "perceptual": "on when $MRIBENCH_WEIGHTS/resnet50-imagenet.pth exists, else off",
+                "perceptual": perceptual or "off (no $MRIBENCH_WEIGHTS/resnet50-imagenet.pth)",
             }
         return facts
 

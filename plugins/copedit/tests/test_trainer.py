@@ -158,3 +158,32 @@ def test_random_crop_windows_fit_the_plane():
     assert random_crop(rng, (96, 96), None) is None
     with pytest.raises(MribenchError, match="crop"):
         dataclasses.replace(PRESETS["smoke"].brain.tokenizer, crop=(20, 16))
+
+
+def test_bf16_autocast_trains(brain, tmp_path):
+    task, images = brain
+    from mribench_copedit.trainer import build_tokenizer, freeze
+
+    tokenizer = freeze(build_tokenizer(TOKENIZER, task))
+    network, _ = train_diffusion(dataclasses.replace(DIFFUSION, steps=2, bf16=True), tokenizer, "untrained-tokenizer",
+                                 task, images, tmp_path, seed=0)
+    with (tmp_path / "stage2.csv").open() as fh:
+        losses = [float(row["loss"]) for row in csv.DictReader(fh)]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert all(p.dtype == torch.float32 for p in network.parameters())
+
+
+def test_perceptual_term_uses_local_weights_only(brain, tmp_path, monkeypatch):
+    """With $MRIBENCH_WEIGHTS/resnet50-imagenet.pth the perceptual term is on and recorded (file + SHA-256)."""
+    import torchvision
+
+    task, images = brain
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "resnet50-imagenet.pth")
+    monkeypatch.setenv("MRIBENCH_WEIGHTS", str(tmp_path))
+    _, report = train_tokenizer(dataclasses.replace(TOKENIZER, steps=1), task, images, tmp_path / "on", seed=0)
+    assert report["perceptual"]["file"].endswith("resnet50-imagenet.pth") and len(report["perceptual"]["sha256"]) == 64
+    with (tmp_path / "on" / "stage1.csv").open() as fh:
+        assert float(next(csv.DictReader(fh))["perceptual"]) >= 0
+    (tmp_path / "resnet50-imagenet.pth").write_bytes(b"not a state dict")
+    with pytest.raises(MribenchError, match="ResNet-50"):
+        train_tokenizer(dataclasses.replace(TOKENIZER, steps=1), task, images, tmp_path / "bad", seed=0)
