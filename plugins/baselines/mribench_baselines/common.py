@@ -200,6 +200,12 @@ class TrainingData:
         return ElementBatch(target, image, availability, visible, torch.cat(conditions))
 
 
+def missing_l1(prediction: torch.Tensor, batch: ElementBatch) -> torch.Tensor:
+    """Mean absolute error over the missing elements of a batch."""
+    missing = (~batch.availability)[..., None, None].expand_as(prediction)
+    return (prediction - batch.target).abs()[missing].mean()
+
+
 # -- the generic method -------------------------------------------------------------------------------------
 def frozen_tokenizer(train: SubjectSet, task: TaskSpec, preset: str, seed: int, shared_dir: Path | None,
                      progress):

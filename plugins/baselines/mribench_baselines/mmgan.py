@@ -14,7 +14,8 @@ from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator, UNet
 from torch import nn
 
-from mribench_baselines.common import CodeSpec, ElementBatch, ElementMethod, TrainConfig, pad_to_multiple
+from mribench_baselines.common import (CodeSpec, ElementBatch, ElementMethod, TrainConfig, missing_l1,
+                                       pad_to_multiple)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,7 +93,7 @@ class MMGAN(ElementMethod):
         d_loss.backward()
         self.opts["discriminator"].step()
         self.opts["generator"].zero_grad(set_to_none=True)
-        l1 = (fake - batch.target).abs().mean()
+        l1 = missing_l1(fake, batch)
         g_adv = adversarial(disc(fake_pair)[-1], target_is_real=True, for_discriminator=False)
         g_loss = self.config.l1_weight * l1 + self.config.adv_weight * g_adv
         g_loss.backward()

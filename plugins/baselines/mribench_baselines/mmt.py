@@ -14,7 +14,7 @@ import torch
 from monai.networks.nets.swin_unetr import BasicLayer
 from torch import nn
 
-from mribench_baselines.common import (CodeSpec, ConditionCode, ElementBatch, ElementMethod, TrainConfig,
+from mribench_baselines.common import (CodeSpec, ConditionCode, ElementBatch, ElementMethod, TrainConfig, missing_l1,
                                        pad_to_multiple)
 
 
@@ -99,12 +99,6 @@ class MMTNet(nn.Module):
         queries = self.dec_fine(self.cross_fine(queries, fine, visible).flatten(0, 1))
         out = self.head(queries).view(s, n, hh, ww)[..., :height, :width]
         return torch.sigmoid(out)
-
-
-def missing_l1(prediction: torch.Tensor, batch: ElementBatch) -> torch.Tensor:
-    """Mean absolute error over the missing elements of a batch."""
-    missing = (~batch.availability)[..., None, None].expand_as(prediction)
-    return (prediction - batch.target).abs()[missing].mean()
 
 
 class MMT(ElementMethod):
