@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mribench.atomic import atomic_write_bytes
 from mribench.errors import MribenchError
 from mribench.leaderboard import Collection, build_table, collect, metric_cell, render
 from mribench.paper_layouts import PROMPTS_SUFFIX, build_paper_tables, by_dataset, row_labels
@@ -228,9 +229,7 @@ def write_report(tasks: list[str], runs: Path, output: Path, data_root: Path | N
     written = []
     for figure in figures:
         path = output / f"{figure.name}.png"
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_bytes(figure.png)
-        temporary.replace(path)
+        atomic_write_bytes(path, figure.png)
         written.append(path)
     return written
 

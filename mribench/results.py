@@ -11,12 +11,12 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mribench.atomic import atomic_write_text
 from mribench.errors import MribenchError
 
 SCHEMA_VERSION = 1
@@ -62,22 +62,6 @@ def _json_default(value: Any) -> Any:
 
 def run_dir(runs: Path, task: str, method: str, preset: str, seed: int) -> Path:
     return Path(runs) / task / method / f"{preset}-seed{seed}"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_result(result: Result, folder: Path) -> Path:

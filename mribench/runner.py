@@ -7,18 +7,18 @@ they are made, so a run killed in any phase continues where it stopped and gives
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import nibabel as nib
 import numpy as np
 import torch
 from rich.console import Console
 
+from mribench.atomic import atomic_path
 from mribench.data import load_task_data
+from mribench.data.nifti import write_volume
 from mribench.errors import MribenchError, UnknownNameError
 from mribench.method import PRESETS, Method, config_hash, config_json
 from mribench.metrics.aggregate import write_per_subject_csv
@@ -162,6 +162,8 @@ def _fit_or_load(the_plan: Plan, request: RunRequest, train, progress) -> Method
 def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: int, progress) -> dict[str, Path]:
     """Synthesize each test subject once (saved as .npy as it goes; existing ones are reused on resume)."""
     pred_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in pred_dir.glob(".*"):  # temp files of a run that was killed mid-write
+        leftover.unlink()
     paths = {sid: pred_dir / f"{sid}.npy" for sid in test.subject_ids}
     todo = [i for i, sid in enumerate(test.subject_ids) if not paths[sid].exists()]
     with progress_task(progress, f"synthesize {task.name}", len(paths), len(paths) - len(todo)) as advance, \
@@ -177,7 +179,8 @@ def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: 
                                     f"{subject.subject_id}, expected {expected}")
             if not torch.isfinite(output).all():
                 raise MribenchError(f"method {method.name} returned NaN/Inf for subject {subject.subject_id}")
-            _atomic_save_npy(paths[subject.subject_id], output[0].float().cpu().numpy())
+            with atomic_path(paths[subject.subject_id], suffix=".npy") as temporary:
+                np.save(temporary, output[0].float().cpu().numpy())
             advance()
     return paths
 
@@ -224,25 +227,8 @@ def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], out: 
             else:
                 volumes = {"sax": np.where(mask[0][:, None, None], subject.image[0], pred[0])}
             for element, volume in volumes.items():
-                image = nib.Nifti1Image(volume.astype(np.float32), np.asarray(subject.affine, dtype=np.float64))
-                _atomic_nifti(image, folder / f"{element}.nii.gz")
+                write_volume(folder / f"{element}.nii.gz", volume.astype(np.float32), subject.affine)
             advance()
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as fh:
-        np.save(fh, array)
-    Path(fh.name).replace(path)
-
-
-def _atomic_nifti(image: nib.Nifti1Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
-    try:
-        nib.save(image, tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 __all__ = ["RunRequest", "RunOutcome", "run", "plan", "PRESETS"]

@@ -1,6 +1,7 @@
 """Plugin manager: entry-point discovery, isolation of broken plugins, name clashes — and the example of
 how to add a method as a pip-installable plugin (tests/fixtures/example_plugin, linked from the README)."""
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -89,9 +90,10 @@ def test_two_plugins_registering_one_name_is_an_error_naming_both():
 
 def test_example_plugin_installs_with_pip_and_runs_end_to_end(tmp_path, tiny_registry):
     """The "how to add a method" example: pip-install a plugin folder, then it is a method like any other."""
-    site = tmp_path / "site"
+    site, source = tmp_path / "site", tmp_path / "example_plugin"
+    shutil.copytree(EXAMPLE, source)  # pip builds in the source folder: keep the repository clean
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(EXAMPLE)], check=True, timeout=300,
+                    "--no-index", "--target", str(site), str(source)], check=True, timeout=300,
                    env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     listing = _cli(site, "methods")
     assert listing.returncode == 0 and "example-intensity-ratio" in listing.stdout

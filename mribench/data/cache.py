@@ -14,8 +14,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mribench.atomic import atomic_path, atomic_write_bytes
 from mribench.data.base import Subject, cache_dir
 from mribench.data.nifti import NiftiDataset, file_fingerprint
 from mribench.tasks import PreprocessSpec
@@ -34,20 +33,6 @@ ENTRY_FILE = "entry.json"
 
 def _checksum(array: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(array))
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file object)`` on a temp file next to ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class PreprocessedCache:
@@ -146,10 +131,11 @@ class PreprocessedCache:
                 path.unlink(missing_ok=True)
                 continue
             array = np.ascontiguousarray(array)
-            _atomic_write(path, lambda fh, array=array: np.save(fh, array, allow_pickle=False))
+            with atomic_path(path, suffix=".npy") as temporary:
+                np.save(temporary, array, allow_pickle=False)
             infos[name] = {"shape": list(array.shape), "dtype": str(array.dtype), "crc32": _checksum(array)}
         record = {"format": CACHE_FORMAT, "subject_id": subject_id, "sources": sources, "arrays": infos,
                   "affine": np.asarray(subject.affine, dtype=np.float64).tolist(), "meta": subject.meta,
                   "spec": self.spec.model_dump(mode="json")}
         text = json.dumps(record, indent=1, default=str).encode()
-        _atomic_write(folder / ENTRY_FILE, lambda fh: fh.write(text))
+        atomic_write_bytes(folder / ENTRY_FILE, text)

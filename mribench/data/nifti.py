@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +14,7 @@ from typing import Any, ClassVar
 import nibabel as nib
 import numpy as np
 
+from mribench.atomic import atomic_path
 from mribench.data.base import Dataset, Subject
 from mribench.errors import BadDataError, MribenchError
 
@@ -118,14 +118,8 @@ def write_volume(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
     image.set_qform(image.affine, code=1)
     image.set_sform(image.affine, code=1)
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        nib.save(image, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=suffix) as temporary:
+        nib.save(image, temporary)
 
 
 def file_fingerprint(path: Path) -> dict[str, Any]:

@@ -5,12 +5,12 @@
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mribench.atomic import atomic_path
 from mribench.errors import MribenchError
 
 LABEL_COLOURS = {1: (0.95, 0.25, 0.2), 2: (0.2, 0.85, 0.3), 3: (0.25, 0.5, 1.0), 4: (1.0, 0.9, 0.1)}
@@ -76,11 +76,9 @@ def render_montage(volumes: dict[str, np.ndarray], spacing: tuple[float, float, 
         figure.suptitle(title, color="white")
     figure.tight_layout()
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.stem}.{os.getpid()}.tmp.png")
-    figure.savefig(temporary, dpi=90, facecolor="black")
+    with atomic_path(output, suffix=".png") as temporary:
+        figure.savefig(temporary, dpi=90, facecolor="black")
     plt.close(figure)
-    os.replace(temporary, output)
     return output
 
 

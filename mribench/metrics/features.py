@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -27,6 +26,7 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
+from mribench.atomic import atomic_path
 from mribench.data.base import cache_dir
 from mribench.errors import MribenchError
 
@@ -157,15 +157,8 @@ def add_weights(file: Path) -> Path:
     if status.mismatch:
         raise MribenchError(status.mismatch_message())
     destination = weights_dir() / file.name
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{file.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(file, tmp)
-        os.replace(tmp, destination)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(destination) as temporary:
+        shutil.copyfile(file, temporary)
     return destination
 
 
