@@ -148,7 +148,9 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
 def _fit_or_load(the_plan: Plan, request: RunRequest, train, progress) -> Method:
     checkpoint = the_plan.model_dir / "model.pt"
     if checkpoint.exists():
-        return the_plan.method_cls.load(checkpoint, the_plan.config, request.seed, the_plan.task)
+        method = the_plan.method_cls.load(checkpoint, the_plan.config, request.seed, the_plan.task)
+        method.shared_dir = the_plan.shared_dir
+        return method
     seed_everything(derive_seed("fit", request.seed))
     method = the_plan.method_cls(the_plan.config, seed=request.seed)
     method.shared_dir = the_plan.shared_dir
