@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from monai.networks.nets import VQVAE, PatchDiscriminator
 from torch import nn
 
@@ -22,6 +23,7 @@ from mribench_copedit.presets import TokenizerConfig
 from mribench_copedit.prompts import PretextHeads, PretextTargets, PromptEncoder
 
 COMPRESSION = 8
+DEAD_CODE_USAGE = 0.03
 WEIGHTS_ENV = "MRIBENCH_WEIGHTS"
 PERCEPTUAL_WEIGHTS_FILE = "resnet50-imagenet.pth"
 
@@ -84,7 +86,33 @@ class CoPeVAE(nn.Module):
         targets = PretextTargets.from_mask(availability_mask, self.problem, COMPRESSION)
         pretext, accuracies = self.heads.losses(self.prompts(zero_filled), _regroup(encodings, complete.shape[0]),
                                                 targets)
-        return {"reconstruction": reconstruction, "vq": vq_loss, "pretext": pretext, "accuracies": accuracies}
+        return {"reconstruction": reconstruction, "vq": vq_loss, "pretext": pretext, "accuracies": accuracies,
+                "encodings": encodings.detach()}
+
+    @torch.no_grad()
+    def revive_dead_codes(self, encodings: torch.Tensor, generator: torch.Generator) -> int:
+        """Re-seed unused codebook entries with encoder outputs of the current batch; returns how many.
+
+        Own code: MONAI's EMA quantizer never revives codes, and from a random codebook every encoding collapses
+        onto a few codes (reconstruction stuck at the mean). A code is dead when its EMA usage is below
+        ``DEAD_CODE_USAGE``; at the first step all codes are, which gives a data-dependent initialisation. Under
+        DDP the result of rank 0 is broadcast so the codebooks stay identical.
+        """
+        quantizer = self.vqvae.quantizer.quantizer
+        dead = (quantizer.ema_cluster_size < DEAD_CODE_USAGE).nonzero().flatten()
+        if len(dead):
+            vectors = encodings.movedim(1, -1).reshape(-1, quantizer.embedding_dim).float()
+            picks = torch.randint(0, len(vectors), (len(dead),), generator=generator)
+            quantizer.ema_cluster_size[dead] = 1.0
+            n = quantizer.ema_cluster_size.sum()
+            weights = (quantizer.ema_cluster_size + quantizer.epsilon) / (n + quantizer.num_embeddings
+                                                                          * quantizer.epsilon) * n
+            quantizer.ema_w[dead] = vectors[picks] * weights[dead, None]
+            quantizer.embedding.weight[dead] = vectors[picks]
+        if dist.is_available() and dist.is_initialized():
+            for tensor in (quantizer.ema_cluster_size, quantizer.ema_w, quantizer.embedding.weight):
+                dist.broadcast(tensor, src=0)
+        return len(dead)
 
 
 def _elements(image: torch.Tensor) -> torch.Tensor:

@@ -177,6 +177,8 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
             loss.backward()
             optimizer.step()
             scheduler.step()
+            revived = model.revive_dead_codes(
+                out["encodings"], torch.Generator().manual_seed(derive_seed("copedit-codes", seed, step)))
             if adversarial_on:
                 real, fake = _as_elements(complete), _as_elements(reconstruction.detach())
                 logits = ddp_discriminator(torch.cat([real, fake]))[-1]  # one forward: DDP needs one per backward
@@ -189,7 +191,7 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
             row = {"step": step + 1, "loss": float(loss.detach()), "l1": float(l1.detach()),
                    "vq": float(out["vq"].detach()), **{k: float(v.detach()) for k, v in out["pretext"].items()},
                    **out["accuracies"], "perceptual": row.get("perceptual", ""), "adv_g": row.get("adv_g", ""),
-                   "adv_d": row.get("adv_d", ""), "lr": scheduler.get_last_lr()[0]}
+                   "adv_d": row.get("adv_d", ""), "revived_codes": revived, "lr": scheduler.get_last_lr()[0]}
             log.write(**row)
             state.maybe_save(step + 1, cfg.save_every, cfg.steps)
             advance(loss=row["loss"], l1=row["l1"], count_acc=row["count_acc"], pos_acc=row["position_acc"],
