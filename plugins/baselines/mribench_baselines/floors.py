@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mribench.data.base import SubjectSet
@@ -79,7 +80,7 @@ class NearestContrast(_Floor):
         sum_t2 = torch.zeros(channels, dtype=torch.float64)
         with progress_task(progress, "nearest-contrast: fitting intensity maps", n) as advance:
             for index in range(n):
-                volume = torch.from_numpy(train[index].image).to(torch.float64).reshape(channels, -1)
+                volume = torch.from_numpy(np.asarray(train[index].image, dtype=np.float64)).reshape(channels, -1)
                 voxels = volume[:, (volume > 0).any(dim=0)]
                 for t in range(channels):
                     target = voxels[t]
