@@ -160,11 +160,11 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
             pretext = (cfg.weight_count * out["pretext"]["count"] + cfg.weight_position * out["pretext"]["position"]
                        + cfg.weight_contrastive * out["pretext"]["contrastive"])
             loss = cfg.weight_l1 * l1 + cfg.weight_vq * out["vq"] + cfg.weight_pretext * pretext
-            row: dict[str, Any] = {}
+            extras: dict[str, Any] = {"perceptual": "", "adv_g": "", "adv_d": ""}  # CSV cells of terms not yet on
             if perceptual is not None:
                 perceptual_loss = perceptual(_as_elements(reconstruction), _as_elements(complete))
                 loss = loss + cfg.weight_perceptual * perceptual_loss
-                row["perceptual"] = float(perceptual_loss.detach())
+                extras["perceptual"] = float(perceptual_loss.detach())
             adversarial_on = step >= cfg.adversarial_start
             if adversarial_on:
                 discriminator.requires_grad_(False)  # generator term: gradients reach the decoder only
@@ -172,7 +172,7 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
                                             for_discriminator=False)
                 discriminator.requires_grad_(True)
                 loss = loss + cfg.weight_adversarial * generator_adv
-                row["adv_g"] = float(generator_adv.detach())
+                extras["adv_g"] = float(generator_adv.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -187,11 +187,10 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
                 optimizer_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 optimizer_d.step()
-                row["adv_d"] = float(loss_d.detach())
+                extras["adv_d"] = float(loss_d.detach())
             row = {"step": step + 1, "loss": float(loss.detach()), "l1": float(l1.detach()),
                    "vq": float(out["vq"].detach()), **{k: float(v.detach()) for k, v in out["pretext"].items()},
-                   **out["accuracies"], "perceptual": row.get("perceptual", ""), "adv_g": row.get("adv_g", ""),
-                   "adv_d": row.get("adv_d", ""), "revived_codes": revived, "lr": scheduler.get_last_lr()[0]}
+                   **out["accuracies"], **extras, "revived_codes": revived, "lr": scheduler.get_last_lr()[0]}
             log.write(**row)
             state.maybe_save(step + 1, cfg.save_every, cfg.steps)
             advance(loss=row["loss"], l1=row["l1"], count_acc=row["count_acc"], pos_acc=row["position_acc"],
