@@ -4,7 +4,7 @@ on the complete real training data, cached and hashed like any other extractor.
 Regions are predicted as independent sigmoid channels: brain WT = {1, 2, 4}, TC = {1, 4}, ET = {4}; cardiac
 RV = {1}, MYO = {2}, LV = {3}. Variants: ``full`` (all modalities) and, for brain, one per set of available
 modalities (``avail-T1+T2+FLAIR`` ...), trained lazily when a test pattern needs it — the paper's "Missing"
-baseline. Checkpoints: ``cache_dir()/segmenters/<task.model_key>/<preset>/<variant>.pt`` written atomically and
+baseline. Checkpoints: ``cache_dir()/segmenters/<task.model_key>/<preset>-<config hash>/<variant>.pt`` written atomically and
 resumable (TrainState); the SHA-256 of the finished file is what results record.
 """
 from __future__ import annotations
@@ -117,7 +117,9 @@ _LOADED: dict[Path, Segmenter] = {}
 
 
 def segmenter_path(task: Any, preset: str, variant: str) -> Path:
-    return cache_dir() / "segmenters" / task.model_key / preset / f"{variant}.pt"
+    """Keyed by the preset's config too: changing a preset trains new segmenters instead of refusing old ones."""
+    config_key = hashlib.sha256(json.dumps(asdict(PRESETS[preset]), sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "segmenters" / task.model_key / f"{preset}-{config_key}" / f"{variant}.pt"
 
 
 def get_segmenter(task: Any, train: Any, preset: str, channels: list[int], progress=None) -> Segmenter:
