@@ -32,7 +32,8 @@ def evaluate(task: TaskSpec, train: SubjectSet, test: SubjectSet,
             availability = evaluation_pattern(task, subject.subject_id)
             pred = torch.from_numpy(completed_prediction(subject, availability))[None].float()
             target = torch.from_numpy(np.array(subject.image, dtype=np.float32))[None]  # cache arrays are read-only
-            meta = {"subject_id": subject.subject_id, "label": subject.label, "element_names": task.element_names,
+            label = None if subject.label is None else np.array(subject.label)
+            meta = {"subject_id": subject.subject_id, "label": label, "element_names": task.element_names,
                     "problem": task.problem}
             for metric in metrics.values():
                 metric.update(pred, target, torch.from_numpy(availability)[None], meta)
