@@ -12,3 +12,15 @@ def isolated_environment(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MRIBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "mribench-cache"))
     monkeypatch.delenv("MRIBENCH_DATA", raising=False)
     monkeypatch.delenv("MRIBENCH_WEIGHTS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tests' tensors are tiny: one intra-op thread is faster than two (and avoids OpenMP spin-waiting when the
+    cores are shared). Restored after each test."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

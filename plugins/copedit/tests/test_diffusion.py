@@ -15,15 +15,6 @@ BRAIN_AVAILABILITY = torch.tensor([[True, False, True], [False, True, True]])   
 CARDIAC_AVAILABILITY = torch.tensor([[[True, False, False, True]], [[False, True, True, True]]])  # (B, 1, d)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny shapes run faster on one thread than split over two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def latents(shape, seed=0):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 

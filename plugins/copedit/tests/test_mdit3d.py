@@ -13,15 +13,6 @@ CARDIAC_LATENT = (1, 4, 4, 4, 4)    # one volume, 4 latent slices
 CARDIAC_SLICES = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny shapes run faster on one thread than split over two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Random O(1)-gain weights everywhere (adaLN-Zero starts at identity, which would hide every effect)."""
     generator = torch.Generator().manual_seed(seed)
