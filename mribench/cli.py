@@ -188,9 +188,16 @@ def methods_show(
     out.print(f"[bold]{item.name}[/] (plugin {item.plugin}, version {item.cls.version}) — {item.cls.summary}")
     for preset, config in item.cls.presets.items():
         out.print(f"[bold]{preset}[/]")
-        out.print_json(json.dumps(dataclasses.asdict(config), default=str))
+        for field, value in dataclasses.asdict(config).items():
+            out.print(f"  {field}: {json.dumps(value, default=str)}", soft_wrap=True, highlight=False)
         for key, value in item.cls.describe(preset, spec).items():
-            out.print(f"  {key}: {value}")
+            if isinstance(value, dict):
+                out.print(f"  [bold]{key}[/]")
+                for inner, number in value.items():
+                    shown = f"{number:,}" if isinstance(number, int) and not isinstance(number, bool) else number
+                    out.print(f"    {inner}: {shown}", soft_wrap=True, highlight=False)
+            else:
+                out.print(f"  [bold]{key}[/]: {value}", soft_wrap=True, highlight=False)
 
 
 # -- data ----------------------------------------------------------------------------------------------------
