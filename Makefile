@@ -10,7 +10,7 @@ else
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 endif
 STAMP := $(VENV)/.mribench-installed
-DEMO_TASK ?= phantom-brats-missing1
+DEMO_TASK ?= phantom-brats-missing2
 DEMO_FLOORS := zero-fill mean-available nearest-contrast
 
 .PHONY: install demo test bench leaderboard clean
