@@ -37,6 +37,7 @@ class _Floor(Method):
     """A floor that learns nothing: ``fit`` and ``state`` are empty."""
 
     presets = _SAME_FOR_ALL_PRESETS
+    family = "floor"
 
     def fit(self, train: SubjectSet, task: TaskSpec, workdir: Path, progress) -> None:
         self.problem = task.problem

@@ -126,6 +126,7 @@ class HyperGAENet(nn.Module):
 
 class HyperGAE(ElementMethod):
     name = "hypergae"
+    family = "gan"
     summary = "hyper-network element-specific encoders/decoders, graph-attention fusion (Hyper-GAE)"
     presets = PRESETS
 

@@ -116,6 +116,7 @@ class M2DNNet(nn.Module):
 
 class M2DN(ElementMethod):
     name = "m2dn"
+    family = "diffusion"
     summary = "diffusion: per-element encoders, channel-attention fusion U-Net, mask code at the bottleneck (M2DN)"
     presets = PRESETS
     ema_of = "denoiser"

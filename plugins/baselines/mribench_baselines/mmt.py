@@ -103,6 +103,7 @@ class MMTNet(nn.Module):
 
 class MMT(ElementMethod):
     name = "mmt"
+    family = "gan"
     summary = "Swin encoder over available elements with element tokens, decoder querying missing ones (MMT)"
     presets = PRESETS
 

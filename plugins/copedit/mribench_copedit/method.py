@@ -42,6 +42,7 @@ class CoPeDiT(Method):
     version: ClassVar[str] = "0.1.0"
     presets: ClassVar[dict[str, CoPeDiTConfig]] = PRESETS
     reads_mask: ClassVar[bool] = False
+    family: ClassVar[str] = "proposed"
     summary: ClassVar[str] = "CoPeDiT: CoPeVAE completeness prompts + MDiT3D latent diffusion (DDIM)"
 
     def __init__(self, config: CoPeDiTConfig, seed: int = 0):
