@@ -127,7 +127,7 @@ _SMOKE_DIFFUSION = DiffusionStageConfig(
 
 _CPU_TOKENIZER = TokenizerConfig(
     channels=(8, 16, 32), codebook_size=256, prompt_dim=64, prompt_channels=(16, 32, 64), discriminator_channels=8,
-    discriminator_layers=2, adversarial_start=150, warmup_steps=10, steps=200, batch_size=2, save_every=25, lr=1e-3,
+    discriminator_layers=2, adversarial_start=600, warmup_steps=10, steps=800, batch_size=2, save_every=50, lr=1e-3,
     crop=(48, 48))
 _CPU_DIFFUSION = DiffusionStageConfig(
     network="MDiT3D-T", warmup_steps=10, steps=300, batch_size=4, ema_decay=0.98, sample_steps=20, save_every=50,
