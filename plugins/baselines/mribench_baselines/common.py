@@ -239,6 +239,13 @@ def restore_tokenizer(state: dict[str, Any], task: TaskSpec, preset: str):
     return freeze(tokenizer)
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Zero the optimiser's gradients, backpropagate ``loss`` and take one step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 class ElementMethod(Method):
     """A 2D element-stack baseline. Subclasses define the networks, one training step and one prediction.
 

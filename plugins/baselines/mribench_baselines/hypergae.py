@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mribench_baselines.common import (CodeSpec, ConditionCode, ElementBatch, ElementMethod, TrainConfig,
-                                       pad_to_multiple)
+                                       optimizer_step, pad_to_multiple)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,11 +137,8 @@ class HyperGAE(ElementMethod):
         return {"autoencoder": torch.optim.Adam(self.nets["autoencoder"].parameters(), lr=self.config.lr)}
 
     def train_step(self, batch: ElementBatch, step: int) -> dict[str, float]:
-        net, opt = self.nets["autoencoder"], self.opts["autoencoder"]
-        opt.zero_grad(set_to_none=True)
-        loss = (net(batch.image, batch.visible, batch.condition) - batch.target).abs().mean()
-        loss.backward()
-        opt.step()
+        loss = (self.nets["autoencoder"](batch.image, batch.visible, batch.condition) - batch.target).abs().mean()
+        optimizer_step(self.opts["autoencoder"], loss)
         return {"l1": loss.item()}
 
     def predict(self, image: torch.Tensor, visible: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:

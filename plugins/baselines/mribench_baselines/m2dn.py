@@ -19,7 +19,7 @@ from monai.networks.schedulers import DDIMScheduler
 from torch import nn
 
 from mribench_baselines.common import (CodeSpec, ConditionCode, ElementBatch, ElementMethod, TrainConfig,
-                                       pad_to_multiple)
+                                       optimizer_step, pad_to_multiple)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,15 +133,12 @@ class M2DN(ElementMethod):
                              prediction_type="sample", clip_sample=True)
 
     def train_step(self, batch: ElementBatch, step: int) -> dict[str, float]:
-        net, opt = self.nets["denoiser"], self.opts["denoiser"]
         x0 = batch.target * 2 - 1
         t = torch.randint(0, self.config.timesteps, (x0.shape[0],))
         noisy = self.scheduler().add_noise(x0, torch.randn_like(x0), t)
         x_t = torch.where(batch.visible[..., None, None], x0, noisy)
-        opt.zero_grad(set_to_none=True)
-        loss = F.mse_loss(net(x_t, t, batch.condition), x0)
-        loss.backward()
-        opt.step()
+        loss = F.mse_loss(self.nets["denoiser"](x_t, t, batch.condition), x0)
+        optimizer_step(self.opts["denoiser"], loss)
         return {"mse": loss.item()}
 
     def predict(self, image: torch.Tensor, visible: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:

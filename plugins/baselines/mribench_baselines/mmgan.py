@@ -15,7 +15,7 @@ from monai.networks.nets import PatchDiscriminator, UNet
 from torch import nn
 
 from mribench_baselines.common import (CodeSpec, ElementBatch, ElementMethod, TrainConfig, missing_l1,
-                                       pad_to_multiple)
+                                       optimizer_step, pad_to_multiple)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,17 +88,12 @@ class MMGAN(ElementMethod):
         adversarial = PatchAdversarialLoss(criterion="least_squares")
         fake = self._impute(gen, batch.image, batch.visible)
         real_pair, fake_pair = torch.cat([batch.image, batch.target], 1), torch.cat([batch.image, fake], 1)
-        self.opts["discriminator"].zero_grad(set_to_none=True)
         d_loss = 0.5 * (adversarial(disc(real_pair)[-1], target_is_real=True, for_discriminator=True)
                         + adversarial(disc(fake_pair.detach())[-1], target_is_real=False, for_discriminator=True))
-        d_loss.backward()
-        self.opts["discriminator"].step()
-        self.opts["generator"].zero_grad(set_to_none=True)
+        optimizer_step(self.opts["discriminator"], d_loss)
         l1 = missing_l1(fake, batch)
         g_adv = adversarial(disc(fake_pair)[-1], target_is_real=True, for_discriminator=False)
-        g_loss = self.config.l1_weight * l1 + self.config.adv_weight * g_adv
-        g_loss.backward()
-        self.opts["generator"].step()
+        optimizer_step(self.opts["generator"], self.config.l1_weight * l1 + self.config.adv_weight * g_adv)
         return {"l1": l1.item(), "g_adv": g_adv.item(), "d": d_loss.item()}
 
     def predict(self, image: torch.Tensor, visible: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:

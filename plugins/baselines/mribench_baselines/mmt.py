@@ -15,7 +15,7 @@ from monai.networks.nets.swin_unetr import BasicLayer
 from torch import nn
 
 from mribench_baselines.common import (CodeSpec, ConditionCode, ElementBatch, ElementMethod, TrainConfig, missing_l1,
-                                       pad_to_multiple)
+                                       optimizer_step, pad_to_multiple)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,11 +115,8 @@ class MMT(ElementMethod):
                                                  weight_decay=self.config.weight_decay)}
 
     def train_step(self, batch: ElementBatch, step: int) -> dict[str, float]:
-        net, opt = self.nets["transformer"], self.opts["transformer"]
-        opt.zero_grad(set_to_none=True)
-        loss = missing_l1(net(batch.image, batch.visible, batch.condition), batch)
-        loss.backward()
-        opt.step()
+        loss = missing_l1(self.nets["transformer"](batch.image, batch.visible, batch.condition), batch)
+        optimizer_step(self.opts["transformer"], loss)
         return {"l1": loss.item()}
 
     def predict(self, image: torch.Tensor, visible: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
