@@ -18,8 +18,6 @@ from mribench.data.base import SubjectSet
 from mribench.protocol import Batch
 from mribench.tasks import TaskSpec
 
-PRESETS = ("smoke", "cpu", "paper")
-
 
 class Method:
     """Base class of a synthesis method.

@@ -20,7 +20,7 @@ from mribench.atomic import atomic_path
 from mribench.data import load_task_data
 from mribench.data.nifti import write_volume
 from mribench.errors import MribenchError, UnknownNameError
-from mribench.method import PRESETS, Method, config_hash, config_json
+from mribench.method import Method, config_hash, config_json
 from mribench.metrics.aggregate import write_per_subject_csv
 from mribench.metrics.base import MetricResult
 from mribench.metrics.evaluate import evaluate
@@ -233,4 +233,4 @@ def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], out: 
             advance()
 
 
-__all__ = ["RunRequest", "RunOutcome", "run", "plan", "PRESETS"]
+__all__ = ["RunRequest", "RunOutcome", "run", "plan"]
