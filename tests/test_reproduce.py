@@ -1,0 +1,57 @@
+"""``mribench reproduce`` (= ``make leaderboard``): the plan, the seed policy, the estimate, resuming, the folder."""
+import io
+
+import torch
+from rich.console import Console
+from typer.testing import CliRunner
+
+from mribench.cli import app
+from mribench.reproduce import REPRODUCE_THREADS, ReproducePlan, estimate_minutes, reproduce
+
+TASKS = ["tiny-brain-missing1", "tiny-brain-missing2", "tiny-cardiac-missing4"]
+
+
+def _plan(tmp_path, methods):
+    return ReproducePlan(tasks=TASKS, preset="smoke", runs=tmp_path / "runs", out=tmp_path / "leaderboard",
+                         methods=methods, three_seed_datasets=("tiny-brain",))
+
+
+def test_three_seeds_only_for_compared_methods_on_the_chosen_dataset(tiny_registry, tmp_path):
+    requests = _plan(tmp_path, ["mean-available", "copedit", "slice-interp"]).requests()
+    planned = {(r.task, r.method, r.seed) for r in requests}
+    assert {("tiny-brain-missing1", "copedit", s) for s in range(3)} <= planned
+    assert ("tiny-cardiac-missing4", "copedit", 1) not in planned, "one seed outside the three-seed datasets"
+    assert ("tiny-brain-missing1", "mean-available", 1) not in planned, "floors run one seed"
+    assert not any(r.method == "slice-interp" and r.task.startswith("tiny-brain") for r in requests), \
+        "methods run only on the problems they declare"
+    assert all(r.preset == "smoke" and r.out == tmp_path / "runs" for r in requests)
+
+
+def test_reproduce_runs_resumes_and_regenerates_the_folder(tiny_registry, tmp_path):
+    the_plan = _plan(tmp_path, ["zero-fill", "mean-available"])
+    minutes, pending = estimate_minutes(the_plan.requests())
+    assert pending == 6 and minutes > 0
+    before = torch.get_num_threads()
+    reproduce(the_plan, console=Console(file=io.StringIO()))
+    assert torch.get_num_threads() == before, "the pinned thread count is restored"
+    results = sorted((tmp_path / "runs").glob("*/*/*/result.json"))
+    assert len(results) == 6
+    assert all(f'"torch_threads": {REPRODUCE_THREADS}' in path.read_text() for path in results)
+    table = (tmp_path / "leaderboard" / "leaderboard.md").read_text()
+    assert "mean-available" in table and "zero-fill" in table
+    assert estimate_minutes(the_plan.requests()) == (0.0, 0), "nothing left to do"
+
+    stamps = {path: path.stat().st_mtime_ns for path in results}
+    log = io.StringIO()
+    reproduce(the_plan, console=Console(file=log, width=200))
+    assert "0 to do" in log.getvalue() and log.getvalue().count("complete (skipped)") == 6
+    assert {path: path.stat().st_mtime_ns for path in results} == stamps, "finished runs are not redone"
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tiny_registry, tmp_path):
+    result = CliRunner().invoke(app, ["reproduce", "--dry-run", "--preset", "smoke", "--runs", str(tmp_path / "runs"),
+                                      "--output", str(tmp_path / "lb"), "-t", "tiny-brain-missing1",
+                                      "-m", "mean-available", "-m", "zero-fill"])
+    assert result.exit_code == 0, result.output
+    assert "2 runs (2 to do)" in result.output and "tiny-brain-missing1  mean-available  seed 0" in result.output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "lb").exists()
