@@ -103,12 +103,19 @@ class TrainConfig:
 
     preset: str
     steps: int
-    batch_size: int  # element-stack samples per step: slices (brain) or volumes (cardiac)
+    batch_elements: int  # element images per step; see :meth:`samples_per_step`
     lr: float
     warmup_steps: int = 0
     save_every: int = 200
     prompt_bank: int = 8  # +Prompts: missing patterns (and their prompts) precomputed per training subject
     infer_chunk: int = 16  # element-stack samples per forward pass at synthesis
+
+    def samples_per_step(self, n_elements: int) -> int:
+        """Element stacks per training step: brain (4 contrasts) 32 → 8 slices, cardiac (32 slices) 32 → 1 volume.
+
+        Counting element images rather than stacks makes a step cost about the same on both problems.
+        """
+        return max(1, self.batch_elements // n_elements)
 
 
 # -- training data ------------------------------------------------------------------------------------------
@@ -320,7 +327,7 @@ class ElementMethod(Method):
             prompt_dim = int(data.prompts.shape[-1])
         self._build(CodeSpec(task.n_elements, prompt_dim))
         self.nets = {name: wrap_ddp(net) for name, net in self.nets.items()}
-        total = self.config.steps
+        total, batch_size = self.config.steps, self.config.samples_per_step(task.n_elements)
         scheds = {name: warmup_cosine(opt, self.config.warmup_steps, total) for name, opt in self.opts.items()}
         objects: dict[str, Any] = {**self.nets, **{f"opt_{k}": v for k, v in self.opts.items()},
                                    **{f"sched_{k}": v for k, v in scheds.items()}}
@@ -335,7 +342,7 @@ class ElementMethod(Method):
         with progress_task(progress, f"{self.name}: training", total, start) as advance:
             for step in range(start, total):
                 rng = seeded_rng("train-batch", self.name, self.seed, step, rank)
-                batch = data.batch(rng, self.config.batch_size, self.k_range(step))
+                batch = data.batch(rng, batch_size, self.k_range(step))
                 losses = self.train_step(batch, step)
                 for sched in scheds.values():
                     sched.step()

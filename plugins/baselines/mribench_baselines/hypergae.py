@@ -29,12 +29,12 @@ class HyperGAEConfig(TrainConfig):
 
 
 PRESETS = {
-    "smoke": HyperGAEConfig(preset="smoke", steps=40, batch_size=8, lr=2e-3, features=8, hyper_hidden=16, heads=2,
+    "smoke": HyperGAEConfig(preset="smoke", steps=40, batch_elements=32, lr=2e-3, features=8, hyper_hidden=16, heads=2,
                             save_every=20),
-    "cpu": HyperGAEConfig(preset="cpu", steps=600, batch_size=8, lr=1e-3, warmup_steps=30, features=16,
+    "cpu": HyperGAEConfig(preset="cpu", steps=600, batch_elements=32, lr=1e-3, warmup_steps=30, features=8,
                           hyper_hidden=32, heads=4, save_every=100),
     # Paper: Adam 2e-4 as in Hyper-GAE; feature width 32 (x2, x4) and hyper-network width are mribench's choice.
-    "paper": HyperGAEConfig(preset="paper", steps=100_000, batch_size=16, lr=2e-4, warmup_steps=2000, features=32,
+    "paper": HyperGAEConfig(preset="paper", steps=100_000, batch_elements=64, lr=2e-4, warmup_steps=2000, features=32,
                             hyper_hidden=64, heads=8, save_every=2000),
 }
 

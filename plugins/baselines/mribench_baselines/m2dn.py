@@ -34,13 +34,13 @@ class M2DNConfig(TrainConfig):
 
 
 PRESETS = {
-    "smoke": M2DNConfig(preset="smoke", steps=40, batch_size=8, lr=2e-3, element_features=4, channels=(16, 32),
+    "smoke": M2DNConfig(preset="smoke", steps=40, batch_elements=32, lr=2e-3, element_features=4, channels=(16, 32),
                         timesteps=100, sample_steps=4, ema_decay=0.5, save_every=20),
-    "cpu": M2DNConfig(preset="cpu", steps=600, batch_size=8, lr=1e-3, warmup_steps=30, element_features=8,
-                      channels=(32, 64, 128), timesteps=500, sample_steps=10, ema_decay=0.99, save_every=100),
+    "cpu": M2DNConfig(preset="cpu", steps=600, batch_elements=16, lr=1e-3, warmup_steps=30, element_features=8,
+                      channels=(16, 32, 64), timesteps=500, sample_steps=10, ema_decay=0.99, save_every=100),
     # Paper: M2DN publishes a diffusion U-Net with x0-prediction; widths 64..256, 1000 steps, AdamW 1e-4 and
     # EMA 0.9999 are mribench's choice (the common DDPM settings), DDIM 50 steps at synthesis.
-    "paper": M2DNConfig(preset="paper", steps=100_000, batch_size=16, lr=1e-4, warmup_steps=2000,
+    "paper": M2DNConfig(preset="paper", steps=100_000, batch_elements=64, lr=1e-4, warmup_steps=2000,
                         element_features=16, channels=(64, 128, 256, 256), timesteps=1000, sample_steps=50,
                         ema_decay=0.9999, save_every=2000),
 }
