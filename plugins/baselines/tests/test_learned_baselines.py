@@ -115,6 +115,16 @@ def test_mmgan_curriculum_widens_from_one_missing_element():
     assert method.k_range(99) == (1, 2)
 
 
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
+def test_a_step_sees_the_same_number_of_element_images_on_both_problems(cls):
+    """Brain stacks hold C contrasts, cardiac stacks D slices: the batch is counted in element images."""
+    config = cls.presets["cpu"]
+    brain, cardiac = config.samples_per_step(4), config.samples_per_step(32)
+    assert brain * 4 == config.batch_elements
+    assert cardiac == max(1, config.batch_elements // 32) and cardiac < brain
+    assert config.samples_per_step(10_000) == 1, "at least one stack per step"
+
+
 def test_element_stack_round_trip_and_inferred_availability(problem):
     task = make_task(problem)
     batch, complete = make_batch(task, make_subjects(problem, 1))
