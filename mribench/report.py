@@ -221,14 +221,22 @@ def write_report(tasks: list[str], runs: Path, output: Path, data_root: Path | N
     figures = report_figures(tasks, runs, data_root, subjects)
     output = Path(output)
     if output.suffix.lower() in (".html", ".htm"):
-        page = render(build_paper_tables(tasks, runs, reference=True), "html", title="mribench report",
-                      figures=[(f.caption, f.png) for f in figures])
-        atomic_write_text(output, page)
-        return [output]
-    output.mkdir(parents=True, exist_ok=True)
+        return [_write_page(tasks, runs, output, figures)]
+    return _write_pngs(output, figures)
+
+
+def _write_page(tasks: list[str], runs: Path, output: Path, figures: list[Figure]) -> Path:
+    page = render(build_paper_tables(tasks, runs, reference=True), "html", title="mribench report",
+                  figures=[(f.caption, f.png) for f in figures])
+    atomic_write_text(output, page)
+    return output
+
+
+def _write_pngs(folder: Path, figures: list[Figure]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
     written = []
     for figure in figures:
-        path = output / f"{figure.name}.png"
+        path = folder / f"{figure.name}.png"
         atomic_write_bytes(path, figure.png)
         written.append(path)
     return written
@@ -237,7 +245,8 @@ def write_report(tasks: list[str], runs: Path, output: Path, data_root: Path | N
 # -- the committed leaderboard folder ------------------------------------------------------------------------
 def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root: Path | None = None) -> list[Path]:
     """Regenerate ``out`` from ``runs``: paper-layout tables (leaderboard.md/.csv/.tex/.html), the same with the
-    paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), report.html, and a copy of
+    paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), report.html with its figures
+    also as PNGs under ``figures/``, and a copy of
     every result.json under ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from
     the folder alone). Files are replaced atomically; result copies of runs no longer present are removed."""
     out = Path(out)
@@ -252,7 +261,10 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     for name, text in extra.items():
         atomic_write_text(out / name, text)
         written.append(out / name)
-    written += write_report(tasks, runs, out / "report.html", data_root=data_root)
+    figures = report_figures(tasks, runs, data_root)
+    written.append(_write_page(tasks, runs, out / "report.html", figures))
+    shutil.rmtree(out / "figures", ignore_errors=True)
+    written += _write_pngs(out / "figures", figures)
     staging = out / ".results.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     for path, result in collection.all_results():

@@ -49,7 +49,10 @@ def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_p
     write_leaderboard_folder(runs, out, tasks)
     names = {p.name for p in out.iterdir()}
     assert {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "leaderboard-reference.md",
-            "plain.md", "report.html", "results"} <= names
+            "plain.md", "report.html", "results", "figures"} <= names
+    pngs = sorted(p.name for p in (out / "figures").iterdir())
+    assert "tiny-brain-missing1-qualitative.png" in pngs and "tiny-brain-psnr-vs-missing.png" in pngs
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == len(pngs), "same figures as the page"
     copies = sorted(p.relative_to(out / "results").as_posix() for p in (out / "results").glob("**/result.json"))
     assert len(copies) == 2 * 4 + 2 and "tiny-brain-missing1/mean-available/smoke-seed1/result.json" in copies
     rebuilt = render(build_paper_tables(tasks, out / "results"), "md")
