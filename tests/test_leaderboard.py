@@ -3,6 +3,7 @@ import csv
 import io
 import re
 
+import html5lib
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -125,6 +126,8 @@ def test_latex_csv_and_html_formats(tmp_path):
     assert any(r["text"] == "n/a" and r["reason"] == "weights absent" for r in rows)
     page = render(grids, "html")
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "<b>" in page and "<u>" in page
+    parser = html5lib.HTMLParser(strict=True)  # parsed as a browser parses it; any parse error fails
+    parser.parse(page)
     assert not re.search(r"(src|href)\s*=\s*[\"']?https?:", page) and "http://" not in page and "https://" not in page
 
 

@@ -1,6 +1,7 @@
 """Report figures, the self-contained HTML page and the leaderboard folder, from real floor runs on the tiny tasks."""
 import re
 
+import html5lib
 import matplotlib.image
 from typer.testing import CliRunner
 
@@ -24,6 +25,13 @@ def _floor_runs(out, brain: bool):
     for method in ("zero-fill", "slice-interp"):
         run(RunRequest(method=method, task=CARDIAC, preset="smoke", out=out))
     return out
+
+
+def assert_valid_html(page: str) -> None:
+    """No browser here: parse as browsers do (the WHATWG algorithm, html5lib) and fail on any parse error."""
+    parser = html5lib.HTMLParser(strict=True)
+    parser.parse(page)
+    assert parser.errors == []
 
 
 def _external_references(page: str) -> list[str]:
@@ -61,6 +69,7 @@ def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_p
     assert "[0.00]" in (out / "leaderboard.md").read_text(), "two seeds of mean-available: seed std shown"
     page = (out / "report.html").read_text()
     assert _external_references(page) == []
+    assert_valid_html(page)
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
     assert len(re.findall(r'src="data:image/png;base64,', page)) == len(captions) == 7
     assert any(c.startswith("tiny-brain-missing1: qualitative") for c in captions)
