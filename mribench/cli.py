@@ -426,8 +426,8 @@ def reproduce(
     preset: Annotated[str, typer.Option(help="Preset of every run.")] = "cpu",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the estimate only.")] = False,
 ) -> None:
-    """Run every registered method on every phantom task (3 seeds on the BraTS twin for CoPeDiT and its compared baselines) and
-    regenerate the leaderboard folder. Interrupted? Run it again: finished runs are skipped."""
+    """Run every registered method on every phantom task (3 seeds on the BraTS twin for CoPeDiT and its compared
+    baselines) and regenerate the leaderboard folder. Interrupted? Run it again: finished runs are skipped."""
     from mribench.reproduce import PHANTOM_TASKS, ReproducePlan
     from mribench.reproduce import reproduce as reproduce_all
 
