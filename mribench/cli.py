@@ -256,7 +256,8 @@ def data_prepare(
         data = load_task_data(spec, data_root, progress=progress, skip_bad=True)
     if data.skipped:
         out.print(problems_table([Problem(s, "", r) for s, r in zip(data.skipped, data.skip_reasons)]))
-    out.print(f"{spec.name}: {len(data.train)} train + {len(data.test)} test subjects of {data.root} preprocessed "
+    out.print(f"{spec.name}: {len(data.train)} train + {len(data.validation)} validation + {len(data.test)} test "
+              f"subjects of {data.root} preprocessed "
               f"and cached, {len(data.skipped)} skipped")
     if data.skipped:
         raise typer.Exit(1)

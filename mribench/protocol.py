@@ -30,13 +30,30 @@ def derive_seed(*parts: object) -> int:
 # -- splits --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Split:
+    """Disjoint subject IDs: ``train`` (what methods fit on), ``validation`` (carved from the protocol's training
+    subjects; for presets, curves and tuning) and ``test`` (the leaderboard only)."""
+
     train: list[str]
+    validation: list[str]
     test: list[str]
 
     @property
     def hash(self) -> str:
         """SHA-256 of the sorted test subject IDs (one per line)."""
-        return hashlib.sha256("\n".join(sorted(self.test)).encode()).hexdigest()
+        return _ids_hash(self.test)
+
+    @property
+    def validation_hash(self) -> str:
+        """SHA-256 of the sorted validation subject IDs (one per line)."""
+        return _ids_hash(self.validation)
+
+    def without(self, bad: set[str]) -> "Split":
+        """The same split with the ``bad`` subjects left out."""
+        return Split(*([s for s in ids if s not in bad] for ids in (self.train, self.validation, self.test)))
+
+
+def _ids_hash(ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
 def make_split(task: TaskSpec, subject_ids: list[str]) -> Split:
@@ -60,8 +77,15 @@ def make_split(task: TaskSpec, subject_ids: list[str]) -> Split:
             )
     order = np.random.default_rng(spec.seed).permutation(len(ids))
     test = sorted(ids[i] for i in order[:n_test])
-    train = sorted(ids[i] for i in order[n_test:n_test + n_train])
-    return Split(train=train, test=test)
+    protocol_train = sorted(ids[i] for i in order[n_test:n_test + n_train])
+    if len(protocol_train) < 2:
+        raise MribenchError(f"task {task.name}: {len(protocol_train)} training subject(s) cannot be split into "
+                            "train and validation; the protocol needs at least 2")
+    n_validation = min(len(protocol_train) - 1, max(1, int(round(len(protocol_train) * spec.validation_fraction))))
+    carve = seeded_rng("mribench-validation", spec.seed).permutation(len(protocol_train))
+    validation = sorted(protocol_train[i] for i in carve[:n_validation])
+    train = sorted(protocol_train[i] for i in carve[n_validation:])
+    return Split(train=train, validation=validation, test=test)
 
 
 # -- missing patterns ----------------------------------------------------------------------------------------

@@ -124,8 +124,9 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
 
     result = Result(
         task={"name": task.name, "version": task.version, "hash": task.hash, "split_hash": data.split.hash,
-              "dataset": task.dataset, "problem": task.problem, "missing": task.missing,
-              "elements": task.element_names, "n_test": len(data.test)},
+              "validation_hash": data.split.validation_hash, "dataset": task.dataset, "problem": task.problem,
+              "missing": task.missing, "elements": task.element_names, "n_train": len(data.train),
+              "n_validation": len(data.validation), "n_test": len(data.test)},
         method={"name": request.method, "version": the_plan.method_cls.version, "plugin": the_plan.plugin,
                 "preset": request.preset, "config": config_json(the_plan.config),
                 "config_hash": config_hash(the_plan.config), "reads_mask": the_plan.method_cls.reads_mask},

@@ -25,13 +25,18 @@ class _Strict(BaseModel):
 
 
 class SplitSpec(_Strict):
-    """How subjects are split: ``ratio`` (``test_fraction`` of the sorted IDs) or ``count`` (``train`` + ``test``)."""
+    """How subjects are split: ``ratio`` (``test_fraction`` of the sorted IDs) or ``count`` (``train`` + ``test``).
+
+    ``validation_fraction`` of the training subjects (at least one) is carved off as the validation split: methods
+    never train on it, and presets, learning curves and sweeps are judged on it, never on test subjects.
+    """
 
     rule: Literal["ratio", "count"]
     seed: int = 0
     test_fraction: float | None = Field(default=None, gt=0, lt=1)
     train: int | None = Field(default=None, ge=1)
     test: int | None = Field(default=None, ge=1)
+    validation_fraction: float = Field(default=0.1, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _rule_fields(self):

@@ -80,3 +80,23 @@ def test_batch_zero_fills_missing_elements():
     mask = torch.tensor([[[True] * 3, [False] * 3, [True] * 3, [True] * 3]])
     batch = Batch.from_complete(complete, mask, ["s"])
     assert (batch.image[0, 1] == 0).all() and torch.equal(batch.image[0, 0], complete[0, 0])
+
+
+def test_validation_is_carved_from_training_subjects_deterministically():
+    task = get_task("phantom-brats-missing1")
+    split = make_split(task, SUBJECTS)
+    shuffled = make_split(task, list(np.random.default_rng(3).permutation(SUBJECTS)))
+    assert split == shuffled and split.validation_hash == shuffled.validation_hash
+    train, validation, test = set(split.train), set(split.validation), set(split.test)
+    assert not (train & validation) and not (train & test) and not (validation & test)
+    assert train | validation | test == set(SUBJECTS) and len(test) == 40
+    assert len(validation) == 16  # 10 % of the 160 protocol training subjects
+    # the test split is what it was before validation existed: carving touches only training subjects
+    assert split.hash == make_split(task, SUBJECTS).hash and len(split.validation_hash) == 64
+
+
+def test_validation_never_empty_and_never_takes_every_training_subject():
+    task = get_task("phantom-brats-missing1")
+    split = make_split(task, SUBJECTS[:5])
+    assert len(split.test) == 1 and len(split.validation) == 1 and len(split.train) == 3
+    assert split.without({split.validation[0]}).validation == []

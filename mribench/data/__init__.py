@@ -18,7 +18,10 @@ from mribench.training import progress_task
 
 @dataclass
 class TaskData:
-    """A task's data: the dataset, its root, the split (bad subjects removed when skipped) and the two sets.
+    """A task's data: the dataset, its root, the split (bad subjects removed when skipped) and its three sets.
+
+    train: what methods fit on; validation: carved from the protocol's training subjects, for presets, curves and
+    tuning (never trained on); test: the leaderboard only.
 
     skipped: IDs of subjects left out because their data is bad (only with ``skip_bad``); skip_reasons: the one-line
     error of each, in the same order.
@@ -28,6 +31,7 @@ class TaskData:
     root: Path
     split: Split
     train: SubjectSet
+    validation: SubjectSet
     test: SubjectSet
     skipped: list[str] = field(default_factory=list)
     skip_reasons: list[str] = field(default_factory=list)
@@ -77,7 +81,7 @@ def load_task_data(task: TaskSpec, data_root: str | Path | None, progress=None, 
     load = subject_loader(dataset, task.preprocess)
     skipped: list[str] = []
     reasons: list[str] = []
-    wanted = split.train + split.test
+    wanted = split.train + split.validation + split.test
     with progress_task(progress, f"check + cache {task.dataset}", len(wanted)) as advance:
         for subject_id in wanted:
             try:
@@ -89,12 +93,14 @@ def load_task_data(task: TaskSpec, data_root: str | Path | None, progress=None, 
                 reasons.append(str(exc))
             advance()
     if skipped:
-        split = Split(train=[s for s in split.train if s not in skipped], test=[s for s in split.test if s not in skipped])
-    if not split.train or not split.test:
+        split = split.without(set(skipped))
+    if not split.train or not split.validation or not split.test:
         raise BadDataError(f"dataset {dataset_cls.name!r}: after skipping {len(skipped)} bad subjects the split of "
-                           f"task {task.name} has {len(split.train)} train / {len(split.test)} test subjects")
+                           f"task {task.name} has {len(split.train)} train / {len(split.validation)} validation / "
+                           f"{len(split.test)} test subjects")
     return TaskData(dataset=dataset, root=root, split=split, train=SubjectSet(split.train, load),
-                    test=SubjectSet(split.test, load), skipped=skipped, skip_reasons=reasons)
+                    validation=SubjectSet(split.validation, load), test=SubjectSet(split.test, load),
+                    skipped=skipped, skip_reasons=reasons)
 
 
 __all__ = ["TaskData", "load_task_data", "check_compatible", "subject_loader"]
