@@ -94,7 +94,7 @@ def load_task_data(task: TaskSpec, data_root: str | Path | None, progress=None, 
             advance()
     if skipped:
         split = split.without(set(skipped))
-    if not split.train or not split.validation or not split.test:
+    if not split.train or not split.test:
         raise BadDataError(f"dataset {dataset_cls.name!r}: after skipping {len(skipped)} bad subjects the split of "
                            f"task {task.name} has {len(split.train)} train / {len(split.validation)} validation / "
                            f"{len(split.test)} test subjects")
