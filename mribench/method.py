@@ -48,6 +48,9 @@ class Method:
         # Set by the runner before ``fit``: a folder shared by every method trained on this dataset and preset,
         # for artefacts several methods reuse (e.g. CoPeDiT's frozen tokenizer, used by the +Prompts baselines).
         self.shared_dir: Path | None = None
+        # Set by the runner before ``fit``: the protocol's validation subjects (never trained on), for what a method
+        # reports about itself (e.g. CoPeDiT's tokenizer reconstruction); None when the caller has none.
+        self.validation: SubjectSet | None = None
 
     # -- availability and description -------------------------------------------------------------------
     @classmethod

@@ -108,7 +108,7 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
         timings["data_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        method = _fit_or_load(the_plan, request, data.train, progress)
+        method = _fit_or_load(the_plan, request, data.train, data.validation, progress)
         timings["fit_or_load_s"] = time.perf_counter() - started
         if not dist.is_main:
             return RunOutcome("worker", folder)
@@ -146,7 +146,7 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
 
 
 # -- phases --------------------------------------------------------------------------------------------------
-def _fit_or_load(the_plan: Plan, request: RunRequest, train, progress) -> Method:
+def _fit_or_load(the_plan: Plan, request: RunRequest, train, validation, progress) -> Method:
     checkpoint = the_plan.model_dir / "model.pt"
     if checkpoint.exists():
         method = the_plan.method_cls.load(checkpoint, the_plan.config, request.seed, the_plan.task)
@@ -155,6 +155,7 @@ def _fit_or_load(the_plan: Plan, request: RunRequest, train, progress) -> Method
     seed_everything(derive_seed("fit", request.seed))
     method = the_plan.method_cls(the_plan.config, seed=request.seed)
     method.shared_dir = the_plan.shared_dir
+    method.validation = validation
     method.fit(train, the_plan.task, the_plan.model_dir / "work", progress)
     if dist_info().is_main:
         method.save(checkpoint)

@@ -19,6 +19,7 @@ from mribench_copedit.trainer import (
     build_tokenizer,
     freeze,
     sample,
+    tokenizer_report,
     train_diffusion,
     train_tokenizer,
 )
@@ -57,14 +58,16 @@ class CoPeDiT(Method):
         settings = self.config.for_problem(task.problem)
         images = TrainImages(train, task)
         shared = self.shared_dir if self.shared_dir is not None else Path(workdir) / "shared"
-        self.tokenizer, tokenizer_report = train_tokenizer(
+        self.tokenizer, facts = train_tokenizer(
             settings.tokenizer, task, images, tokenizer_folder(shared, self.config.preset, self.seed), self.seed,
             progress)
+        held_out = (TrainImages(self.validation, task), "validation") if self.validation else (images, "train")
+        tokenizer_quality = tokenizer_report(self.tokenizer, task, held_out[0], self.seed, split=held_out[1])
         self.network, self.latent_scale = train_diffusion(
-            settings.diffusion, self.tokenizer, tokenizer_report["tokenizer_hash"], task, images, Path(workdir),
+            settings.diffusion, self.tokenizer, facts["tokenizer_hash"], task, images, Path(workdir),
             self.seed, progress)
         self.problem = task.problem
-        self.training_report = {"tokenizer": tokenizer_report, "latent_scale": self.latent_scale}
+        self.training_report = {"tokenizer": {**facts, **tokenizer_quality}, "latent_scale": self.latent_scale}
 
     def synthesize(self, batch: Batch) -> torch.Tensor:
         """(B, C, D, H, W) complete volumes; reads ``batch.image`` only (seeded by the global torch RNG)."""
