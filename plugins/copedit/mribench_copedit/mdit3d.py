@@ -322,8 +322,8 @@ MDIT3D_PRESETS: dict[str, MDiT3DSize] = {
     "MDiT3D-C": MDiT3DSize(hidden=384, depth=12, heads=6, patch=1),     # cardiac, paper's 33.0 M (released config)
     "MDiT3D-C576": MDiT3DSize(hidden=576, depth=12, heads=12, patch=1),  # the paper table's literal widths
     "MDiT3D-S": MDiT3DSize(hidden=192, depth=8, heads=6, patch=1),
-    "MDiT3D-XS": MDiT3DSize(hidden=96, depth=6, heads=4, patch=2),           # cpu preset, brain (~1 M)
-    "MDiT3D-XS-slice": MDiT3DSize(hidden=96, depth=6, heads=4, patch=(1, 2, 2)),  # cpu preset, slice-wise cardiac
+    "MDiT3D-XS": MDiT3DSize(hidden=64, depth=4, heads=4, patch=2),           # cpu preset, brain
+    "MDiT3D-XS-slice": MDiT3DSize(hidden=64, depth=4, heads=4, patch=(1, 2, 2)),  # cpu preset, slice-wise cardiac
     "MDiT3D-T": MDiT3DSize(hidden=48, depth=4, heads=4, patch=1),       # smoke preset / tests
 }
 
