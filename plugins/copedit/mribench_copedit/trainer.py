@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -311,12 +312,13 @@ def cached_latents(tokenizer: CoPeVAE, images: TrainImages, variants: int, path:
 
 
 def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_identity: str, task: TaskSpec,
-                    images: TrainImages, workdir: Path, seed: int, progress=None, curve_hook=None
+                    images: TrainImages, workdir: Path, seed: int, progress=None, after_step=None
                     ) -> tuple[torch.nn.Module, float]:
     """Stage II in ``workdir`` (resumable). Returns (EMA diffuser in eval mode, latent scale).
 
-    ``curve_hook(step, network, latent_scale)``, when given, is called after every step with the EMA diffuser in
-    eval mode (``mribench curve`` scores validation subjects there).
+    ``after_step(step, training_seconds, ema_network, latent_scale)``, when given, is called after every step (before
+    the checkpoint) with the EMA diffuser in eval mode and stage II's wall time so far (carried across resumes,
+    the hook's own time excluded); the method's step hook (``mribench curve``) fires there.
     """
     workdir = Path(workdir)
     info = dist_info()
@@ -332,6 +334,7 @@ def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_ide
     state = TrainState(workdir / "stage2.pt", identity, network=network, ema=ema, optimizer=optimizer,
                        scheduler=scheduler)
     start = state.resume()
+    training_seconds = float(state.extra.get("training_seconds", 0.0))
     ddp_network = wrap_ddp(network)
     diffusion = GaussianDiffusion()
     log = CSVLog(workdir / "stage2.csv")
@@ -339,6 +342,7 @@ def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_ide
     network.train()
     with progress_task(progress, "MDiT3D (stage II)", cfg.steps, start) as advance:
         for step in range(start, cfg.steps):
+            started = time.perf_counter()
             rng = seeded_rng("copedit-stage2", seed, info.rank, step)
             generator = torch.Generator().manual_seed(derive_seed("copedit-stage2-noise", seed, info.rank, step))
             indices = rng.integers(0, len(images), cfg.batch_size)
@@ -358,10 +362,12 @@ def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_ide
             ema.update(network)
             log.write(step=step + 1, loss=float(loss.detach()), grad_norm=float(grad_norm),
                       lr=scheduler.get_last_lr()[0])
-            state.maybe_save(step + 1, cfg.save_every, cfg.steps)
             advance(loss=float(loss.detach()), grad_norm=float(grad_norm))
-            if curve_hook is not None:
-                curve_hook(step + 1, unwrap(ema.model).eval(), latent_scale)
+            training_seconds += time.perf_counter() - started
+            if after_step is not None:
+                after_step(step + 1, training_seconds, unwrap(ema.model).eval(), latent_scale)
+            state.extra["training_seconds"] = training_seconds
+            state.maybe_save(step + 1, cfg.save_every, cfg.steps)
     return unwrap(ema.model).eval(), latent_scale
 
 

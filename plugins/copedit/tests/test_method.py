@@ -9,6 +9,7 @@ from mribench_copedit.method import CoPeDiT, ablation
 from mribench_copedit.trainer import build_network, build_tokenizer, conditioning, zero_fill
 
 from mribench.errors import CheckpointMismatchError
+from mribench.method import StepHook
 from mribench.plugins import Registry
 from mribench.protocol import Batch, draw_missing, sample_training_mask
 from mribench.training import seed_everything
@@ -124,3 +125,31 @@ def test_paper_copevae_b_has_the_papers_size():
     brain = CoPeDiT.describe("paper")["missing-modality"]
     total = brain["tokenizer_autoencoder"] + brain["prompt_encoders"] + brain["pretext_heads"]
     assert total == pytest.approx(137.6e6, rel=0.01)
+
+
+def test_step_hook_scores_during_stage2_without_changing_training(tmp_path):
+    """``mribench curve`` watches stage II: at the asked steps ``synthesize`` works with the EMA diffuser, and the
+    hooked fit ends bit-identical to an unhooked one."""
+    from copedit_tiny import make_subjects, make_task
+
+    task = make_task("missing-modality")
+    validation = make_subjects(task, 2, first=6)
+    fits = []
+    seen = []
+    for hooked in (False, True):
+        method = CoPeDiT(CoPeDiT.presets["smoke"], seed=0)
+        method.validation = validation
+
+        def callback(step: int, training_seconds: float, method=method) -> None:
+            output = method.synthesize(batch_for(task, validation, 0, task.train_missing[0], seed=2))
+            seen.append((step, training_seconds > 0, tuple(output.shape)))
+
+        method.step_hook = StepHook(steps=frozenset({4, 16}), callback=callback) if hooked else None
+        method.fit(make_subjects(task, 6), task, tmp_path / str(hooked), None)
+        fits.append(method)
+    shape = (1, task.channels, *task.preprocess.shape)
+    assert seen == [(4, True, shape), (16, True, shape)]
+    assert CoPeDiT.hooked_steps(CoPeDiT.presets["smoke"]) == 16
+    assert CoPeDiT.hooked_steps(CoPeDiT.with_hooked_steps(CoPeDiT.presets["smoke"], 32)) == 32
+    for name, tensor in fits[0].network.state_dict().items():
+        assert torch.equal(tensor, fits[1].network.state_dict()[name]), name
