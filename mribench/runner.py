@@ -129,8 +129,7 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
         started = time.perf_counter()
         metrics, observed_changed = _evaluate(task, data, predictions, request, progress)
         timings["evaluate_s"] = time.perf_counter() - started
-        grids = ("native", "preprocessed") if request.predictions == "both" else (request.predictions,)
-        _write_predictions(task, data.test, predictions, folder, grids, progress)
+        _write_predictions(task, data.test, predictions, folder, request.predictions, progress)
 
     result = Result(
         task={"name": task.name, "version": task.version, "hash": task.hash, "split_hash": data.split.hash,
@@ -227,12 +226,13 @@ def _evaluate(task: TaskSpec, data, predictions: dict[str, Path], request: RunRe
                      "note": "observed elements are written back before scoring"}
 
 
-def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], folder: Path, grids: tuple[str, ...],
+def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], folder: Path, choice: PredictionGrids,
                        progress) -> None:
     """One 3D NIfTI per missing element and grid: ``<folder>/<PREDICTION_FOLDERS[grid]>/<subject>/<element>.nii.gz``.
 
     native: the source volume's array axes, shape and affine (a subject generated in memory, with no source volume,
     keeps its preprocessed grid); preprocessed: axes (D, H, W) with the preprocessed grid's affine."""
+    grids = ("native", "preprocessed") if choice == "both" else (choice,)
     with progress_task(progress, "write predictions", len(test)) as advance:
         for subject in test:
             pred = np.clip(np.load(predictions[subject.subject_id]), 0, 1)
