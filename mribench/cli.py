@@ -67,6 +67,12 @@ class Overwrite(str, Enum):
     always = "always"
 
 
+class PredictionGrids(str, Enum):
+    native = "native"
+    preprocessed = "preprocessed"
+    both = "both"
+
+
 class Format(str, Enum):
     md = "md"
     csv = "csv"
@@ -92,6 +98,9 @@ def run(
     overwrite: Annotated[Overwrite, typer.Option(help="never | missing (resume) | always (redo).")] = Overwrite.missing,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad subjects (recorded) instead of stopping.")]
     = False,
+    predictions: Annotated[PredictionGrids, typer.Option(
+        help="Grid of the NIfTI predictions: native (each subject's source volume, under predictions/), "
+             "preprocessed (the task's grid, under predictions-preprocessed/) or both.")] = PredictionGrids.native,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Fit (or reuse) a method, synthesize the test split, score it and write result.json."""
@@ -100,7 +109,8 @@ def run(
 
     _state["debug"] = _state["debug"] or debug
     outcome = run_task(RunRequest(method=method, task=task, preset=preset, seed=seed, data_root=data_root,
-                                  out=out_dir, overwrite=overwrite.value, skip_bad=skip_bad), console=err)
+                                  out=out_dir, overwrite=overwrite.value, skip_bad=skip_bad,
+                                  predictions=predictions.value), console=err)
     if outcome.status == "complete":
         out.print(f"complete: {outcome.folder / 'result.json'} exists (use --overwrite always to redo)")
     elif outcome.status == "done":
@@ -325,7 +335,8 @@ def weights_add(file: Annotated[Path, typer.Argument(help="A weight file with it
 @handle_errors
 def score(
     task: Annotated[str, typer.Option(help="Task name or YAML file.")],
-    predictions: Annotated[Path, typer.Option(help="Folder <subject>/<element>.nii.gz as 'run' writes it.")],
+    predictions: Annotated[Path, typer.Option(help="Folder <subject>/<element>.nii.gz as 'run' writes it, on the "
+                                                   "subjects' source grids or on the task's preprocessed grid.")],
     data_root: Annotated[Optional[Path], typer.Option(help="Folder of the dataset (phantoms: generated).")] = None,
     preset: Annotated[str, typer.Option(help="Downstream segmenter preset for dice / fd-seg.")] = "cpu",
 ) -> None:

@@ -22,6 +22,7 @@ from mribench.errors import MribenchError
 from mribench.leaderboard import Collection, build_table, collect, metric_cell, render
 from mribench.paper_layouts import PROMPTS_SUFFIX, build_paper_tables, by_dataset, row_labels
 from mribench.results import RESULT_FILE, atomic_write_text, run_dir
+from mribench.runner import PREDICTION_FOLDERS
 
 TABLE_FILES = {"md": "leaderboard.md", "csv": "leaderboard.csv", "latex": "leaderboard.tex",
                "html": "leaderboard.html"}
@@ -69,22 +70,27 @@ def _first_run(collection: Collection, task: str, row) -> Path:
     return collection.results[(task, *row)][0][0].parent
 
 
+def _predictions_folder(run: Path) -> Path:
+    """A run's predictions on the preprocessed grid when it kept them (drawn as they are), else on the source grid."""
+    preprocessed = run / PREDICTION_FOLDERS["preprocessed"]
+    return preprocessed if preprocessed.is_dir() else run / PREDICTION_FOLDERS["native"]
+
+
 # -- qualitative grid ----------------------------------------------------------------------------------------
 def qualitative_figure(task: str, collection: Collection, data_root: Path | None, subjects: int) -> Figure:
     """Rows: ``subjects`` test subjects (the first ones, sorted by ID, that every method predicted), each as an image
     row and an error row. Columns: ground truth, observed inputs, one per method. Brain: the axial slice through the
     labels' centroid (else the middle one) of the subject's first missing modality; cardiac: the middle slice of
     the missing run, and the observed stack cut along the long axis (the gap is black)."""
-    import nibabel as nib
-
     from mribench.data import load_task_data
+    from mribench.metrics.score import read_on_preprocessed_grid
     from mribench.protocol import evaluation_pattern
     from mribench.tasks import get_task
 
     spec = get_task(task)
     rows = collection.rows(task)
     labels = row_labels(rows)
-    folders = {row: _first_run(collection, task, row) / "predictions" for row in rows}
+    folders = {row: _predictions_folder(_first_run(collection, task, row)) for row in rows}
     data = load_task_data(spec, data_root)
     chosen = [sid for sid in sorted(data.test.subject_ids)
               if all((folders[row] / sid).is_dir() for row in rows)][:subjects]
@@ -113,8 +119,8 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
             stack = subject.image[0] * mask[0][:, None, None]
             observed = [("observed stack (long axis)", stack[:, stack.shape[1] // 2, :][::-1])]
         truth = subject.image[channel, depth]
-        predictions = {row: np.asarray(nib.load(folders[row] / sid / f"{element}.nii.gz").dataobj,
-                                       dtype=np.float32)[depth] for row in rows}
+        predictions = {row: read_on_preprocessed_grid(folders[row] / sid / f"{element}.nii.gz", subject,
+                                                      spec.preprocess.shape)[depth] for row in rows}
         errors = {row: np.abs(prediction - truth) for row, prediction in predictions.items()}
         error_max = max(float(np.percentile(np.concatenate([e.ravel() for e in errors.values()]), 99.5)), 1e-3)
         top, bottom = axes[2 * position], axes[2 * position + 1]

@@ -3,6 +3,10 @@
 One trained model serves every missing count of a dataset: it lives in
 ``<out>/_models/<dataset>-<model key>/<method>/<preset>-seed<k>/model.pt``. Predictions are saved per subject as
 they are made, so a run killed in any phase continues where it stopped and gives the same numbers.
+
+The run folder keeps the predictions as NIfTI, one file per missing element: on each subject's source grid under
+``predictions/`` (``--predictions native``, the default) and/or on the task's preprocessed grid under
+``predictions-preprocessed/``.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from rich.console import Console
 from mribench.atomic import atomic_path
 from mribench.data import load_task_data
 from mribench.data.nifti import write_volume
+from mribench.data.preprocess import NativeGrid, to_native
 from mribench.errors import MribenchError, UnknownNameError
 from mribench.method import Method, config_hash, config_json
 from mribench.metrics.aggregate import write_per_subject_csv
@@ -31,6 +36,9 @@ from mribench.tasks import TaskSpec, get_task
 from mribench.training import barrier, dist_info, init_distributed, make_progress, progress_task, seed_everything
 
 Overwrite = Literal["never", "missing", "always"]
+PredictionGrids = Literal["native", "preprocessed", "both"]
+# where the predictions on each grid go in a run folder
+PREDICTION_FOLDERS = {"native": "predictions", "preprocessed": "predictions-preprocessed"}
 
 
 @dataclass
@@ -43,6 +51,7 @@ class RunRequest:
     out: Path = Path("runs")
     overwrite: Overwrite = "missing"
     skip_bad: bool = False
+    predictions: PredictionGrids = "native"
 
 
 @dataclass
@@ -120,7 +129,7 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
         started = time.perf_counter()
         metrics, observed_changed = _evaluate(task, data, predictions, request, progress)
         timings["evaluate_s"] = time.perf_counter() - started
-        _write_predictions(task, data.test, predictions, folder / "predictions", progress)
+        _write_predictions(task, data.test, predictions, folder, request.predictions, progress)
 
     result = Result(
         task={"name": task.name, "version": task.version, "hash": task.hash, "split_hash": data.split.hash,
@@ -218,20 +227,30 @@ def _evaluate(task: TaskSpec, data, predictions: dict[str, Path], request: RunRe
                      "note": "observed elements are written back before scoring"}
 
 
-def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], out: Path, progress) -> None:
-    """One 3D NIfTI per missing element: <out>/<subject>/<element>.nii.gz, axes (D, H, W), the subject's affine."""
+def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], folder: Path, choice: PredictionGrids,
+                       progress) -> None:
+    """One 3D NIfTI per missing element and grid: ``<folder>/<PREDICTION_FOLDERS[grid]>/<subject>/<element>.nii.gz``.
+
+    native: the source volume's array axes, shape and affine (a subject generated in memory, with no source volume,
+    keeps its preprocessed grid); preprocessed: axes (D, H, W) with the preprocessed grid's affine."""
+    grids = ("native", "preprocessed") if choice == "both" else (choice,)
     with progress_task(progress, "write predictions", len(test)) as advance:
         for subject in test:
             pred = np.clip(np.load(predictions[subject.subject_id]), 0, 1)
             mask = evaluation_pattern(task, subject.subject_id)
-            folder = out / subject.subject_id
-            folder.mkdir(parents=True, exist_ok=True)
             if task.problem == "missing-modality":
                 volumes = {task.element_names[c]: pred[c] for c in range(task.channels) if not mask[c].any()}
             else:
                 volumes = {"sax": np.where(mask[0][:, None, None], subject.image[0], pred[0])}
-            for element, volume in volumes.items():
-                write_volume(folder / f"{element}.nii.gz", volume.astype(np.float32), subject.affine)
+            native = NativeGrid.of(subject.meta)
+            for grid in grids:
+                subject_dir = folder / PREDICTION_FOLDERS[grid] / subject.subject_id
+                for element, volume in volumes.items():
+                    volume = volume.astype(np.float32)
+                    if grid == "native" and native is not None:
+                        write_volume(subject_dir / f"{element}.nii.gz", to_native(volume, native), native.affine_array)
+                    else:
+                        write_volume(subject_dir / f"{element}.nii.gz", volume, subject.affine)
             advance()
 
 

@@ -27,7 +27,7 @@ from mribench.data.base import Subject, cache_dir
 from mribench.data.nifti import NiftiDataset, file_fingerprint
 from mribench.tasks import PreprocessSpec
 
-CACHE_FORMAT = 1  # bump when preprocessing code changes the numbers it produces
+CACHE_FORMAT = 2  # bump when preprocessing code changes what it produces (2: meta holds the native grid)
 ENTRY_FILE = "entry.json"
 
 

@@ -140,3 +140,23 @@ def test_generation_is_identical_across_processes():
     assert len(set(outputs[0].values())) == len(outputs[0])
     assert all(len(h) == 64 for h in outputs[0].values())
     assert hashlib.sha256(b"").hexdigest() not in outputs[0].values()
+
+
+@pytest.mark.parametrize("name, grid_file", [("phantom-brats", "{sid}/{sid}_t1.nii.gz"),
+                                             ("phantom-ixi", "{sid}-T2.nii.gz"),
+                                             ("phantom-cardiac", "{sid}/{sid}_frame01.nii.gz")],
+                         ids=["brats", "ixi", "cardiac"])
+def test_phantom_predictions_go_back_onto_the_source_grid(registry, roots, name, grid_file):
+    """A prediction mapped back by to_native has the shape and affine of the file whose grid the loader used (IXI:
+    the T2 grid the T1 is resampled onto), and lies where the subject's foreground is."""
+    from mribench.data.preprocess import NativeGrid, to_native
+
+    dataset = registry.dataset(name)(roots[name], TINY[name])
+    sid = dataset.subject_ids()[0]
+    subject = dataset.load(sid, CARDIAC_SPEC if name == "phantom-cardiac" else BRAIN_SPEC)
+    grid = NativeGrid.of(subject.meta)
+    source = nib.load(str(roots[name] / grid_file.format(sid=sid)))
+    native = to_native(subject.image[0], grid)
+    assert native.shape == source.shape and np.allclose(grid.affine_array, source.affine, atol=1e-4)
+    foreground = np.asarray(source.dataobj) > 0
+    assert native[foreground].mean() > 5 * native[~foreground].mean()
