@@ -185,7 +185,9 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            optimizer.step()
+            finite = bool(torch.isfinite(grad_norm))
+            if finite:  # as a mixed-precision loss scaler does: a non-finite gradient skips the update
+                optimizer.step()
             scheduler.step()
             revived = (model.revive_dead_codes(
                 out["encodings"], torch.Generator().manual_seed(derive_seed("copedit-codes", seed, step)))
@@ -203,8 +205,8 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
                 extras["adv_d"] = float(loss_d.detach())
             row = {"step": step + 1, "loss": float(loss.detach()), "l1": float(l1.detach()),
                    "vq": float(out["vq"].detach()), **{k: float(v.detach()) for k, v in out["pretext"].items()},
-                   **out["accuracies"], **extras, "grad_norm": float(grad_norm), "revived_codes": revived,
-                   "lr": scheduler.get_last_lr()[0]}
+                   **out["accuracies"], **extras, "grad_norm": float(grad_norm), "skipped_update": int(not finite),
+                   "revived_codes": revived, "lr": scheduler.get_last_lr()[0]}
             log.write(**row)
             state.maybe_save(step + 1, cfg.save_every, cfg.steps)
             advance(loss=row["loss"], l1=row["l1"], count_acc=row["count_acc"], pos_acc=row["position_acc"],
