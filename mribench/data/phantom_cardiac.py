@@ -13,7 +13,7 @@ smooth bias field, a reconstructed disc around the heart (only noise in the grid
 stacks) and Rician noise. Labels follow ACDC's files: 1 RV cavity, 2 LV myocardium, 3 LV cavity (0 elsewhere).
 
 Calibration (generator v2): ``mribench data calibrate`` scores slice-interp and mean-available on this twin and on
-real short-axis stacks preprocessed alike; v1 was 4–5 dB harder than the real stacks, mostly through the bright
+real short-axis stacks preprocessed alike; v1 was 4–6 dB harder than the real stacks, mostly through the bright
 subcutaneous fat ring sweeping across the oblique slices, v2 is within 1 dB (README, "Phantoms").
 """
 from __future__ import annotations
@@ -44,10 +44,11 @@ RELAXATION_JITTER = 0.03
 LABELS = {"rv": 1, "myo": 2, "lv": 3}
 FOV_MM = 320.0
 # The reconstructed image keeps a disc of the square grid (radius as a fraction of the FOV): outside it only noise,
-# as in the dark corners of the Sunnybrook stacks; the chest wall far from the heart mostly falls outside it.
+# as in the dark corners of the Sunnybrook stacks (their signal region's equivalent radius: 0.38-0.40 of the FOV);
+# the chest wall far from the heart mostly falls outside it.
 DISC_RADIUS = (0.33, 0.40)
 DISC_EDGE_MM = 8.0
-SLICE_SPACING_MM = (8.0, 10.0)  # UK Biobank and Sunnybrook: 8 mm slices every 10 mm
+SLICE_SPACING_MM = (8.0, 10.0)  # slice thickness = spacing; UK Biobank and Sunnybrook: a slice every 10 mm
 SLICE_SUBSAMPLES = 3  # odd: the middle one lies on the slice centre
 
 # ACDC groups: LV base endocardial radius (mm), wall thickness (mm), LV ejection fraction, RV size factor, RV EF
