@@ -81,7 +81,9 @@ def test_only_noise_outside_the_reconstructed_disc(simulations):
         assert 0.2 < disc.mean() < 0.6  # a disc of 0.33-0.40 of the FOV on a square grid covers 34-50 %
         outside = np.broadcast_to((disc < 1e-3)[:, :, None], frame.image.shape)
         blood = np.median(frame.image[frame.labels == LV])
-        assert np.median(frame.image[outside]) < 0.1 * blood
+        # Rician noise of zero signal (σ = blood / 30): its 99th percentile is about 0.1 × blood; the chest wall and
+        # its fat, which reach outside the disc, would be about as bright as blood
+        assert np.percentile(frame.image[outside], 99) < 0.2 * blood
 
 
 def test_short_axis_stack_geometry(simulations):
