@@ -273,6 +273,26 @@ def data_prepare(
         raise typer.Exit(1)
 
 
+@data_app.command("calibrate")
+@handle_errors
+def data_calibrate(
+    real_data: Annotated[Path, typer.Option(help="Folder of real cases laid out like ../shared/data (cardiac/, "
+                                                 "brain/).")],
+    twin: Annotated[Optional[list[str]], typer.Option(help="cardiac and/or brain (repeatable; default both).")]
+    = None,
+    subjects: Annotated[int, typer.Option(min=1, max=100, help="Phantom subjects scored per twin.")] = 20,
+) -> None:
+    """Score the floors on the phantom twins and on real scans, preprocessed alike, and print them side by side."""
+    from mribench.calibrate import TWINS, calibrate_twin, check_request, render_markdown
+    from mribench.training import make_progress
+
+    twins = twin or list(TWINS)
+    check_request(real_data, twins)
+    with make_progress(err) as progress:
+        reports = [calibrate_twin(name, real_data, subjects, progress) for name in twins]
+    sys.stdout.write(render_markdown(reports))
+
+
 # -- plugins -------------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors

@@ -43,10 +43,11 @@ def test_phantoms_are_registered_as_generated(registry):
 
 
 def test_cache_folder_is_keyed_by_version_seed_count_and_size(roots):
-    from mribench.data.phantom_common import GENERATOR_VERSION
+    from mribench.data.phantom_common import GENERATOR_VERSIONS
 
-    assert roots["phantom-brats"] == cache_dir() / "phantoms" / f"phantom-brats-v{GENERATOR_VERSION}-seed3-n2-4mm"
-    assert roots["phantom-cardiac"].name.endswith("-seed3-n2-3mm")
+    brats, cardiac = GENERATOR_VERSIONS["phantom-brats"], GENERATOR_VERSIONS["phantom-cardiac"]
+    assert roots["phantom-brats"] == cache_dir() / "phantoms" / f"phantom-brats-v{brats}-seed3-n2-4mm"
+    assert roots["phantom-cardiac"].name == f"phantom-cardiac-v{cardiac}-seed3-n2-3mm"
     leftovers = [p.name for p in roots["phantom-brats"].parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # the staging folders were renamed or removed
 
