@@ -30,7 +30,7 @@ import numpy as np
 from mribench.errors import MribenchError
 from mribench.metrics.aggregate import paired_wilcoxon
 from mribench.plugins import registry
-from mribench.results import Result, find_results
+from mribench.results import DamagedResultError, Result, find_results
 
 SIGNIFICANCE_LEVEL = 0.05
 FORMATS = ("md", "csv", "latex", "html")
@@ -67,7 +67,11 @@ def collect(tasks: list[str], runs: Path) -> Collection:
     """Read the results of ``tasks`` under ``runs``; refuses a task without results or with mixed hashes/extractors."""
     grouped: dict[tuple[str, str, str], list[tuple[Path, Result]]] = defaultdict(list)
     for task in dict.fromkeys(tasks):
-        found = find_results(runs, task)
+        try:
+            found = find_results(runs, task)
+        except DamagedResultError as exc:
+            raise MribenchError(f"{exc}; rerun its 'mribench run' command (it redoes the evaluation) or delete the "
+                                "file") from None
         if not found:
             raise MribenchError(f"no results for task {task!r} under {runs}; run 'mribench run --task {task} ...'")
         for path, result in found:
