@@ -119,7 +119,7 @@ def plan(request: RunRequest) -> Plan:
 def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
     console = console or Console(stderr=True)
     the_plan = plan(request)
-    say = lambda text: console.print(text, markup=False, highlight=False)  # noqa: E731 - paths may hold "["
+    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731 - paths may hold "["
     with _exclusive(the_plan.lock_path, say):
         return _run_locked(the_plan, request, console, say)
 

@@ -148,7 +148,7 @@ def get_segmenter(task: Any, train: Any, preset: str, channels: list[int], progr
     stride = 2 ** (len(config.blocks_down) - 1)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     state = TrainState(path, config_hash, model=net, opt=opt)
-    say = (lambda text: progress.console.print(text, markup=False, highlight=False)) if progress is not None else None
+    say = (lambda text: progress.console.print(text, markup=False, highlight=False, soft_wrap=True)) if progress is not None else None
     with file_lock(path.with_name(f".{path.name}.lock"), on_wait=say):
         sweep_temporaries_of(path)
         start = state.resume()
