@@ -95,6 +95,14 @@ def _remove(paths: list[Path]) -> list[Path]:
     return paths
 
 
+def wait_notice(console) -> Callable[[str], None] | None:
+    """An ``on_wait`` for :func:`file_lock` printing on a rich console (None: silent) as plain text: never
+    markup (paths may hold ``[``), never wrapped (a path stays whole in a log)."""
+    if console is None:
+        return None
+    return lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def file_lock(path: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold an exclusive ``fcntl.flock`` on ``path`` (created if absent) for the block.

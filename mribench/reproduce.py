@@ -78,7 +78,7 @@ def estimate_minutes(requests: list[RunRequest]) -> tuple[float, int]:
         pending += 1
         minutes += max(evaluate.get(request.method, [DEFAULT_RUN_MINUTES]))
         model = (the_plan.model_family(), request.method, request.preset, request.seed)
-        checkpoints = the_plan.models.glob(f"{model[0]}-*/{request.method}/{request.preset}-seed{request.seed}/model.pt")
+        checkpoints = the_plan.models.glob(f"{model[0]}-*/{model[1]}/{model[2]}-seed{model[3]}/model.pt")
         if next(checkpoints, None) is None and model not in trained:  # the data key is known only once data is loaded
             trained.add(model)
             minutes += max(fit.get(request.method, [DEFAULT_FIT_MINUTES]))

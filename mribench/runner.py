@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mribench.atomic import atomic_path, file_lock, sweep_temporaries
+from mribench.atomic import atomic_path, file_lock, sweep_temporaries, wait_notice
 from mribench.data import TaskData, load_task_data
 from mribench.data.base import cache_dir
 from mribench.data.nifti import write_volume
@@ -119,7 +119,7 @@ def plan(request: RunRequest) -> Plan:
 def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
     console = console or Console(stderr=True)
     the_plan = plan(request)
-    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731 - paths may hold "["
+    say = wait_notice(console)
     with _exclusive(the_plan.lock_path, say):
         return _run_locked(the_plan, request, console, say)
 

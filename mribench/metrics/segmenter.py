@@ -4,9 +4,10 @@ on the complete real training data, cached and hashed like any other extractor.
 Regions are predicted as independent sigmoid channels: brain WT = {1, 2, 4}, TC = {1, 4}, ET = {4}; cardiac
 RV = {1}, MYO = {2}, LV = {3}. Variants: ``full`` (all modalities) and, for brain, one per set of available
 modalities (``avail-T1+T2+FLAIR`` ...), trained lazily when a test pattern needs it — the paper's "Missing"
-baseline. Checkpoints: ``cache_dir()/segmenters/<task.model_key>-<training data key>/<preset>-<config hash>/<variant>.pt``
-written atomically and reproducibly (the same weights give the same bytes), resumable (TrainState) and trained under a
-lock (one process trains, another waits); results record the segmenter's name and the SHA-256 of the finished file.
+baseline. Checkpoints: ``cache_dir()/segmenters/<task.model_key>-<training data key>/<preset>-<config hash>/
+<variant>.pt``, written atomically and reproducibly (the same weights give the same bytes), resumable (TrainState)
+and trained under a lock (one process trains, another waits); results record the segmenter's name and the SHA-256 of
+the finished file — never its path, which differs from cache to cache.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mribench.atomic import file_lock, sweep_temporaries_of
+from mribench.atomic import file_lock, sweep_temporaries_of, wait_notice
 from mribench.data.base import cache_dir
 from mribench.errors import MribenchError
 from mribench.metrics.features import sha256_of
@@ -148,7 +149,7 @@ def get_segmenter(task: Any, train: Any, preset: str, channels: list[int], progr
     stride = 2 ** (len(config.blocks_down) - 1)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     state = TrainState(path, config_hash, model=net, opt=opt)
-    say = (lambda text: progress.console.print(text, markup=False, highlight=False, soft_wrap=True)) if progress is not None else None
+    say = wait_notice(progress.console if progress is not None else None)
     with file_lock(path.with_name(f".{path.name}.lock"), on_wait=say):
         sweep_temporaries_of(path)
         start = state.resume()
