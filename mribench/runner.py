@@ -29,9 +29,11 @@ from mribench.method import Method, config_hash, config_json
 from mribench.metrics.aggregate import write_per_subject_csv
 from mribench.metrics.base import MetricResult
 from mribench.metrics.evaluate import evaluate
+from mribench.metrics.features import weights_dir
 from mribench.plugins import registry
 from mribench.protocol import Batch, derive_seed, evaluation_pattern
-from mribench.results import RESULT_FILE, DamagedResultError, Result, provenance, read_result, run_dir, write_result
+from mribench.results import (RESULT_FILE, DamagedResultError, Result, provenance, read_result, run_dir,
+                              write_result)
 from mribench.tasks import TaskSpec, get_task
 from mribench.training import (UnreadableCheckpointError, barrier, dist_info, init_distributed, make_progress,
                                progress_task, seed_everything)
@@ -62,8 +64,8 @@ class RunOutcome:
 class Plan:
     """Everything resolved and validated before any work starts.
 
-    models: ``<out>/_models``; the model of a run lives under it in :meth:`model_dir`, which also depends on the data
-    (known once it is loaded).
+    models: ``<out>/_models``; the model of a run lives under :meth:`model_root` (``<method>/<preset>-seed<k>``), which
+    also depends on the data (known once it is loaded).
     """
 
     task: TaskSpec
@@ -124,7 +126,7 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
         return _run_locked(the_plan, request, console, say)
 
 
-def _exclusive(lock: Path, say: Callable[[str], None]):
+def _exclusive(lock: Path, say: Callable[[str], None] | None):
     """A lock held by the main process only: torchrun's other ranks follow rank 0 and must not wait for it."""
     return file_lock(lock, on_wait=say) if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
 
@@ -198,7 +200,7 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
     )
     write_per_subject_csv(metrics, folder / "per_subject.csv")
     write_result(result, folder, local_paths={"<data root>": data.root, "<run>": folder, "<cache>": cache_dir(),
-                                              "<models>": the_plan.models})
+                                              "<models>": the_plan.models, "<weights>": weights_dir()})
     shutil.rmtree(folder / "work", ignore_errors=True)
     return RunOutcome("done", folder, result)
 
