@@ -1,8 +1,10 @@
 """Result schema, atomic store and provenance.
 
 A result lives at ``<runs>/<task>/<method>/<preset>-seed<k>/result.json`` and holds everything needed to trust and
-reproduce its numbers: task name + version + hash, split hash, method name + version + config, seed, per-subject
-and aggregate metrics, extractor weights hashes, timings, package versions, git commit and host.
+reproduce its numbers: task name + version + hash, split and validation hashes, data fingerprint, method name +
+version + config, seed, per-subject and aggregate metrics, extractor identities (name + SHA-256), timings, package
+versions, git commit and host — and no absolute path of the machine that made it (:func:`write_result`).
+A file that does not parse or fails the schema is *damaged* (:class:`DamagedResultError`), never complete.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ _PACKAGES = ("mribench", "mribench-copedit", "mribench-baselines", "torch", "tor
 
 @dataclass
 class Result:
-    task: dict[str, Any]  # name, version, hash, split_hash, validation_hash, dataset, problem, missing, n_*
+    task: dict[str, Any]  # name, version, hash, split_hash, validation_hash, data_fingerprint, dataset, problem, ...
     method: dict[str, Any]  # name, version, plugin, preset, config, config_hash, reads_mask
     seed: int
     metrics: dict[str, dict[str, Any]]  # name -> MetricResult as dict
@@ -42,9 +44,6 @@ class Result:
     provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False, default=_json_default)
 
     @classmethod
     def from_dict(cls, data: Any) -> "Result":
