@@ -28,7 +28,7 @@ def test_a_result_names_no_folder_of_the_machine(brats_source, brats_task, tmp_p
         assert str(folder) not in text
     result = json.loads(text)
     assert f"<data root>/{bad}/{flair.name}: " in result["skipped"][0]["reason"]
-    assert "<cache>/weights/" in result["metrics"]["fid"]["reason"]
+    assert "mribench weights folder: <weights>/" in result["metrics"]["fid"]["reason"]
     assert result["provenance"]["data"] == {"dataset": "brats2021", "source": "data root", "root_name": "BraTS2021",
                                             "fingerprint": result["task"]["data_fingerprint"]}
     assert set(result["metrics"]["dice"]["extractor"]) == {"name", "sha256", "pin"}
