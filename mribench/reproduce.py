@@ -77,8 +77,10 @@ def estimate_minutes(requests: list[RunRequest]) -> tuple[float, int]:
             continue
         pending += 1
         minutes += max(evaluate.get(request.method, [DEFAULT_RUN_MINUTES]))
-        if not (the_plan.model_dir / "model.pt").exists() and the_plan.model_dir not in trained:
-            trained.add(the_plan.model_dir)
+        model = (the_plan.model_family(), request.method, request.preset, request.seed)
+        checkpoints = the_plan.models.glob(f"{model[0]}-*/{model[1]}/{model[2]}-seed{model[3]}/model.pt")
+        if next(checkpoints, None) is None and model not in trained:  # the data key is known only once data is loaded
+            trained.add(model)
             minutes += max(fit.get(request.method, [DEFAULT_FIT_MINUTES]))
     return minutes, pending
 

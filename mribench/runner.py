@@ -10,8 +10,12 @@ The run folder keeps the predictions as NIfTI, one file per missing element: on 
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,8 +24,9 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mribench.atomic import atomic_path
-from mribench.data import load_task_data
+from mribench.atomic import atomic_path, file_lock, sweep_temporaries, wait_notice
+from mribench.data import TaskData, load_task_data
+from mribench.data.base import cache_dir
 from mribench.data.nifti import write_volume
 from mribench.data.preprocess import NativeGrid, to_native
 from mribench.errors import MribenchError, UnknownNameError
@@ -29,11 +34,14 @@ from mribench.method import Method, config_hash, config_json
 from mribench.metrics.aggregate import write_per_subject_csv
 from mribench.metrics.base import MetricResult
 from mribench.metrics.evaluate import evaluate
+from mribench.metrics.features import weights_dir
 from mribench.plugins import registry
 from mribench.protocol import Batch, derive_seed, evaluation_pattern
-from mribench.results import RESULT_FILE, Result, provenance, run_dir, write_result
+from mribench.results import (RESULT_FILE, DamagedResultError, Result, provenance, read_result, run_dir,
+                              write_result)
 from mribench.tasks import TaskSpec, get_task
-from mribench.training import barrier, dist_info, init_distributed, make_progress, progress_task, seed_everything
+from mribench.training import (UnreadableCheckpointError, barrier, dist_info, init_distributed, make_progress,
+                               progress_task, seed_everything)
 
 Overwrite = Literal["never", "missing", "always"]
 PredictionGrids = Literal["native", "preprocessed", "both"]
@@ -63,15 +71,38 @@ class RunOutcome:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything resolved and validated before any work starts."""
+    """Everything resolved and validated before any work starts.
+
+    models: ``<out>/_models``; the model of a run lives under :meth:`model_root` (``<method>/<preset>-seed<k>``), which
+    also depends on the data (known once it is loaded).
+    """
 
     task: TaskSpec
     method_cls: type[Method]
     plugin: str
     config: Any
     folder: Path
-    model_dir: Path
-    shared_dir: Path
+    models: Path
+    method: str
+    preset: str
+    seed: int
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock of the run folder (beside it: ``--overwrite always`` deletes the folder itself)."""
+        return self.folder.with_name(f".{self.folder.name}.lock")
+
+    def model_family(self) -> str:
+        """Folder-name prefix of this task's models, whatever data they were trained on."""
+        return f"{self.task.dataset}-{self.task.model_key}"
+
+    def model_root(self, data: TaskData) -> Path:
+        """``<models>/<dataset>-<model key>-<data key>``: the task's model key (dataset options, split rule,
+        preprocessing) plus the data fingerprint and the test and validation split hashes, so a run on other data
+        (another ``--data-root``, other subjects, ``--skip-bad``) never reuses a model trained on different data."""
+        data_key = hashlib.sha256("\n".join([data.fingerprint, data.split.hash, data.split.validation_hash])
+                                  .encode()).hexdigest()[:12]
+        return self.models / f"{self.model_family()}-{data_key}"
 
 
 def plan(request: RunRequest) -> Plan:
@@ -90,23 +121,41 @@ def plan(request: RunRequest) -> Plan:
         raise UnknownNameError(f"preset of {request.method}", request.preset, method_cls.presets)
     for spec in task.metrics:
         reg.get("metric", spec.name)
-    models = Path(request.out) / "_models" / f"{task.dataset}-{task.model_key}"
     return Plan(task=task, method_cls=method_cls, plugin=registered.plugin, config=method_cls.presets[request.preset],
                 folder=run_dir(request.out, task.name, request.method, request.preset, request.seed),
-                model_dir=models / request.method / f"{request.preset}-seed{request.seed}", shared_dir=models / "shared")
+                models=Path(request.out) / "_models", method=request.method, preset=request.preset,
+                seed=request.seed)
 
 
 def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
     console = console or Console(stderr=True)
     the_plan = plan(request)
+    say = wait_notice(console)
+    with _exclusive(the_plan.lock_path, say):
+        return _run_locked(the_plan, request, console, say)
+
+
+def _exclusive(lock: Path, say: Callable[[str], None] | None):
+    """A lock held by the main process only: torchrun's other ranks follow rank 0 and must not wait for it."""
+    return file_lock(lock, on_wait=say) if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
+
+
+def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Callable[[str], None]) -> RunOutcome:
     task, folder = the_plan.task, the_plan.folder
     result_path = folder / RESULT_FILE
+    sweep_temporaries(folder)
     if request.overwrite == "always":
         shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(the_plan.model_dir, ignore_errors=True)
     elif result_path.exists():
-        return RunOutcome("complete", folder)
-    elif request.overwrite == "never" and (folder.exists() or the_plan.model_dir.exists()):
+        try:
+            read_result(result_path)
+            return RunOutcome("complete", folder)
+        except DamagedResultError as exc:
+            if request.overwrite == "never":
+                raise MribenchError(f"{exc}; --overwrite never forbids redoing it; use --overwrite missing") from None
+            say(f"{exc}; redoing its evaluation (a valid trained model is kept)")
+            result_path.unlink()
+    elif request.overwrite == "never" and folder.exists():
         raise MribenchError(f"{folder}: a partial run exists and --overwrite never forbids touching it; "
                             "use --overwrite missing to resume it")
     dist = init_distributed()
@@ -117,7 +166,17 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
         timings["data_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        method = _fit_or_load(the_plan, request, data.train, data.validation, progress)
+        model_root = the_plan.model_root(data)
+        model_dir = model_root / the_plan.method / f"{the_plan.preset}-seed{the_plan.seed}"
+        with _exclusive(model_dir.with_name(f".{model_dir.name}.lock"), say):
+            if request.overwrite == "always":
+                shutil.rmtree(model_dir, ignore_errors=True)
+            elif request.overwrite == "never" and model_dir.exists() and not (model_dir / "model.pt").exists():
+                raise MribenchError(f"{model_dir}: a partial training exists and --overwrite never forbids touching "
+                                    "it; use --overwrite missing to resume it")
+            sweep_temporaries(model_dir)
+            method = _fit_or_load(the_plan, model_dir, model_root / "shared", data.train, data.validation, progress,
+                                  say)
         timings["fit_or_load_s"] = time.perf_counter() - started
         if not dist.is_main:
             return RunOutcome("worker", folder)
@@ -133,7 +192,8 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
 
     result = Result(
         task={"name": task.name, "version": task.version, "hash": task.hash, "split_hash": data.split.hash,
-              "validation_hash": data.split.validation_hash, "dataset": task.dataset, "problem": task.problem,
+              "validation_hash": data.split.validation_hash, "data_fingerprint": data.fingerprint,
+              "dataset": task.dataset, "problem": task.problem,
               "missing": task.missing, "elements": task.element_names, "n_train": len(data.train),
               "n_validation": len(data.validation), "n_test": len(data.test)},
         method={"name": request.method, "version": the_plan.method_cls.version, "plugin": the_plan.plugin,
@@ -146,26 +206,40 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
         observed_changed=observed_changed,
         method_report=method.report(),
         timings={k: round(v, 3) for k, v in timings.items()},
-        provenance={**provenance(), "data_root": str(data.root)},
+        provenance={**provenance(), "data": _data_provenance(data)},
     )
     write_per_subject_csv(metrics, folder / "per_subject.csv")
-    write_result(result, folder)
+    write_result(result, folder, local_paths={"<data root>": data.root, "<run>": folder, "<cache>": cache_dir(),
+                                              "<models>": the_plan.models, "<weights>": weights_dir()})
     shutil.rmtree(folder / "work", ignore_errors=True)
     return RunOutcome("done", folder, result)
 
 
+def _data_provenance(data: TaskData) -> dict[str, Any]:
+    """Where the data came from, without the machine's paths: generated, or a user's folder (only its name)."""
+    generated = bool(getattr(data.dataset, "generated", False))
+    return {"dataset": data.dataset.name, "source": "generated phantom" if generated else "data root",
+            "root_name": Path(data.root).name, "fingerprint": data.fingerprint}
+
+
 # -- phases --------------------------------------------------------------------------------------------------
-def _fit_or_load(the_plan: Plan, request: RunRequest, train, validation, progress) -> Method:
-    checkpoint = the_plan.model_dir / "model.pt"
+def _fit_or_load(the_plan: Plan, model_dir: Path, shared_dir: Path, train, validation, progress,
+                 say: Callable[[str], None]) -> Method:
+    seed = the_plan.seed
+    checkpoint = model_dir / "model.pt"
     if checkpoint.exists():
-        method = the_plan.method_cls.load(checkpoint, the_plan.config, request.seed, the_plan.task)
-        method.shared_dir = the_plan.shared_dir
-        return method
-    seed_everything(derive_seed("fit", request.seed))
-    method = the_plan.method_cls(the_plan.config, seed=request.seed)
-    method.shared_dir = the_plan.shared_dir
+        try:
+            method = the_plan.method_cls.load(checkpoint, the_plan.config, seed, the_plan.task)
+            method.shared_dir = shared_dir
+            return method
+        except UnreadableCheckpointError as exc:
+            say(f"{exc}; training the model again")
+            checkpoint.unlink()
+    seed_everything(derive_seed("fit", seed))
+    method = the_plan.method_cls(the_plan.config, seed=seed)
+    method.shared_dir = shared_dir
     method.validation = validation
-    method.fit(train, the_plan.task, the_plan.model_dir / "work", progress)
+    method.fit(train, the_plan.task, model_dir / "work", progress)
     if dist_info().is_main:
         method.save(checkpoint)
     barrier()
@@ -175,8 +249,6 @@ def _fit_or_load(the_plan: Plan, request: RunRequest, train, validation, progres
 def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: int, progress) -> dict[str, Path]:
     """Synthesize each test subject once (saved as .npy as it goes; existing ones are reused on resume)."""
     pred_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in pred_dir.glob(".*"):  # temp files of a run that was killed mid-write
-        leftover.unlink()
     paths = {sid: pred_dir / f"{sid}.npy" for sid in test.subject_ids}
     todo = [i for i, sid in enumerate(test.subject_ids) if not paths[sid].exists()]
     with progress_task(progress, f"synthesize {task.name}", len(paths), len(paths) - len(todo)) as advance, \

@@ -97,10 +97,16 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------------
+class UnreadableCheckpointError(MribenchError):
+    """A checkpoint file that exists but cannot be read (truncated, corrupt, not a checkpoint)."""
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save, atomically: a kill never leaves a half-written checkpoint."""
-    with atomic_path(path) as temporary:
-        torch.save(obj, temporary)
+    """torch.save, atomically (a kill never leaves a half-written checkpoint) and reproducibly: the same object gives
+    the same bytes, hence the same SHA-256. torch.save names the entries of its zip archive after the file it is
+    given (here a random temp name); saved through an open file object they get torch's fixed name instead."""
+    with atomic_path(path) as temporary, temporary.open("wb") as handle:
+        torch.save(obj, handle)
 
 
 def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -110,7 +116,8 @@ def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[st
     except FileNotFoundError:
         raise MribenchError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # noqa: BLE001 - corrupt/truncated files raise many types
-        raise MribenchError(f"{path}: unreadable checkpoint ({type(exc).__name__}); delete it to retrain") from None
+        raise UnreadableCheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}); delete it to retrain") \
+            from None
     for key, value in (expect or {}).items():
         if payload.get(key) != value:
             raise CheckpointMismatchError(
