@@ -160,5 +160,6 @@ def test_phantom_predictions_go_back_onto_the_source_grid(registry, roots, name,
     source = nib.load(str(roots[name] / grid_file.format(sid=sid)))
     native = to_native(subject.image[0], grid)
     assert native.shape == source.shape and np.allclose(grid.affine_array, source.affine, atol=1e-4)
-    foreground = np.asarray(source.dataobj) > 0
+    values = np.asarray(source.dataobj, dtype=np.float32)
+    foreground = values > 0.2 * values.max()  # the cardiac phantom has noise (not zeros) outside its signal disc
     assert native[foreground].mean() > 5 * native[~foreground].mean()
