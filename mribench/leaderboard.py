@@ -300,8 +300,8 @@ def build_table(tasks: list[str], runs: Path, metrics: list[str] | None = None) 
 
 # -- rendering -----------------------------------------------------------------------------------------------
 def render(grids: list[Grid] | Grid, fmt: str, title: str = "mribench leaderboard",
-           figures: list[tuple[str, bytes]] | None = None) -> str:
-    """Render grids as ``md``, ``csv``, ``latex`` or a self-contained ``html`` page (figures: caption, PNG bytes)."""
+           figures: list[tuple[str, str]] | None = None) -> str:
+    """Render grids as ``md``, ``csv``, ``latex`` or an ``html`` page (figures: caption, image URL)."""
     grids = [grids] if isinstance(grids, Grid) else grids
     if fmt == "md":
         return "\n".join(_markdown(grid, heading=len(grids) > 1) for grid in grids)
@@ -453,19 +453,17 @@ def html_table(grid: Grid) -> str:
     return "\n".join(out)
 
 
-def html_page(title: str, grids: list[Grid], figures: list[tuple[str, bytes]]) -> str:
-    """A single self-contained page: inline CSS, figures embedded as base64 PNG, no external reference."""
-    import base64
-
+def html_page(title: str, grids: list[Grid], figures: list[tuple[str, str]]) -> str:
+    """One page with inline CSS; ``figures`` are (caption, image URL): a data: URL keeps the page self-contained, a
+    relative path links a file beside it."""
     esc = html.escape
     body = [f"<h1>{esc(title)}</h1>"]
     for grid in grids:
         body += [f"<h2>{esc(grid.title)}</h2>", html_table(grid)]
     if figures:
         body.append("<h2>Figures</h2>")
-    for caption, png in figures:
-        data = base64.b64encode(png).decode("ascii")
-        body.append(f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+    for caption, url in figures:
+        body.append(f'<figure><img alt="{esc(caption)}" src="{esc(url)}">'
                     f"<figcaption>{esc(caption)}</figcaption></figure>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -5,11 +5,15 @@
 * :func:`psnr_boxplot`: per-subject PSNR of each method on one task;
 * :func:`psnr_vs_missing`: mean PSNR of each method against the missing count, across the tasks of one dataset.
 
-matplotlib with the Agg backend (no display). :func:`write_report` writes one self-contained HTML page (tables and
-figures inline, no external asset) or a folder of PNGs; :func:`write_leaderboard_folder` regenerates ``leaderboard/``.
+matplotlib with the Agg backend (no display); every figure is stored as an 8-bit palette PNG (:func:`palette_png`).
+:func:`write_report` writes one self-contained HTML page (tables and figures inline, no external asset) or a folder of
+PNGs; :func:`write_leaderboard_folder` regenerates ``leaderboard/``, whose ``report.html`` links ``figures/`` by
+relative path so each image is stored once.
 """
 from __future__ import annotations
 
+import base64
+import functools
 import io
 import shutil
 from dataclasses import dataclass
@@ -25,6 +29,7 @@ from mribench.results import RESULT_FILE, atomic_write_text, run_dir
 
 TABLE_FILES = {"md": "leaderboard.md", "csv": "leaderboard.csv", "latex": "leaderboard.tex",
                "html": "leaderboard.html"}
+FIGURES_FOLDER = "figures"
 
 
 @dataclass
@@ -45,11 +50,54 @@ def _pyplot():
     return plt
 
 
-def _png(figure) -> bytes:
+# Figures are drawn at FIGURE_DPI and stored as 8-bit palette PNGs: a fixed palette of 129 greys, 96 steps of the error
+# maps' colour map and matplotlib's ten line colours, each pixel mapped to its nearest entry (a grey stays grey).
+FIGURE_DPI = 100
+GREY_STEP = 2
+ERROR_CMAP = "magma"
+ERROR_CMAP_STEPS = 96
+# A qualitative panel is about the phantoms' 96 pixels wide; the leaderboard folder shows two subjects per task.
+PANEL_INCHES = 1.0
+LEADERBOARD_SUBJECTS = 2
+
+
+@functools.cache
+def _palette() -> np.ndarray:
+    """(entries, 3) uint8: the greys, the error colour map's steps and matplotlib's line colours, without repeats."""
+    from matplotlib import colormaps, colors
+
+    greys = [(v, v, v) for v in [*range(0, 255, GREY_STEP), 255]]
+    ramp = [colormaps[ERROR_CMAP](x)[:3] for x in np.linspace(0, 1, ERROR_CMAP_STEPS)]
+    lines = [colors.to_rgb(f"C{i}") for i in range(10)]
+    return np.array(list(dict.fromkeys(greys + [tuple(int(round(255 * c)) for c in rgb) for rgb in ramp + lines])),
+                    dtype=np.uint8)
+
+
+def palette_png(image) -> bytes:
+    """A PIL image as an optimised PNG in :func:`_palette`'s colours, each pixel its nearest entry (no dithering)."""
+    from PIL import Image
+
+    palette = _palette()
+    rgb = np.asarray(image.convert("RGB")).astype(np.int32)
+    packed, inverse = np.unique((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2], return_inverse=True)
+    colours = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], axis=1)
+    distances = ((colours[:, None, :] - palette[None].astype(np.int32)) ** 2).sum(axis=2)
+    indexed = Image.fromarray(distances.argmin(axis=1).astype(np.uint8)[inverse].reshape(rgb.shape[:2]))
+    indexed.putpalette(palette.ravel().tolist())  # the grey "L" image becomes "P"
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    _pyplot().close(figure)
+    indexed.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def _png(figure) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, facecolor="white")
+    _pyplot().close(figure)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return palette_png(image)
 
 
 def _upright(plane: np.ndarray, row_axis_world: np.ndarray) -> np.ndarray:
@@ -95,7 +143,8 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
     observed_columns = spec.channels - spec.missing if spec.problem == "missing-modality" else 1
     columns = 1 + observed_columns + len(rows)
     plt = _pyplot()
-    figure, axes = plt.subplots(2 * len(chosen), columns, figsize=(1.5 * columns + 0.8, 3.3 * len(chosen) + 0.4),
+    figure, axes = plt.subplots(2 * len(chosen), columns,
+                                figsize=(PANEL_INCHES * columns + 0.8, 2.3 * PANEL_INCHES * len(chosen) + 0.4),
                                 squeeze=False, layout="constrained")
     for position, sid in enumerate(chosen):
         subject = data.test[index[sid]]
@@ -125,9 +174,9 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
                     _upright(predictions[row], direction)) for row in rows]
         for ax, (title, image) in zip(top, panels):
             ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
-            ax.set_title(title, fontsize=7)
+            ax.set_title(title, fontsize=6)
         for ax, row in zip(bottom[1 + observed_columns:], rows):
-            shown = ax.imshow(_upright(errors[row], direction), cmap="magma", vmin=0, vmax=error_max,
+            shown = ax.imshow(_upright(errors[row], direction), cmap=ERROR_CMAP, vmin=0, vmax=error_max,
                               interpolation="nearest", aspect="auto")
         figure.colorbar(shown, ax=list(bottom[1 + observed_columns:]), fraction=0.03, pad=0.01)
         for ax in list(top) + list(bottom):
@@ -135,11 +184,28 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
             ax.set_yticks([])
         for ax in bottom[:1 + observed_columns]:
             ax.axis("off")
-        bottom[observed_columns].text(0.95, 0.5, "|synthesis − truth| →", ha="right", va="center", fontsize=8,
+        bottom[observed_columns].text(0.95, 0.5, "|synthesis − truth| →", ha="right", va="center", fontsize=7,
                                       transform=bottom[observed_columns].transAxes)
     figure.suptitle(f"{task}: ground truth, observed inputs, syntheses and their absolute errors", fontsize=10)
-    return Figure(f"{task}-qualitative", f"{task}: qualitative comparison on {len(chosen)} test subjects "
-                  "(error maps share one colour scale per subject)", _png(figure))
+    return Figure(f"{task}-qualitative", _qualitative_caption(task), _png(figure))
+
+
+def _qualitative_caption(task: str) -> str:
+    return f"{task}: qualitative comparison on test subjects (error maps share one colour scale per subject)"
+
+
+def _has_predictions(collection: Collection, task: str) -> bool:
+    return all((_first_run(collection, task, row) / "predictions").is_dir() for row in collection.rows(task))
+
+
+def _kept_qualitative(task: str, runs: Path, kept: Path | None) -> Figure:
+    """The qualitative figure already under ``kept`` (drawn when the predictions existed): the result copies of a
+    leaderboard folder hold no predictions."""
+    path = kept / f"{task}-qualitative.png" if kept else None
+    if path is None or not path.is_file():
+        raise MribenchError(f"{task}: the runs under {runs} hold no predictions, which the qualitative figure needs"
+                            + (f", and there is no {path} to keep" if path else ""))
+    return Figure(f"{task}-qualitative", _qualitative_caption(task), path.read_bytes())
 
 
 # -- quantitative figures ------------------------------------------------------------------------------------
@@ -202,13 +268,16 @@ def psnr_vs_missing(dataset: str, tasks: list[str], collection: Collection) -> F
                   _png(figure))
 
 
-def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, subjects: int = 3) -> list[Figure]:
-    """Every figure of the report: per task the qualitative grid and the PSNR box plot, per dataset PSNR vs missing."""
+def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, subjects: int = 3,
+                   kept: Path | None = None) -> list[Figure]:
+    """Every figure of the report: per task the qualitative grid and the PSNR box plot, per dataset PSNR vs missing.
+    A task whose runs hold no predictions keeps its qualitative figure from the folder ``kept`` (else an error)."""
     collection = collect(tasks, runs)
     figures: list[Figure] = []
     for dataset, dataset_tasks in by_dataset(collection).items():
         for task in dataset_tasks:
-            figures.append(qualitative_figure(task, collection, data_root, subjects))
+            figures.append(qualitative_figure(task, collection, data_root, subjects)
+                           if _has_predictions(collection, task) else _kept_qualitative(task, runs, kept))
             figures += [box] if (box := psnr_boxplot(task, collection)) else []
         figures += [curve] if (curve := psnr_vs_missing(dataset, dataset_tasks, collection)) else []
     return figures
@@ -221,13 +290,14 @@ def write_report(tasks: list[str], runs: Path, output: Path, data_root: Path | N
     figures = report_figures(tasks, runs, data_root, subjects)
     output = Path(output)
     if output.suffix.lower() in (".html", ".htm"):
-        return [_write_page(tasks, runs, output, figures)]
+        inline = [(f.caption, "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")) for f in figures]
+        return [_write_page(tasks, runs, output, inline)]
     return _write_pngs(output, figures)
 
 
-def _write_page(tasks: list[str], runs: Path, output: Path, figures: list[Figure]) -> Path:
-    page = render(build_paper_tables(tasks, runs, reference=True), "html", title="mribench report",
-                  figures=[(f.caption, f.png) for f in figures])
+def _write_page(tasks: list[str], runs: Path, output: Path, figures: list[tuple[str, str]]) -> Path:
+    """The paper tables with the reported numbers, then ``figures`` as (caption, image URL)."""
+    page = render(build_paper_tables(tasks, runs, reference=True), "html", title="mribench report", figures=figures)
     atomic_write_text(output, page)
     return output
 
@@ -243,12 +313,16 @@ def _write_pngs(folder: Path, figures: list[Figure]) -> list[Path]:
 
 
 # -- the committed leaderboard folder ------------------------------------------------------------------------
-def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root: Path | None = None) -> list[Path]:
+def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root: Path | None = None,
+                             subjects: int = LEADERBOARD_SUBJECTS) -> list[Path]:
     """Regenerate ``out`` from ``runs``: paper-layout tables (leaderboard.md/.csv/.tex/.html), the same with the
-    paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), report.html with its figures
-    also as PNGs under ``figures/``, and a copy of
-    every result.json under ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from
-    the folder alone). Files are replaced atomically; result copies of runs no longer present are removed."""
+    paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), the figures as PNGs under
+    ``figures/``, report.html linking them by relative path, and a copy of every result.json under
+    ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from the folder alone).
+
+    ``runs`` may be ``out/results`` itself: the tables, the report and the quantitative figures are then rebuilt from
+    the copies, and the qualitative figures (which need the predictions) are kept. Files are replaced atomically;
+    result copies of runs no longer present are removed."""
     out = Path(out)
     collection = collect(tasks, runs)
     grids = build_paper_tables(tasks, runs)
@@ -261,10 +335,11 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     for name, text in extra.items():
         atomic_write_text(out / name, text)
         written.append(out / name)
-    figures = report_figures(tasks, runs, data_root)
-    written.append(_write_page(tasks, runs, out / "report.html", figures))
-    shutil.rmtree(out / "figures", ignore_errors=True)
-    written += _write_pngs(out / "figures", figures)
+    figures = report_figures(tasks, runs, data_root, subjects, kept=out / FIGURES_FOLDER)
+    shutil.rmtree(out / FIGURES_FOLDER, ignore_errors=True)
+    written += _write_pngs(out / FIGURES_FOLDER, figures)
+    written.append(_write_page(tasks, runs, out / "report.html",
+                               [(f.caption, f"{FIGURES_FOLDER}/{f.name}.png") for f in figures]))
     staging = out / ".results.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     for path, result in collection.all_results():

@@ -1,14 +1,20 @@
 """Report figures, the self-contained HTML page and the leaderboard folder, from real floor runs on the tiny tasks."""
+import io
 import re
 
 import html5lib
+import matplotlib
 import matplotlib.image
+import numpy as np
+import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from mribench.cli import app
+from mribench.errors import MribenchError
 from mribench.leaderboard import build_table, render
 from mribench.paper_layouts import build_paper_tables
-from mribench.report import write_leaderboard_folder
+from mribench.report import GREY_STEP, palette_png, write_leaderboard_folder
 from mribench.runner import RunRequest, run
 
 BRAIN = ["tiny-brain-missing1", "tiny-brain-missing2"]
@@ -38,19 +44,50 @@ def _external_references(page: str) -> list[str]:
     return re.findall(r"(?:src|href)\s*=\s*[\"']?(?!data:)[^\"' >]+", page) + re.findall(r"https?://", page)
 
 
-def test_png_folder_holds_readable_figures(tiny_registry, tmp_path):
+def test_png_folder_holds_readable_palette_figures(tiny_registry, tmp_path):
     runs = _floor_runs(tmp_path / "runs", brain=False)
     result = CliRunner().invoke(app, ["report", "--task", CARDIAC, "--runs", str(runs), "--output",
                                       str(tmp_path / "figures")])
     assert result.exit_code == 0, result.output
     written = sorted((tmp_path / "figures").iterdir())
     assert [p.name for p in written] == [f"{CARDIAC}-psnr-box.png", f"{CARDIAC}-qualitative.png"]
-    grid = matplotlib.image.imread(next(p for p in written if "qualitative" in p.name))
+    qualitative = next(p for p in written if "qualitative" in p.name)
+    grid = matplotlib.image.imread(qualitative)
     assert grid.shape[0] > 500 and grid.shape[1] > 300 and grid[..., :3].std() > 0.05, "an actual picture"
+    for path in written:
+        with Image.open(path) as image:
+            assert image.mode == "P", f"{path.name}: a palette PNG"
+    assert qualitative.stat().st_size < 100_000
+
+
+def test_palette_png_keeps_greys_grey_and_the_error_colours_close():
+    greys = np.tile(np.arange(256, dtype=np.uint8), (8, 1))
+    magma = (matplotlib.colormaps["magma"](np.linspace(0, 1, 256))[None, :, :3] * 255).round().astype(np.uint8)
+    for original in (np.stack([greys] * 3, axis=-1), np.repeat(magma, 8, axis=0)):
+        png = palette_png(Image.fromarray(original))
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.mode == "P"
+            decoded = np.asarray(image.convert("RGB")).astype(int)
+        assert np.abs(decoded - original).max() <= 6
+    assert (decoded != np.asarray(Image.fromarray(original))).any(), "quantised, not copied"
+    grey_decoded = np.asarray(Image.open(io.BytesIO(palette_png(Image.fromarray(greys)))).convert("RGB")).astype(int)
+    assert (grey_decoded[..., 0] == grey_decoded[..., 1]).all() and (grey_decoded[..., 1] == grey_decoded[..., 2]).all()
+    assert np.abs(grey_decoded[..., 0] - greys).max() <= GREY_STEP // 2 and grey_decoded.max() == 255
+
+
+def test_html_report_is_one_self_contained_page(tiny_registry, tmp_path):
+    runs = _floor_runs(tmp_path / "runs", brain=False)
+    result = CliRunner().invoke(app, ["report", "--task", CARDIAC, "--runs", str(runs), "--output",
+                                      str(tmp_path / "report.html")])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tmp_path.iterdir() if p.name != "runs"] == ["report.html"]
+    page = (tmp_path / "report.html").read_text()
+    assert_valid_html(page)
+    assert _external_references(page) == [] and page.count('src="data:image/png;base64,') == 2
 
 
 def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_path):
-    """Tables rebuild from the folder's own JSON copies; report.html is self-contained with every figure."""
+    """Tables rebuild from the folder's own JSON copies; report.html links every figure of figures/ once."""
     runs = _floor_runs(tmp_path / "runs", brain=True)
     tasks = BRAIN + [CARDIAC]
     out = tmp_path / "leaderboard"
@@ -60,7 +97,6 @@ def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_p
             "plain.md", "report.html", "results", "figures"} <= names
     pngs = sorted(p.name for p in (out / "figures").iterdir())
     assert "tiny-brain-missing1-qualitative.png" in pngs and "tiny-brain-psnr-vs-missing.png" in pngs
-    assert (out / "report.html").read_text().count("data:image/png;base64,") == len(pngs), "same figures as the page"
     copies = sorted(p.relative_to(out / "results").as_posix() for p in (out / "results").glob("**/result.json"))
     assert len(copies) == 2 * 4 + 2 and "tiny-brain-missing1/mean-available/smoke-seed1/result.json" in copies
     rebuilt = render(build_paper_tables(tasks, out / "results"), "md")
@@ -68,13 +104,32 @@ def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_p
     assert (out / "plain.md").read_text() == render(build_table(tasks, out / "results"), "md")
     assert "[0.00]" in (out / "leaderboard.md").read_text(), "two seeds of mean-available: seed std shown"
     page = (out / "report.html").read_text()
-    assert _external_references(page) == []
     assert_valid_html(page)
+    assert "data:" not in page and re.findall(r"https?://", page) == []
+    sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert sorted(sources) == [f"figures/{name}" for name in pngs], "each figure stored once, linked relatively"
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
-    assert len(re.findall(r'src="data:image/png;base64,', page)) == len(captions) == 7
+    assert len(captions) == 7
     assert any(c.startswith("tiny-brain-missing1: qualitative") for c in captions)
     assert any(c.startswith("tiny-brain: mean PSNR") for c in captions), "PSNR vs missing count across the dataset"
     assert "<h2>tiny-brain: missing 1 / 2 of 3 modalities (A, B, C)</h2>" in page and "nearest-contrast" in page
     (runs / CARDIAC / "zero-fill").rename(tmp_path / "moved")
     write_leaderboard_folder(runs, out, tasks)
     assert not (out / "results" / CARDIAC / "zero-fill").exists(), "copies of removed runs do not linger"
+
+
+def test_leaderboard_folder_refreshes_from_its_own_results(tiny_registry, tmp_path):
+    """Rebuilt from its result copies (no predictions there): the same tables byte for byte, the qualitative figures
+    kept as drawn; without an earlier figure to keep, the refusal names the task."""
+    tasks = BRAIN + [CARDIAC]
+    out = tmp_path / "leaderboard"
+    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, tasks)
+    tables = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    qualitative = (out / "figures" / f"{CARDIAC}-qualitative.png").read_bytes()
+    write_leaderboard_folder(out / "results", out, tasks)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == tables
+    assert (out / "figures" / f"{CARDIAC}-qualitative.png").read_bytes() == qualitative
+    assert len(list((out / "results").glob("**/result.json"))) == 10
+    (out / "figures" / f"{CARDIAC}-qualitative.png").unlink()
+    with pytest.raises(MribenchError, match=f"{CARDIAC}: the runs under .* hold no predictions"):
+        write_leaderboard_folder(out / "results", out, tasks)
