@@ -255,16 +255,18 @@ def footnote(collection: Collection, tasks: list[str], rows: dict[RowKey, str], 
             runs.append(f"{label}: {row[1]} preset, seeds {', '.join(map(str, seeds))}")
     if runs:
         lines.append("runs — " + "; ".join(runs))
-    extractors = {}
+    extractors: dict[str, dict[str, dict[str, None]]] = {}  # dataset → metric → extractor descriptions
     for task in tasks:
+        dataset = collection.task_info(task)["dataset"]
         for row in rows:
             for result in collection.get(task, row):
                 for metric, entry in result.metrics.items():
-                    if entry.get("extractor"):
-                        info = entry["extractor"]
-                        extractors[metric] = f"{metric}: {info.get('name', '?')} sha256 {info.get('sha256', '')[:12]}"
-    if extractors:
-        lines.append("extractors — " + "; ".join(extractors[m] for m in sorted(extractors, key=metric_order)))
+                    if info := entry.get("extractor"):
+                        extractors.setdefault(dataset, {}).setdefault(metric, {})[
+                            f"{info.get('name', '?')} sha256 {info.get('sha256', '')[:12]}"] = None
+    for dataset, by_metric in extractors.items():
+        lines.append(f"extractors of {dataset} — " + "; ".join(
+            f"{metric}: {' / '.join(by_metric[metric])}" for metric in sorted(by_metric, key=metric_order)))
     versions = sorted({r.provenance.get("packages", {}).get("mribench", "?") for t in tasks for row in rows
                        for r in collection.get(t, row)})
     lines.append(f"mribench {', '.join(versions)}; {legend}")

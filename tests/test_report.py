@@ -13,8 +13,10 @@ from typer.testing import CliRunner
 from mribench.cli import app
 from mribench.errors import MribenchError
 from mribench.leaderboard import build_table, render
+from mribench.metrics.aggregate import summarize
 from mribench.paper_layouts import build_paper_tables
 from mribench.report import GREY_STEP, palette_png, write_leaderboard_folder
+from mribench.results import Result, run_dir, write_result
 from mribench.runner import RunRequest, run
 
 BRAIN = ["tiny-brain-missing1", "tiny-brain-missing2"]
@@ -133,3 +135,33 @@ def test_leaderboard_folder_refreshes_from_its_own_results(tiny_registry, tmp_pa
     (out / "figures" / f"{CARDIAC}-qualitative.png").unlink()
     with pytest.raises(MribenchError, match=f"{CARDIAC}: the runs under .* hold no predictions"):
         write_leaderboard_folder(out / "results", out, tasks)
+
+
+def _result_with_extractor(runs, task, dataset, method, sha256):
+    values = {f"s{i}": 20.0 + i + (0.5 if method.endswith("+prompts") else 0.0) for i in range(6)}
+    segmenter = {"name": "segmenter-cpu-full", "sha256": sha256}
+    metrics = {"psnr": {"status": "ok", "per_subject": values, "aggregate": summarize(values), "extractor": None},
+               "fd-seg": {"status": "ok", "per_subject": values, "aggregate": summarize(values),
+                          "extractor": segmenter}}
+    result = Result(task={"name": task, "version": 1, "hash": task.ljust(64, "0"), "split_hash": "b" * 64,
+                          "dataset": dataset, "problem": "missing-modality", "missing": 1, "elements": ["A", "B"],
+                          "n_test": 6},
+                    method={"name": method, "version": "0.1.0", "plugin": "test", "preset": "cpu", "config": "{}",
+                            "config_hash": "c" * 16, "reads_mask": True},
+                    seed=0, metrics=metrics, subjects=sorted(values), provenance={"packages": {"mribench": "9"}})
+    write_result(result, run_dir(runs, task, method, "cpu", 0))
+
+
+def test_footnotes_show_each_datasets_own_segmenter(tmp_path):
+    """The +Prompts table spans both datasets: each dataset's cells name its own segmenter's hash."""
+    for task, dataset, sha in (("phantom-brats-missing1", "phantom-brats", "a" * 64),
+                               ("phantom-cardiac-missing8", "phantom-cardiac", "c" * 64)):
+        for method in ("mmt", "mmt+prompts"):
+            _result_with_extractor(tmp_path, task, dataset, method, sha)
+    grids = {grid.key: grid for grid in build_paper_tables(["phantom-brats-missing1", "phantom-cardiac-missing8"],
+                                                           tmp_path)}
+    prompts = [line for line in grids["prompts"].footnote if line.startswith("extractors")]
+    assert prompts == ["extractors of phantom-brats — fd-seg: segmenter-cpu-full sha256 aaaaaaaaaaaa",
+                       "extractors of phantom-cardiac — fd-seg: segmenter-cpu-full sha256 cccccccccccc"]
+    brain = "\n".join(grids["phantom-brats"].footnote)
+    assert "sha256 aaaaaaaaaaaa" in brain and "cccc" not in brain
