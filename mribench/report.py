@@ -16,6 +16,7 @@ import base64
 import functools
 import io
 import shutil
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,16 @@ import numpy as np
 
 from mribench.atomic import atomic_write_bytes
 from mribench.errors import MribenchError
-from mribench.leaderboard import Collection, build_table, collect, metric_cell, render
-from mribench.paper_layouts import PROMPTS_SUFFIX, build_paper_tables, by_dataset, row_labels
+from mribench.leaderboard import Collection, Grid, GridRow, build_table, collect, metric_cell, render
+from mribench.paper_layouts import (
+    GROUP_TITLES,
+    METRIC_LABELS,
+    PROMPTS_SUFFIX,
+    REPORTED,
+    build_paper_tables,
+    by_dataset,
+    row_labels,
+)
 from mribench.results import RESULT_FILE, atomic_write_text, run_dir
 
 TABLE_FILES = {"md": "leaderboard.md", "csv": "leaderboard.csv", "latex": "leaderboard.tex",
@@ -56,9 +65,10 @@ FIGURE_DPI = 100
 GREY_STEP = 2
 ERROR_CMAP = "magma"
 ERROR_CMAP_STEPS = 96
-# A qualitative panel is about the phantoms' 96 pixels wide; the leaderboard folder shows two subjects per task.
+# A qualitative panel is about the phantoms' 96 pixels wide; the leaderboard folder shows one subject per task (its
+# per-subject spread is in the box plots), which keeps the folder small.
 PANEL_INCHES = 1.0
-LEADERBOARD_SUBJECTS = 2
+LEADERBOARD_SUBJECTS = 1
 
 
 @functools.cache
@@ -248,14 +258,15 @@ def psnr_vs_missing(dataset: str, tasks: list[str], collection: Collection) -> F
     labels = row_labels(rows)
     plt = _pyplot()
     figure, ax = plt.subplots(figsize=(7, 4.5))
-    for row in rows:
+    for index, row in enumerate(rows):
         points = [(counts[task], cell) for task in tasks
                   if collection.get(task, row) and (cell := metric_cell(collection.get(task, row), "psnr")).ok]
         if not points:
             continue
         points.sort(key=lambda item: item[0])
+        # ten line colours; past ten methods the marker tells lines of one colour apart
         ax.errorbar([k for k, _ in points], [c.mean for _, c in points], yerr=[c.std or 0.0 for _, c in points],
-                    marker="o", capsize=3, label=labels[row],
+                    color=f"C{index % 10}", marker="os^Dv"[index // 10 % 5], capsize=3, label=labels[row],
                     linestyle="--" if row[0].endswith(PROMPTS_SUFFIX) else "-")
     ax.set_xticks(sorted(set(counts.values())))
     ax.set_xlabel("missing elements")
@@ -349,3 +360,111 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     shutil.rmtree(out / "results", ignore_errors=True)
     staging.rename(out / "results")
     return written + [out / "results"]
+
+
+# -- the README's generated results block --------------------------------------------------------------------
+README_BEGIN = "<!-- leaderboard:begin -->"
+README_END = "<!-- leaderboard:end -->"
+README_WIDTH = 120
+README_NOTE = ("<!-- generated from leaderboard/results by `make leaderboard` or `make readme` (mribench/report.py); "
+               "edits between the markers are overwritten -->")
+
+
+def _readme_parts(readme: Path) -> tuple[str, str]:
+    """The README up to and including its begin-marker line, and from its end-marker line on."""
+    try:
+        lines = Path(readme).read_text().splitlines(keepends=True)
+    except OSError as error:
+        raise MribenchError(f"cannot read the README {readme}: {error.strerror or error}") from error
+    begins = [i for i, line in enumerate(lines) if line.strip() == README_BEGIN]
+    ends = [i for i, line in enumerate(lines) if line.strip() == README_END]
+    if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
+        raise MribenchError(f"{readme}: needs one line {README_BEGIN} and, below it, one line {README_END} around "
+                            "the generated results block")
+    return "".join(lines[:begins[0] + 1]), "".join(lines[ends[0]:])
+
+
+def check_readme(readme: Path) -> None:
+    """Refuses, before any long work, a README the block cannot be written into."""
+    _readme_parts(readme)
+
+
+def write_readme_block(readme: Path, tasks: list[str], results: Path) -> Path:
+    """Replace the text between the README's markers with :func:`readme_block`; the rest is kept byte for byte."""
+    before, after = _readme_parts(readme)
+    atomic_write_text(readme, before + readme_block(tasks, results) + after)
+    return readme
+
+
+def readme_block(tasks: list[str], results: Path) -> str:
+    """Markdown for the README's results section, built from the same tables as ``leaderboard/``: the run count and
+    time, per dataset the PSNR columns of its main table and which methods beat the strongest floor, and the
+    +Prompts differences beside the paper's."""
+    collection = collect(tasks, results)
+    found = [result for _, result in collection.all_results()]
+    minutes = sum(sum(result.timings.values()) for result in found) / 60
+    fit = sum(result.timings.get("fit_or_load_s", 0.0) for result in found) / 60
+    presets = ", ".join(sorted({result.method["preset"] for result in found}))
+    parts = [README_NOTE, "",
+             _wrap(f"{len(found)} runs over {len(collection.tasks)} tasks at the `{presets}` preset: {minutes:.0f} min "
+                   f"of run time summed over the results' timings, {fit:.0f} min of it fitting or loading models. PSNR "
+                   "in dB on the missing elements, mean ± std over test subjects, [std over seeds] when there are "
+                   "several; best bold, second italic; †: the paired Wilcoxon test against the runner-up holds in "
+                   "every seed. The full tables (SSIM, FID, FVD, Dice, provenance) are in "
+                   "[`leaderboard/`](leaderboard/)."), ""]
+    main = {grid.key: grid for grid in build_paper_tables(tasks, results)}
+    for dataset, dataset_tasks in by_dataset(collection).items():
+        psnr = _columns_of(main[dataset], lambda group, label: label == METRIC_LABELS["psnr"], lambda g, _: g)
+        subjects = " / ".join(sorted({str(collection.task_info(task)["n_test"]) for task in dataset_tasks}))
+        parts += [f"**{main[dataset].title}** ({subjects} test subjects)", "", render(psnr, "md").rstrip("\n"), ""]
+        parts += [comparison, ""] if (comparison := _floor_comparison(psnr)) else []
+    prompts = next((grid for grid in build_paper_tables(tasks, results, reference=True) if grid.key == "prompts"),
+                   None)
+    if prompts:
+        suffix = f" {METRIC_LABELS['psnr']}"
+        delta = _columns_of(prompts, lambda group, label: label == "Δ" and group.endswith(suffix),
+                            lambda group, _: group.removesuffix(suffix))
+        parts += [_wrap("**+Prompts − base, PSNR difference (dB)**; †: the paired test between the two holds in "
+                        f"every seed; *{REPORTED}*: the paper's numbers on the real dataset (not comparable with the "
+                        "phantoms)"), "",
+                  render(delta, "md").rstrip("\n"), ""]
+    return "\n".join(parts)
+
+
+def _columns_of(grid: Grid, keep, label) -> Grid:
+    """A copy of ``grid`` with only the columns ``keep(group, label)`` accepts, relabelled ``label(group, label)``,
+    without footnote."""
+    chosen = [i for i, (group, name) in enumerate(grid.columns) if keep(group, name)]
+    rows = [GridRow(row.label, [row.cells[i] for i in chosen], row.kind) for row in grid.rows]
+    return Grid(key=grid.key, title=grid.title, columns=[("", label(*grid.columns[i])) for i in chosen], rows=rows)
+
+
+def _floor_comparison(grid: Grid) -> str:
+    """Which methods' mean beats every floor's at every missing count (column), at some (named) and at none."""
+    floors, others, section = [], [], None
+    for row in grid.rows:
+        if row.kind == "section":
+            section = row.label
+        elif row.kind == "result":
+            (floors if section == GROUP_TITLES["floor"] else others).append(row)
+    means = [[c.cell.mean if c.cell is not None and c.cell.ok else None for c in row.cells] for row in floors]
+    best = [max((m[i] for m in means if m[i] is not None), default=None) for i in range(len(grid.columns))]
+    if not floors or not others or None in best:
+        return ""
+    groups: dict[str, list[str]] = {"every": [], "some": [], "none": []}
+    for row in others:
+        above = [grid.columns[i][1] for i, cell in enumerate(row.cells)
+                 if cell.cell is not None and cell.cell.ok and cell.cell.mean > best[i]]
+        if len(above) == len(grid.columns):
+            groups["every"].append(row.label)
+        elif above:
+            groups["some"].append(f"{row.label} ({', '.join(above)})")
+        else:
+            groups["none"].append(row.label)
+    return _wrap(f"Mean PSNR above every floor ({', '.join(row.label for row in floors)}) at every missing count: "
+                 f"{', '.join(groups['every']) or 'none'}; at some: {', '.join(groups['some']) or 'none'}; at none: "
+                 f"{', '.join(groups['none']) or 'none'}.")
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=README_WIDTH, break_long_words=False, break_on_hyphens=False)

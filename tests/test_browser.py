@@ -32,7 +32,7 @@ INSPECT = """JSON.stringify({
   rows: document.querySelectorAll("tbody tr").length,
   images: Array.from(document.images).map(i => ({src: i.getAttribute("src"), complete: i.complete,
                                                   width: i.naturalWidth})),
-  height: document.documentElement.scrollHeight})"""
+  figureTop: document.querySelector("figure") ? document.querySelector("figure").offsetTop : null})"""
 
 
 def _browser() -> str:
@@ -136,7 +136,8 @@ def browser(tmp_path):
 
 
 def _open(client: DevTools, page: Path, screenshot: Path) -> dict:
-    """Load ``page`` in a fresh tab, wait for its load event, save a screenshot; returns what INSPECT reports."""
+    """Load ``page`` in a fresh tab, wait for its load event, save a screenshot of the top and, when the page has
+    figures, one from its first figure down (``<screenshot stem>-figures.png``); returns what INSPECT reports."""
     target = client.send("Target.createTarget", url="about:blank")["targetId"]
     session = client.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
     for domain in ("Page", "Runtime", "Log"):
@@ -149,6 +150,10 @@ def _open(client: DevTools, page: Path, screenshot: Path) -> dict:
                        ["result"]["value"])
     shot = client.send("Page.captureScreenshot", session, format="png")["data"]
     screenshot.write_bytes(base64.b64decode(shot))
+    if facts["figureTop"] is not None:
+        clip = {"x": 0, "y": facts["figureTop"], "width": WIDTH, "height": HEIGHT, "scale": 1}
+        shot = client.send("Page.captureScreenshot", session, format="png", clip=clip, captureBeyondViewport=True)
+        screenshot.with_name(f"{screenshot.stem}-figures.png").write_bytes(base64.b64decode(shot["data"]))
     return facts
 
 
@@ -162,9 +167,11 @@ def test_committed_page_renders_in_chromium(browser, tmp_path, name):
     broken = [image["src"] for image in facts["images"] if not (image["complete"] and image["width"] > 0)]
     assert broken == [], "every image loads"
     assert browser.errors == [], "no console error"
-    with Image.open(io.BytesIO((tmp_path / f"{name}.png").read_bytes())) as shot:
-        pixels = np.asarray(shot.convert("L"), dtype=float)
-    assert shot.size == (WIDTH, HEIGHT) and pixels.std() > 10, "a drawn page, not a blank one"
+    shots = [tmp_path / f"{name}.png"] + ([tmp_path / f"{name}-figures.png"] if name == "report.html" else [])
+    for path in shots:
+        with Image.open(io.BytesIO(path.read_bytes())) as shot:
+            pixels = np.asarray(shot.convert("L"), dtype=float)
+        assert shot.size == (WIDTH, HEIGHT) and pixels.std() > 10, f"{path.name}: a drawn page, not a blank one"
 
 
 def test_a_missing_image_is_caught(browser, tmp_path):

@@ -1,6 +1,7 @@
 """Report figures, the self-contained HTML page and the leaderboard folder, from real floor runs on the tiny tasks."""
 import io
 import re
+from pathlib import Path
 
 import html5lib
 import matplotlib
@@ -12,10 +13,21 @@ from typer.testing import CliRunner
 
 from mribench.cli import app
 from mribench.errors import MribenchError
-from mribench.leaderboard import build_table, render
+from mribench.leaderboard import Cell, Grid, GridCell, GridRow, build_table, render
 from mribench.metrics.aggregate import summarize
-from mribench.paper_layouts import build_paper_tables
-from mribench.report import GREY_STEP, palette_png, write_leaderboard_folder
+from mribench.paper_layouts import GROUP_TITLES, build_paper_tables
+from mribench.report import (
+    GREY_STEP,
+    README_BEGIN,
+    README_END,
+    TABLE_FILES,
+    _floor_comparison,
+    palette_png,
+    readme_block,
+    write_leaderboard_folder,
+    write_readme_block,
+)
+from mribench.reproduce import PHANTOM_TASKS
 from mribench.results import Result, run_dir, write_result
 from mribench.runner import RunRequest, run
 
@@ -165,3 +177,86 @@ def test_footnotes_show_each_datasets_own_segmenter(tmp_path):
                        "extractors of phantom-cardiac — fd-seg: segmenter-cpu-full sha256 cccccccccccc"]
     brain = "\n".join(grids["phantom-brats"].footnote)
     assert "sha256 aaaaaaaaaaaa" in brain and "cccc" not in brain
+
+
+# -- the README's generated block and the committed folder ------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "leaderboard"
+
+
+def test_floor_comparison_names_who_beats_every_floor_where():
+    def cell(mean):
+        return GridCell(f"{mean}", Cell(mean=mean))
+
+    grid = Grid(key="d", title="d", columns=[("", "missing 1"), ("", "missing 2")], rows=[])
+    grid.section(GROUP_TITLES["floor"])
+    grid.rows += [GridRow("floor-a", [cell(10.0), cell(20.0)]), GridRow("floor-b", [cell(15.0), cell(5.0)])]
+    grid.section(GROUP_TITLES["gan"])
+    grid.rows += [GridRow("X", [cell(16.0), cell(21.0)]), GridRow("Y", [cell(16.0), cell(19.0)]),
+                  GridRow("Z", [cell(15.0), cell(20.0)])]
+    assert _floor_comparison(grid) == ("Mean PSNR above every floor (floor-a, floor-b) at every missing count: X; at "
+                                       "some: Y (missing 1); at none: Z.")
+
+
+def test_readme_block_replaces_only_the_text_between_the_markers(tiny_registry, tmp_path):
+    runs = _floor_runs(tmp_path / "runs", brain=True)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nprose [x]\n{README_BEGIN}\nstale 1.23\n{README_END}\nafter\n")
+    write_readme_block(readme, BRAIN, runs)
+    text = readme.read_text()
+    assert text.startswith(f"# title\n\nprose [x]\n{README_BEGIN}\n") and text.endswith(f"{README_END}\nafter\n")
+    assert "stale" not in text and "| mean-available |" in text and "| method | missing 1 | missing 2 |" in text
+    assert "8 runs over 2 tasks at the `smoke` preset" in text and "\n\n\n" not in text
+    assert "at every missing count" not in text, "floors only: no method to compare with them"
+    write_readme_block(readme, BRAIN, runs)
+    assert readme.read_text() == text, "rewriting is idempotent"
+    for broken in ("no markers\n", f"{README_END}\n{README_BEGIN}\n", f"{README_BEGIN}\n{README_BEGIN}\n{README_END}\n"):
+        readme.write_text(broken)
+        with pytest.raises(MribenchError, match="needs one line <!-- leaderboard:begin -->"):
+            write_readme_block(readme, BRAIN, runs)
+        assert readme.read_text() == broken
+
+
+def test_reproduce_from_results_refuses_a_bad_readme_first_then_rebuilds(tiny_registry, tmp_path):
+    out = tmp_path / "leaderboard"
+    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, BRAIN)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    command = ["reproduce", "--from-results", "--output", str(out), "--readme", str(readme)] + \
+        [arg for task in BRAIN for arg in ("-t", task)]
+    refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 2 and "needs one line" in refused.output and "Traceback" not in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, "nothing touched"
+    readme.write_text(f"{README_BEGIN}\n{README_END}\n")
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, "the same folder, byte for byte"
+    assert readme.read_text() == f"{README_BEGIN}\n{readme_block(BRAIN, out / 'results')}{README_END}\n"
+
+
+def test_committed_tables_and_readme_regenerate_byte_identical_from_the_committed_results():
+    """leaderboard/'s tables and README.md's results block are what the code makes of leaderboard/results (after a
+    change to the table code, `make readme` brings them up to date)."""
+    results = COMMITTED / "results"
+    grids = build_paper_tables(PHANTOM_TASKS, results)
+    for fmt, name in TABLE_FILES.items():
+        assert (COMMITTED / name).read_text() == render(grids, fmt, title="mribench leaderboard"), name
+    assert (COMMITTED / "leaderboard-reference.md").read_text() == render(
+        build_paper_tables(PHANTOM_TASKS, results, reference=True), "md")
+    assert (COMMITTED / "plain.md").read_text() == render(build_table(PHANTOM_TASKS, results), "md")
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(README_BEGIN + "\n", 1)[1].split(README_END, 1)[0]
+    assert block == readme_block(PHANTOM_TASKS, results), "run `make readme`"
+
+
+def test_committed_leaderboard_is_small_and_stores_each_figure_once():
+    size = sum(path.stat().st_size for path in COMMITTED.rglob("*") if path.is_file())
+    assert size <= 5_000_000, f"leaderboard/ holds {size / 1e6:.1f} MB"
+    page = (COMMITTED / "report.html").read_text()
+    figures = sorted(path.name for path in (COMMITTED / "figures").iterdir())
+    assert sorted(re.findall(r'<img [^>]*src="figures/([^"]+)"', page)) == figures and "data:" not in page
+    for name in figures:
+        with Image.open(COMMITTED / "figures" / name) as image:
+            assert image.mode == "P", f"{name}: a palette PNG"
