@@ -201,7 +201,7 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
 
 
 def _qualitative_caption(task: str) -> str:
-    return f"{task}: qualitative comparison on test subjects (error maps share one colour scale per subject)"
+    return f"{task}: qualitative comparison (error maps share one colour scale per subject)"
 
 
 def _has_predictions(collection: Collection, task: str) -> bool:
@@ -366,8 +366,7 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
 README_BEGIN = "<!-- leaderboard:begin -->"
 README_END = "<!-- leaderboard:end -->"
 README_WIDTH = 120
-README_NOTE = ("<!-- generated from leaderboard/results by `make leaderboard` or `make readme` (mribench/report.py); "
-               "edits between the markers are overwritten -->")
+README_NOTE = "<!-- generated from leaderboard/results by `make leaderboard` / `make readme`; edits here are lost -->"
 
 
 def _readme_parts(readme: Path) -> tuple[str, str]:

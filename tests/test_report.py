@@ -210,7 +210,8 @@ def test_readme_block_replaces_only_the_text_between_the_markers(tiny_registry, 
     assert "at every missing count" not in text, "floors only: no method to compare with them"
     write_readme_block(readme, BRAIN, runs)
     assert readme.read_text() == text, "rewriting is idempotent"
-    for broken in ("no markers\n", f"{README_END}\n{README_BEGIN}\n", f"{README_BEGIN}\n{README_BEGIN}\n{README_END}\n"):
+    twice = f"{README_BEGIN}\n{README_BEGIN}\n{README_END}\n"
+    for broken in ("no markers\n", f"{README_END}\n{README_BEGIN}\n", twice):
         readme.write_text(broken)
         with pytest.raises(MribenchError, match="needs one line <!-- leaderboard:begin -->"):
             write_readme_block(readme, BRAIN, runs)
