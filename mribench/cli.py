@@ -457,11 +457,19 @@ def reproduce(
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Only these tasks.")] = None,
     preset: Annotated[str, typer.Option(help="Preset of every run.")] = "cpu",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the estimate only.")] = False,
+    readme: Annotated[Optional[Path], typer.Option(help="Also rewrite this README's generated results block (between "
+                                                        "its leaderboard:begin/end markers).")] = None,
+    from_results: Annotated[bool, typer.Option("--from-results", help="Run nothing: rebuild the folder's tables, "
+                                               "report and the README block from OUTPUT/results.")] = False,
 ) -> None:
     """Run every registered method on every phantom task (3 seeds on the BraTS twin for CoPeDiT and its compared
     baselines) and regenerate the leaderboard folder. Interrupted? Run it again: finished runs are skipped."""
-    from mribench.reproduce import PHANTOM_TASKS, ReproducePlan
+    from mribench.reproduce import PHANTOM_TASKS, ReproducePlan, refresh
     from mribench.reproduce import reproduce as reproduce_all
 
-    reproduce_all(ReproducePlan(tasks=task or list(PHANTOM_TASKS), preset=preset, runs=runs, out=output,
-                                methods=method or None), console=err, dry_run=dry_run)
+    the_plan = ReproducePlan(tasks=task or list(PHANTOM_TASKS), preset=preset, runs=runs, out=output,
+                             methods=method or None, readme=readme)
+    if from_results:
+        refresh(the_plan, console=err)
+    else:
+        reproduce_all(the_plan, console=err, dry_run=dry_run)

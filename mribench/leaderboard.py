@@ -304,16 +304,18 @@ def footnote(collection: Collection, tasks: list[str], rows: dict[RowKey, str], 
             runs.append(f"{label}: {row[1]} preset, seeds {', '.join(map(str, seeds))}")
     if runs:
         lines.append("runs — " + "; ".join(runs))
-    extractors = {}
+    extractors: dict[str, dict[str, dict[str, None]]] = {}  # dataset → metric → extractor descriptions
     for task in tasks:
+        dataset = collection.task_info(task)["dataset"]
         for row in rows:
             for result in collection.get(task, row):
                 for metric, entry in result.metrics.items():
-                    if entry.get("extractor"):
-                        info = entry["extractor"]
-                        extractors[metric] = f"{metric}: {info.get('name', '?')} sha256 {info.get('sha256', '')[:12]}"
-    if extractors:
-        lines.append("extractors — " + "; ".join(extractors[m] for m in sorted(extractors, key=metric_order)))
+                    if info := entry.get("extractor"):
+                        extractors.setdefault(dataset, {}).setdefault(metric, {})[
+                            f"{info.get('name', '?')} sha256 {info.get('sha256', '')[:12]}"] = None
+    for dataset, by_metric in extractors.items():
+        lines.append(f"extractors of {dataset} — " + "; ".join(
+            f"{metric}: {' / '.join(by_metric[metric])}" for metric in sorted(by_metric, key=metric_order)))
     versions = sorted({r.provenance.get("packages", {}).get("mribench", "?") for t in tasks for row in rows
                        for r in collection.get(t, row)})
     lines.append(f"mribench {', '.join(versions)}; {legend}")
@@ -349,8 +351,8 @@ def build_table(tasks: list[str], runs: Path, metrics: list[str] | None = None) 
 
 # -- rendering -----------------------------------------------------------------------------------------------
 def render(grids: list[Grid] | Grid, fmt: str, title: str = "mribench leaderboard",
-           figures: list[tuple[str, bytes]] | None = None) -> str:
-    """Render grids as ``md``, ``csv``, ``latex`` or a self-contained ``html`` page (figures: caption, PNG bytes)."""
+           figures: list[tuple[str, str]] | None = None) -> str:
+    """Render grids as ``md``, ``csv``, ``latex`` or an ``html`` page (figures: caption, image URL)."""
     grids = [grids] if isinstance(grids, Grid) else grids
     if fmt == "md":
         return "\n".join(_markdown(grid, heading=len(grids) > 1) for grid in grids)
@@ -502,19 +504,17 @@ def html_table(grid: Grid) -> str:
     return "\n".join(out)
 
 
-def html_page(title: str, grids: list[Grid], figures: list[tuple[str, bytes]]) -> str:
-    """A single self-contained page: inline CSS, figures embedded as base64 PNG, no external reference."""
-    import base64
-
+def html_page(title: str, grids: list[Grid], figures: list[tuple[str, str]]) -> str:
+    """One page with inline CSS; ``figures`` are (caption, image URL): a data: URL keeps the page self-contained, a
+    relative path links a file beside it."""
     esc = html.escape
     body = [f"<h1>{esc(title)}</h1>"]
     for grid in grids:
         body += [f"<h2>{esc(grid.title)}</h2>", html_table(grid)]
     if figures:
         body.append("<h2>Figures</h2>")
-    for caption, png in figures:
-        data = base64.b64encode(png).decode("ascii")
-        body.append(f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+    for caption, url in figures:
+        body.append(f'<figure><img alt="{esc(caption)}" src="{esc(url)}">'
                     f"<figcaption>{esc(caption)}</figcaption></figure>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
