@@ -70,7 +70,8 @@ class CoPeVAE(nn.Module):
             spatial_dims=2 if cfg.slice_wise else 3, in_channels=1, out_channels=1, channels=cfg.channels,
             num_res_layers=cfg.num_res_layers, num_res_channels=cfg.num_res_channels,
             downsample_parameters=tuple((2, 4, 1, 1) if s == 2 else (1, 3, 1, 1) for s in strides),
-            upsample_parameters=tuple((2, 4, 1, 1, 0) if s == 2 else (1, 3, 1, 1, 0) for s in strides),
+            # MONAI's decoder reads these in its own order (deepest level first), not the encoder's
+            upsample_parameters=tuple((2, 4, 1, 1, 0) if s == 2 else (1, 3, 1, 1, 0) for s in reversed(strides)),
             num_embeddings=cfg.codebook_size, embedding_dim=cfg.latent_dim)
         elements, channels, depth = self.latent_shape[:3]
         self.prompt_encoders = nn.ModuleList(

@@ -128,3 +128,17 @@ def test_contrastive_loss_prefers_matching_pairs():
     matched, _ = heads.losses(torch.stack([positives] * 3, dim=1), latents, targets)
     shuffled, _ = heads.losses(torch.stack([positives[[1, 2, 0]]] * 3, dim=1), latents, targets)
     assert matched["contrastive"] < shuffled["contrastive"]
+
+
+def test_decoder_mirrors_the_encoder_when_some_levels_do_not_downsample(tiny):
+    """With compression 4 over 3 levels, the encoder downsamples at its first two levels; MONAI's decoder reads its
+    upsampling parameters deepest level first, so it must upsample at its last two (never work at full resolution
+    with a deep level's width)."""
+    cfg = TokenizerConfig(channels=(8, 16, 16), compression=4, num_res_layers=1, num_res_channels=16)
+    model = build_tokenizer(cfg, tiny.make_task("missing-modality"))
+
+    def strides(blocks):
+        return [block.conv.stride[0] for block in blocks if type(block).__name__ == "Convolution"]
+
+    assert strides(model.vqvae.encoder.blocks)[:3] == [2, 2, 1]
+    assert strides(model.vqvae.decoder.blocks)[1:] == [1, 2, 2]
