@@ -68,16 +68,17 @@ def main() -> None:
             latents = [tokenizer.encode(volumes) for _ in range(ENCODES_PER_SAMPLE)][0]
         step(latents)
 
+    print(f"torch {torch.__version__}, {args.threads} threads, preset {args.preset}, brain {task.preprocess.shape}, "
+          f"batch {args.batch}, {args.repeats} repeats (median)", flush=True)
     timings: dict[str, list[float]] = {"cached": [], "re-encoding": []}
     cached_step()  # warm-up
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for name, function in (("cached", cached_step), ("re-encoding", reencoding_step)):
             start = time.perf_counter()
             function()
             timings[name].append(time.perf_counter() - start)
+            print(f"  repeat {repeat + 1}: {name} step {timings[name][-1]:.2f} s", flush=True)
     cached_s, reencoding_s = (float(np.median(timings[k])) for k in ("cached", "re-encoding"))
-    print(f"torch {torch.__version__}, {args.threads} threads, preset {args.preset}, brain {task.preprocess.shape}, "
-          f"batch {args.batch}, {args.repeats} repeats (median)")
     print(f"stage II step on cached latents: {cached_s:.2f} s (min {min(timings['cached']):.2f}, "
           f"max {max(timings['cached']):.2f})")
     print(f"same step re-encoding {ENCODES_PER_SAMPLE}x per sample: {reencoding_s:.2f} s "
