@@ -180,7 +180,7 @@ def tasks_list(ctx: typer.Context) -> None:
     """List every registered task and whether its data is available."""
     if ctx.invoked_subcommand:
         return
-    from mribench.data.base import data_available
+    from mribench.locations import data_available
     from mribench.plugins import registry
     from mribench.tasks import task_registry
 
@@ -190,7 +190,8 @@ def tasks_list(ctx: typer.Context) -> None:
     for name in tasks.names():
         spec = tasks.get(name)
         if spec.dataset in reg.names("dataset"):
-            available = "yes" if data_available(reg.dataset(spec.dataset), spec.dataset_options) else "absent"
+            generated = reg.get("dataset", spec.dataset).fact("generated")
+            available = "yes" if data_available(spec.dataset, generated) else "absent"
         else:
             available = "no loader installed"
         table.add_row(name, spec.problem, spec.dataset, f"{spec.missing}/{spec.n_elements}", str(spec.version),
@@ -229,8 +230,8 @@ def methods_list(ctx: typer.Context) -> None:
     table = RichTable("method", "plugin", "problems", "presets", "status")
     table.columns[0].no_wrap = True
     for item in registry().items("method"):
-        reason = item.cls.unavailable_reason()
-        table.add_row(item.name, item.plugin, ", ".join(sorted(item.cls.problems)), ", ".join(item.cls.presets),
+        reason = item.fact("unavailable_reason")()
+        table.add_row(item.name, item.plugin, ", ".join(sorted(item.fact("problems"))), ", ".join(item.fact("presets")),
                       f"unavailable: {reason}" if reason else "ok")
     out.print(table)
 
