@@ -113,3 +113,54 @@ def test_positional_arguments_keep_their_help(command, help_text):
 def test_data_verify_takes_data_root_and_the_old_root():
     result = CliRunner().invoke(app, ["data", "verify", "--help"], env={"COLUMNS": "200"})
     assert "--data-root" in result.stdout and "--root" in result.stdout
+
+
+# -- numbers and headers of the plain leaderboard ---------------------------------------------------------------
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def significant_digits(number: str) -> int:
+    """Significant digits of a printed decimal, the schoolbook way (leading zeros do not count)."""
+    from decimal import Decimal
+
+    digits = Decimal(number).as_tuple().digits
+    return len(digits) - next((i for i, d in enumerate(digits) if d), len(digits))
+
+
+def test_significant_digits_reference():
+    assert [significant_digits(s) for s in ("0.00642", "11.56", "0.0350", "254.7", "0.00")] == [3, 4, 3, 4, 0]
+
+
+def test_column_digits_give_every_mean_three_significant_digits():
+    from mribench.leaderboard import Cell, column_digits
+
+    cells = [Cell(mean=0.0350), Cell(mean=0.2), Cell(mean=float("nan")), Cell(status="not computed")]
+    decimals = column_digits(cells, minimum=2)
+    assert decimals == 4
+    assert [significant_digits(f"{c.mean:.{decimals}f}") >= 3 for c in cells[:2]] == [True, True]
+    assert column_digits([Cell(mean=17.77)], minimum=2) == 2  # a PSNR keeps its two decimals
+    assert column_digits([Cell(mean=0.0)], minimum=4) == 4
+
+
+def test_plain_leaderboard_numbers_arrows_legend_and_header(tmp_path):
+    result = CliRunner().invoke(app, ["leaderboard", "-t", "phantom-cardiac-missing8", "--runs",
+                                      str(REPOSITORY / "leaderboard" / "results"), "--format", "md"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header[:4] == ["method", "psnr ↑", "ssim ↑", "mae ↓"] and "fd-seg ↓" in header and header[-1] == "n"
+    assert not any("phantom-cardiac-missing8" in cell for cell in header)
+    column = header.index("fd-seg ↓")
+    rows = [[cell.strip(" *_†") for cell in line.strip("|").split("|")] for line in lines[2:] if line.startswith("| ")]
+    values = [row[column] for row in rows if row[column] not in ("n/a", "–")]
+    assert len(values) >= 10
+    for value in values:
+        mean = value.split(" ± ")[0]
+        assert significant_digits(mean) >= 3, value
+    for row in rows:
+        for cell in row[1:-1]:
+            if cell not in ("n/a", "–"):
+                assert significant_digits(cell.split(" ± ")[0]) >= 3, cell
+    footnote = " ".join(lines)
+    assert "n/a: not computed" in footnote and "–: no result of this method on this task" in footnote
+    assert "↑/↓: higher/lower is better" in footnote
