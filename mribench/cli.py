@@ -19,8 +19,8 @@ from mribench.errors import MribenchError
 
 
 def _keep_argument_help() -> None:
-    """typer (0.20) stores an argument's help before click (>= 8.3) resets ``Parameter.help`` to None in its
-    ``__init__``, so positional arguments lose their help text; store it again after click's ``__init__``."""
+    """typer 0.20 stores an argument's help before click's ``Parameter.__init__``, which in recent click (8.5 here)
+    resets ``help`` to None, so positional arguments lose their help text; store it again after that ``__init__``."""
     original = typer.core.TyperArgument.__init__
     if getattr(original, "keeps_help", False):
         return
