@@ -335,13 +335,25 @@ def data_prepare(
 # -- plugins -------------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
-def plugins() -> None:
+def plugins(
+    check: Annotated[bool, typer.Option("--check", help="Also import every registered class (slow: loads torch) and "
+                                                        "show the plugins whose classes fail to import.")] = False,
+) -> None:
     """List loaded plugins, what they provide, and the error of any that failed."""
+    from mribench.errors import PluginError
     from mribench.plugins import registry
 
+    reg = registry()
+    if check:
+        for kind in ("method", "dataset", "metric"):
+            for item in reg.items(kind):
+                try:
+                    item.cls
+                except PluginError:
+                    pass  # recorded as the plugin's error, shown below
     table = RichTable("plugin", "source", "module", "status", "provides")
     table.columns[0].no_wrap = True
-    plugins_found = registry().plugins.values()
+    plugins_found = reg.plugins.values()
     for info in plugins_found:
         provides = "; ".join(f"{k}s: {', '.join(v)}" for k, v in info.provides.items())
         table.add_row(info.name, info.source, info.module, "ok" if info.ok else Text("failed", "red"), provides)

@@ -2,6 +2,7 @@
 registration agrees with its class, and a plugin whose class fails to import is isolated and named."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -78,3 +79,28 @@ def test_the_same_class_registered_lazily_and_eagerly_is_no_clash():
 
     registry = Registry(entry_points=True, extra_plugins=[("eager", Eager())])
     assert registry.method("zero-fill") is ZeroFill
+
+
+def test_plugins_check_imports_every_class_and_shows_a_broken_one(tmp_path):
+    """A plugin whose entry point imports but whose class module is broken shows as failed with --check."""
+    site = tmp_path / "site"
+    (site / "mribench_halfbroken").mkdir(parents=True)
+    (site / "mribench_halfbroken" / "__init__.py").write_text("")
+    (site / "mribench_halfbroken" / "plugin.py").write_text(
+        "from mribench.plugins import LazyClass, hookimpl\n\n\n@hookimpl\ndef mribench_register_methods():\n"
+        "    return [LazyClass('mribench_halfbroken.method:Half', 'half', {'problems': frozenset({'missing-slice'})})]\n")
+    (site / "mribench_halfbroken" / "method.py").write_text("raise ImportError('needs libbar 2')\n")
+    info = site / "mribench_halfbroken-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mribench_halfbroken\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[mribench]\nhalfbroken = mribench_halfbroken.plugin\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    quick = subprocess.run([sys.executable, "-m", "mribench", "plugins"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert quick.returncode == 0 and "needs libbar 2" not in quick.stdout
+    checked = subprocess.run([sys.executable, "-m", "mribench", "plugins", "--check"], capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert checked.returncode == 0, checked.stderr
+    line = next(row for row in checked.stdout.splitlines() if row.startswith("plugin 'halfbroken'"))
+    assert "importing mribench_halfbroken.method:Half failed: ImportError: needs libbar 2" in line
+    assert "plugin 'baselines'" not in checked.stdout  # the others import fine
