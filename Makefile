@@ -13,7 +13,7 @@ STAMP := $(VENV)/.mribench-installed
 DEMO_TASK ?= phantom-brats-missing2
 DEMO_FLOORS := zero-fill mean-available nearest-contrast
 
-.PHONY: install demo test bench leaderboard clean
+.PHONY: install demo test bench leaderboard readme clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +38,14 @@ test: install
 bench: install
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit $$?; done
 
-# Every method on every phantom task at the cpu preset, then leaderboard/ regenerated (resumes when rerun).
+# Every method on every phantom task at the cpu preset, then leaderboard/ and README.md's results block regenerated
+# (resumes when rerun).
 leaderboard: install
-	$(BIN)/mribench reproduce --runs runs/leaderboard --output leaderboard
+	$(BIN)/mribench reproduce --runs runs/leaderboard --output leaderboard --readme README.md
+
+# Runs nothing: leaderboard/'s tables and report, and README.md's results block, rebuilt from leaderboard/results.
+readme: install
+	$(BIN)/mribench reproduce --from-results --output leaderboard --readme README.md
 
 clean:
 	rm -rf runs

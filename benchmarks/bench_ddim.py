@@ -1,78 +1,75 @@
-"""DDIM latency per volume (batch 1, fp32): seconds per step measured over a few steps, times the preset's steps.
+"""CoPeDiT synthesis latency per volume (batch 1, fp32), from the presets themselves.
 
-Configurations (stage II of the copedit presets):
-- cpu: MDiT3D-S on the phantom tasks' latents (volume 32 x 96 x 96 -> 8 x 4 x 12 x 12 per element), 20 steps;
-- paper: MDiT3D-B on BraTS latents (4 x 8 x 8 x 24 x 24), 200 steps; MDiT3D-C on cardiac latents
-  (1 x 8 x 4 x 24 x 24), 250 steps.
-Each sample re-imposes the observed latents at every step (one missing element / a run of missing latent slices).
-The tokenizer's encode/decode is not included.
+For each preset (cpu on the phantom shape 32 x 96 x 96, paper on the paper's shapes) and problem, the preset's
+tokenizer and diffuser are built untrained (latency does not depend on the weights) and one volume is synthesised
+as ``copedit`` does: encode the zero-filled input, prompts from its available latents, DDIM with the observed latents
+re-imposed at every step, decode. The DDIM loop is timed over ``--measure-steps`` steps after a one-step warm-up and
+extrapolated to the preset's step count; encode + prompts + decode are timed once.
 
-Usage: python benchmarks/bench_ddim.py [--measure-steps 3] [--threads N]
+Usage: python benchmarks/bench_ddim.py [--measure-steps 2] [--threads N] [--presets cpu,paper]
 """
 from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import torch
 
+from mribench.protocol import availability_for_missing
 from mribench_copedit.diffusion import GaussianDiffusion
-from mribench_copedit.mdit3d import MDiT3DConfig, build_diffuser
+from mribench_copedit.method import reference_task
+from mribench_copedit.presets import PRESETS
+from mribench_copedit.trainer import build_network, build_tokenizer, conditioning, zero_fill
 
-CONFIGURATIONS = [
-    # preset, problem, size, layout, latent shape (E, c, d, h, w), prompt dim, DDIM steps
-    ("cpu", "brain", "MDiT3D-S", "modal", (4, 8, 4, 12, 12), 64, 20),
-    ("cpu", "cardiac", "MDiT3D-S", "planar", (1, 8, 4, 12, 12), 64, 20),
-    ("paper", "brain", "MDiT3D-B", "modal", (4, 8, 8, 24, 24), 512, 200),
-    ("paper", "cardiac", "MDiT3D-C", "planar", (1, 8, 4, 24, 24), 512, 250),
-]
-
-
-def availability_for(latent_shape: tuple[int, ...]) -> torch.Tensor:
-    """One missing modality (brain) or the middle latent slices missing (cardiac), as ``(1, E)`` / ``(1, 1, d)``."""
-    elements, depth = latent_shape[0], latent_shape[2]
-    if elements > 1:
-        availability = torch.ones(1, elements, dtype=torch.bool)
-        availability[0, 1] = False
-        return availability
-    availability = torch.ones(1, 1, depth, dtype=torch.bool)
-    availability[0, 0, depth // 4: depth // 2] = False
-    return availability
+PHANTOM_SHAPE = (32, 96, 96)
 
 
 @torch.inference_mode()
-def seconds_per_step(size: str, layout: str, latent_shape: tuple[int, ...], prompt_dim: int,
-                     measure_steps: int) -> float:
-    """Wall time of a ``measure_steps``-step DDIM sample of one volume, per step (after a one-step warm-up)."""
+def latency(preset: str, problem: str, measure_steps: int) -> tuple[str, float, float, int]:
+    """-> (network, seconds per DDIM step, seconds of encode + prompts + decode, DDIM steps of the preset)."""
+    task = reference_task(problem)
+    if preset != "paper":
+        task = task.model_copy(update={"preprocess": task.preprocess.model_copy(update={"shape": PHANTOM_SHAPE}),
+                                       "elements": task.elements if problem == "missing-modality" else 32})
+    settings = PRESETS[preset].for_problem(problem)
     torch.manual_seed(0)
-    network = build_diffuser(MDiT3DConfig(size=size, layout=layout, prompt_dim=prompt_dim), latent_shape).eval()
-    prompts = torch.randn(1, 3, prompt_dim)
-    availability = availability_for(latent_shape)
-    observed = torch.randn(1, *latent_shape)
+    tokenizer = build_tokenizer(settings.tokenizer, task).eval()
+    network = build_network(settings.diffusion, settings.tokenizer, task).eval()
+    depth = task.preprocess.shape[0]
+    mask = availability_for_missing(problem, task.channels, depth, [1] if problem == "missing-modality" else depth // 2,
+                                    run_start=depth // 4)
+    image = zero_fill(torch.rand(1, task.channels, *task.preprocess.shape) * 0.9 + 0.05, torch.from_numpy(mask)[None])
+    start = time.perf_counter()
+    available, availability = tokenizer.available_latents(image)
+    inputs = conditioning(tokenizer, available, torch.from_numpy(mask)[None], settings.diffusion, problem)
+    tokenizer.decode(available)
+    codec_s = time.perf_counter() - start
     diffusion = GaussianDiffusion()
 
-    def run(steps: int) -> float:
-        start = time.perf_counter()
-        diffusion.ddim_sample(lambda x_t, t: network(x_t, t, prompts), observed, availability, steps,
-                              generator=torch.Generator().manual_seed(0))
-        return time.perf_counter() - start
+    def ddim(steps: int) -> float:
+        began = time.perf_counter()
+        diffusion.ddim_sample(partial(network, **inputs), available, availability, steps, torch.Generator().manual_seed(0))
+        return time.perf_counter() - began
 
-    run(1)
-    return run(measure_steps) / measure_steps
+    ddim(1)
+    return settings.diffusion.network, ddim(measure_steps) / measure_steps, codec_s, settings.diffusion.sample_steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--measure-steps", type=int, default=3)
+    parser.add_argument("--measure-steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--presets", default="cpu,paper")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, batch 1, fp32")
-    print(f"{'preset':>6} {'problem':>8} {'network':>9} {'s/step':>8} {'steps':>6} {'s/volume':>9}")
-    for preset, problem, size, layout, latent_shape, prompt_dim, steps in CONFIGURATIONS:
-        per_step = seconds_per_step(size, layout, latent_shape, prompt_dim, args.measure_steps)
-        print(f"{preset:>6} {problem:>8} {size:>9} {per_step:>8.3f} {steps:>6} {per_step * steps:>9.1f}",
-              flush=True)
+    print(f"{'preset':>6} {'problem':>16} {'network':>16} {'s/step':>8} {'steps':>6} {'codec s':>8} {'s/volume':>9}")
+    for preset in args.presets.split(","):
+        for problem in ("missing-modality", "missing-slice"):
+            network, per_step, codec_s, steps = latency(preset, problem, args.measure_steps)
+            print(f"{preset:>6} {problem:>16} {network:>16} {per_step:>8.3f} {steps:>6} {codec_s:>8.2f} "
+                  f"{per_step * steps + codec_s:>9.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,12 @@ class Overwrite(str, Enum):
     always = "always"
 
 
+class PredictionGrids(str, Enum):
+    native = "native"
+    preprocessed = "preprocessed"
+    both = "both"
+
+
 class Format(str, Enum):
     md = "md"
     csv = "csv"
@@ -151,6 +157,9 @@ def run(
     overwrite: Annotated[Overwrite, typer.Option(help="never | missing (resume) | always (redo).")] = Overwrite.missing,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad subjects (recorded) instead of stopping.")]
     = False,
+    predictions: Annotated[PredictionGrids, typer.Option(
+        help="Grid of the NIfTI predictions: native (each subject's source volume, under predictions/), "
+             "preprocessed (the task's grid, under predictions-preprocessed/) or both.")] = PredictionGrids.native,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Fit (or reuse) a method, synthesize the test split, score it and write result.json."""
@@ -159,7 +168,8 @@ def run(
 
     _state["debug"] = _state["debug"] or debug
     outcome = run_task(RunRequest(method=method, task=task, preset=preset, seed=seed, data_root=data_root,
-                                  out=out_dir, overwrite=overwrite.value, skip_bad=skip_bad), console=err)
+                                  out=out_dir, overwrite=overwrite.value, skip_bad=skip_bad,
+                                  predictions=predictions.value), console=err)
     if outcome.status == "complete":
         out.print(f"complete: {outcome.folder / 'result.json'} exists (use --overwrite always to redo)")
     elif outcome.status == "done":
@@ -332,6 +342,26 @@ def data_prepare(
         raise typer.Exit(1)
 
 
+@data_app.command("calibrate")
+@handle_errors
+def data_calibrate(
+    real_data: Annotated[Path, typer.Option(help="Folder of real cases laid out like ../shared/data (cardiac/, "
+                                                 "brain/).")],
+    twin: Annotated[Optional[list[str]], typer.Option(help="cardiac and/or brain (repeatable; default both).")]
+    = None,
+    subjects: Annotated[int, typer.Option(min=1, max=100, help="Phantom subjects scored per twin.")] = 20,
+) -> None:
+    """Score the floors on the phantom twins and on real scans, preprocessed alike, and print them side by side."""
+    from mribench.calibrate import TWINS, calibrate_twin, check_request, render_markdown
+    from mribench.training import make_progress
+
+    twins = twin or list(TWINS)
+    check_request(real_data, twins)
+    with make_progress(err) as progress:
+        reports = [calibrate_twin(name, real_data, subjects, progress) for name in twins]
+    sys.stdout.write(render_markdown(reports))
+
+
 # -- plugins -------------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
@@ -407,7 +437,8 @@ def weights_add(file: Annotated[Path, typer.Argument(help="A weight file with it
 @handle_errors
 def score(
     task: Annotated[str, typer.Option(help="Task name or YAML file.")],
-    predictions: Annotated[Path, typer.Option(help="Folder <subject>/<element>.nii.gz as 'run' writes it.")],
+    predictions: Annotated[Path, typer.Option(help="Folder <subject>/<element>.nii.gz as 'run' writes it, on the "
+                                                   "subjects' source grids or on the task's preprocessed grid.")],
     data_root: Annotated[Optional[Path], typer.Option(help="Folder of the dataset (phantoms: generated).")] = None,
     preset: Annotated[str, typer.Option(help="Downstream segmenter preset for dice / fd-seg.")] = "cpu",
 ) -> None:
@@ -525,11 +556,19 @@ def reproduce(
                                                                          "paths).")] = None,
     preset: Annotated[str, typer.Option(help="Preset of every run.")] = "cpu",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the estimate only.")] = False,
+    readme: Annotated[Optional[Path], typer.Option(help="Also rewrite this README's generated results block (between "
+                                                        "its leaderboard:begin/end markers).")] = None,
+    from_results: Annotated[bool, typer.Option("--from-results", help="Run nothing: rebuild the folder's tables, "
+                                               "report and the README block from OUTPUT/results.")] = False,
 ) -> None:
     """Run every registered method on every phantom task (3 seeds on the BraTS twin for CoPeDiT and its compared
     baselines) and regenerate the leaderboard folder. Interrupted? Run it again: finished runs are skipped."""
-    from mribench.reproduce import PHANTOM_TASKS, ReproducePlan
+    from mribench.reproduce import PHANTOM_TASKS, ReproducePlan, refresh
     from mribench.reproduce import reproduce as reproduce_all
 
-    reproduce_all(ReproducePlan(tasks=task_names(task) if task else list(PHANTOM_TASKS), preset=preset, runs=runs, out=output,
-                                methods=method or None), console=err, dry_run=dry_run)
+    the_plan = ReproducePlan(tasks=task_names(task) if task else list(PHANTOM_TASKS), preset=preset, runs=runs,
+                             out=output, methods=method or None, readme=readme)
+    if from_results:
+        refresh(the_plan, console=err)
+    else:
+        reproduce_all(the_plan, console=err, dry_run=dry_run)

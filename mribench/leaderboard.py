@@ -30,7 +30,7 @@ import numpy as np
 from mribench.errors import MribenchError
 from mribench.metrics.aggregate import paired_wilcoxon
 from mribench.plugins import registry
-from mribench.results import Result, find_results
+from mribench.results import DamagedResultError, Result, find_results
 
 SIGNIFICANCE_LEVEL = 0.05
 FORMATS = ("md", "csv", "latex", "html")
@@ -67,7 +67,11 @@ def collect(tasks: list[str], runs: Path) -> Collection:
     """Read the results of ``tasks`` under ``runs``; refuses a task without results or with mixed hashes/extractors."""
     grouped: dict[tuple[str, str, str], list[tuple[Path, Result]]] = defaultdict(list)
     for task in dict.fromkeys(tasks):
-        found = find_results(runs, task)
+        try:
+            found = find_results(runs, task)
+        except DamagedResultError as exc:
+            raise MribenchError(f"{exc}; rerun its 'mribench run' command (it redoes the evaluation) or delete the "
+                                "file") from None
         if not found:
             raise MribenchError(f"no results for task {task!r} under {runs}; run 'mribench run --task {task} ...'")
         for path, result in found:
@@ -79,25 +83,70 @@ def collect(tasks: list[str], runs: Path) -> Collection:
 
 
 def _check_consistent(grouped) -> None:
-    by_task: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
-    by_extractor: dict[tuple[str, str], dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
+    """Results of one task share a column only when computed on the same thing: same task hash, same test subjects
+    (split hash and subject list: a ``--skip-bad`` run on fewer subjects is refused beside a full one), same data
+    where recorded, and per metric the same extractor (name + SHA-256 of its weights, never a file path)."""
+    by_task: dict[str, list[tuple[Path, Result]]] = defaultdict(list)
     for (task, _, _), items in grouped.items():
-        for path, result in items:
-            by_task[task][result.task["hash"][:12]].append(path)
-            for metric, entry in result.metrics.items():
-                if entry.get("extractor"):
-                    key = ",".join(f"{k}={v}" for k, v in sorted(entry["extractor"].items()))
-                    by_extractor[(task, metric)][key].append(path)
-    for task, hashes in by_task.items():
-        if len(hashes) > 1:
-            detail = "; ".join(f"{h}: {paths[0]}" + (f" (+{len(paths) - 1})" if len(paths) > 1 else "")
-                               for h, paths in hashes.items())
-            raise MribenchError(f"results of task {task!r} have different task hashes ({detail}); the spec changed "
-                                "between runs — rerun them, or use separate --runs folders")
-    for (task, metric), extractors in by_extractor.items():
-        if len(extractors) > 1:
-            detail = "; ".join(f"{e}: {paths[0]}" for e, paths in extractors.items())
-            raise MribenchError(f"{task} / {metric}: results were computed with different extractors ({detail})")
+        by_task[task].extend(items)
+    for task, items in by_task.items():
+        items = sorted(items, key=lambda item: str(item[0]))
+        _refuse_mixed(task, "task hashes", items, lambda r: r.task["hash"],
+                      lambda p, r: f"{p}: task hash {r.task['hash'][:12]}",
+                      "the spec changed between runs — rerun them, or use separate --runs folders")
+        _refuse_mixed(task, "test subjects", items, lambda r: (r.task["split_hash"], tuple(sorted(r.subjects))),
+                      _describe_subjects(items), "numbers over other subjects are not comparable; rerun the short "
+                      "one on the full data, or use separate --runs folders")
+        recorded = [(p, r) for p, r in items if r.task.get("data_fingerprint")]
+        _refuse_mixed(task, "data", recorded, lambda r: r.task["data_fingerprint"],
+                      lambda p, r: f"{p}: data fingerprint {r.task['data_fingerprint'][:12]}",
+                      "they were computed on other data (another --data-root holding other files?)")
+        metrics = sorted({m for _, r in items for m, e in r.metrics.items() if e.get("extractor")})
+        for metric in metrics:
+            using = [(p, r) for p, r in items if r.metrics.get(metric, {}).get("extractor")]
+            _refuse_mixed(f"{task} / {metric}", "extractors", using, lambda r, m=metric: extractor_identity(r, m),
+                          lambda p, r, m=metric: f"{p}: {' '.join(extractor_identity(r, m))}",
+                          "they were computed with other weights")
+
+
+def extractor_identity(result: Result, metric: str) -> tuple[str, str]:
+    """(name, SHA-256) of the extractor behind a metric: what makes two numbers comparable, wherever it was cached."""
+    info = result.metrics[metric]["extractor"]
+    return str(info.get("name", "?")), str(info.get("sha256", ""))
+
+
+def _describe_subjects(items: list[tuple[Path, Result]]) -> Callable[[Path, Result], str]:
+    """How a result's test subjects differ from those of the first result."""
+    reference = set(items[0][1].subjects)
+
+    def describe(path: Path, result: Result) -> str:
+        subjects = set(result.subjects)
+        text = f"{path}: {len(subjects)} test subjects, split hash {result.task['split_hash'][:12]}"
+        lacking, extra = sorted(reference - subjects), sorted(subjects - reference)
+        if lacking:
+            text += f", lacks {', '.join(lacking[:5])}" + (f" (+{len(lacking) - 5})" if len(lacking) > 5 else "")
+        if extra:
+            text += f", has {', '.join(extra[:5])}" + (f" (+{len(extra) - 5})" if len(extra) > 5 else "")
+        skipped = [entry.get("subject", "?") for entry in result.skipped]
+        if skipped:
+            text += f" (--skip-bad left out {', '.join(skipped[:5])})"
+        return text
+
+    return describe
+
+
+def _refuse_mixed(where: str, what: str, items: list[tuple[Path, Result]], key: Callable[[Result], object],
+                  describe: Callable[[Path, Result], str], hint: str) -> None:
+    """Raise, naming one file per distinct ``key`` and how it differs, when ``items`` do not all share the key."""
+    first_of: dict[object, tuple[Path, Result, int]] = {}
+    for path, result in items:
+        k = key(result)
+        first = first_of.get(k)
+        first_of[k] = (path, result, 1) if first is None else (first[0], first[1], first[2] + 1)
+    if len(first_of) > 1:
+        detail = "; ".join(describe(path, result) + (f" (+{count - 1} more like it)" if count > 1 else "")
+                           for path, result, count in first_of.values())
+        raise MribenchError(f"{where}: results with different {what} cannot share a column: {detail}; {hint}")
 
 
 def metric_order(name: str) -> tuple[int, str]:
@@ -276,16 +325,18 @@ def footnote(collection: Collection, tasks: list[str], rows: dict[RowKey, str], 
             runs.append(f"{label}: {row[1]} preset, seeds {', '.join(map(str, seeds))}")
     if runs:
         lines.append("runs — " + "; ".join(runs))
-    extractors = {}
+    extractors: dict[str, dict[str, dict[str, None]]] = {}  # dataset → metric → extractor descriptions
     for task in tasks:
+        dataset = collection.task_info(task)["dataset"]
         for row in rows:
             for result in collection.get(task, row):
                 for metric, entry in result.metrics.items():
-                    if entry.get("extractor"):
-                        info = entry["extractor"]
-                        extractors[metric] = f"{metric}: {info.get('name', '?')} sha256 {info.get('sha256', '')[:12]}"
-    if extractors:
-        lines.append("extractors — " + "; ".join(extractors[m] for m in sorted(extractors, key=metric_order)))
+                    if info := entry.get("extractor"):
+                        extractors.setdefault(dataset, {}).setdefault(metric, {})[
+                            f"{info.get('name', '?')} sha256 {info.get('sha256', '')[:12]}"] = None
+    for dataset, by_metric in extractors.items():
+        lines.append(f"extractors of {dataset} — " + "; ".join(
+            f"{metric}: {' / '.join(by_metric[metric])}" for metric in sorted(by_metric, key=metric_order)))
     versions = sorted({r.provenance.get("packages", {}).get("mribench", "?") for t in tasks for row in rows
                        for r in collection.get(t, row)})
     lines.append(f"mribench {', '.join(versions)}; {legend}")
@@ -322,8 +373,8 @@ def build_table(tasks: list[str], runs: Path, metrics: list[str] | None = None) 
 
 # -- rendering -----------------------------------------------------------------------------------------------
 def render(grids: list[Grid] | Grid, fmt: str, title: str = "mribench leaderboard",
-           figures: list[tuple[str, bytes]] | None = None) -> str:
-    """Render grids as ``md``, ``csv``, ``latex`` or a self-contained ``html`` page (figures: caption, PNG bytes)."""
+           figures: list[tuple[str, str]] | None = None) -> str:
+    """Render grids as ``md``, ``csv``, ``latex`` or an ``html`` page (figures: caption, image URL)."""
     grids = [grids] if isinstance(grids, Grid) else grids
     if fmt == "md":
         return "\n".join(_markdown(grid, heading=len(grids) > 1) for grid in grids)
@@ -475,19 +526,17 @@ def html_table(grid: Grid) -> str:
     return "\n".join(out)
 
 
-def html_page(title: str, grids: list[Grid], figures: list[tuple[str, bytes]]) -> str:
-    """A single self-contained page: inline CSS, figures embedded as base64 PNG, no external reference."""
-    import base64
-
+def html_page(title: str, grids: list[Grid], figures: list[tuple[str, str]]) -> str:
+    """One page with inline CSS; ``figures`` are (caption, image URL): a data: URL keeps the page self-contained, a
+    relative path links a file beside it."""
     esc = html.escape
     body = [f"<h1>{esc(title)}</h1>"]
     for grid in grids:
         body += [f"<h2>{esc(grid.title)}</h2>", html_table(grid)]
     if figures:
         body.append("<h2>Figures</h2>")
-    for caption, png in figures:
-        data = base64.b64encode(png).decode("ascii")
-        body.append(f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+    for caption, url in figures:
+        body.append(f'<figure><img alt="{esc(caption)}" src="{esc(url)}">'
                     f"<figcaption>{esc(caption)}</figcaption></figure>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

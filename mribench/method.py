@@ -3,14 +3,31 @@
 Methods know nothing of evaluators, results or the CLI. The runner builds a method from a preset config,
 calls ``fit`` on complete training volumes (the method draws its own missing patterns, e.g. with
 :func:`mribench.protocol.sample_training_mask`), saves it, and calls ``synthesize`` on test batches.
+
+**The step hook** (used by ``mribench curve``): a caller may set ``method.step_hook`` to a :class:`StepHook` before
+``fit``. A method whose class sets ``calls_step_hook = True`` promises that its training loop calls
+:meth:`Method.after_training_step` after every optimisation step of the stage the hook follows (steps counted from
+1 to :meth:`Method.hooked_steps`), passing the training wall time so far (excluding time spent in the hook, and
+carried across resumes). At the hook's steps the base class then
+
+1. saves the torch, numpy and Python RNG states,
+2. enters :meth:`Method.synthesis_ready` (the method's own context manager: networks in eval mode, the weights
+   ``synthesize`` would use after fit, e.g. the EMA copy; training mode restored on exit),
+3. calls ``hook.callback(step, training_seconds)`` under ``torch.inference_mode()``, inside which
+   ``synthesize`` works as after fit,
+4. restores the RNG states, so a hooked fit trains exactly as an unhooked one.
+
+A loop that resumes from a checkpoint fires the hook again for steps it repeats; callbacks must be idempotent.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 
@@ -18,6 +35,18 @@ from mribench.data.base import SubjectSet
 from mribench.errors import MribenchError
 from mribench.protocol import Batch
 from mribench.tasks import TaskSpec
+
+
+@dataclass(frozen=True)
+class StepHook:
+    """Called by a training loop at ``steps`` (1-based counts of the hooked stage's steps), see the module docs.
+
+    ``callback(step, training_seconds)``: ``training_seconds`` is the fit's wall time up to this step, hook calls
+    excluded.
+    """
+
+    steps: frozenset[int]
+    callback: Callable[[int, float], None]
 
 
 class Method:
@@ -33,6 +62,8 @@ class Method:
         trainable: whether ``fit`` learns anything (floors that learn nothing may skip checkpoints).
         family: the leaderboard's row group in the paper layout: ``floor``, ``gan`` (GAN/transformer),
             ``diffusion``, ``proposed`` (CoPeDiT) or ``other``.
+        calls_step_hook: whether ``fit`` calls :meth:`after_training_step` (see the module docs); ``mribench curve``
+            refuses methods that do not.
     """
 
     name: ClassVar[str]
@@ -42,6 +73,7 @@ class Method:
     reads_mask: ClassVar[bool] = True
     summary: ClassVar[str] = ""
     family: ClassVar[str] = "other"
+    calls_step_hook: ClassVar[bool] = False
 
     def __init__(self, config: Any, seed: int = 0):
         self.config = config
@@ -49,6 +81,11 @@ class Method:
         # Set by the runner before ``fit``: a folder shared by every method trained on this dataset and preset,
         # for artefacts several methods reuse (e.g. CoPeDiT's frozen tokenizer, used by the +Prompts baselines).
         self.shared_dir: Path | None = None
+        # Set by the runner before ``fit``: the protocol's validation subjects (never trained on), for what a method
+        # reports about itself (e.g. CoPeDiT's tokenizer reconstruction); None when the caller has none.
+        self.validation: SubjectSet | None = None
+        # Set by a caller before ``fit`` to watch training (``mribench curve``); see the module docs.
+        self.step_hook: StepHook | None = None
 
     # -- availability and description -------------------------------------------------------------------
     @classmethod
@@ -81,6 +118,37 @@ class Method:
     def report(self) -> dict[str, Any]:
         """Facts about the fitted model worth keeping in the result (e.g. tokenizer reconstruction PSNR)."""
         return {}
+
+    # -- the step hook (see the module docs) ----------------------------------------------------------------
+    @classmethod
+    def hooked_steps(cls, config: Any) -> int:
+        """How many steps the hooked training stage runs under ``config`` (default: ``config.steps``)."""
+        return int(config.steps)
+
+    @classmethod
+    def with_hooked_steps(cls, config: Any, steps: int) -> Any:
+        """``config`` with the hooked stage running ``steps`` steps, everything else (schedules included) alike."""
+        return dataclasses.replace(config, steps=steps)
+
+    @contextmanager
+    def synthesis_ready(self) -> Iterator[None]:
+        """During ``fit``: make ``synthesize`` work as it would after fit; restore the training state on exit."""
+        raise NotImplementedError(f"method {self.name} does not support the step hook")
+        yield  # pragma: no cover - makes this a generator
+
+    def after_training_step(self, step: int, training_seconds: float) -> None:
+        """Training loops call this after each step of the hooked stage; fires ``step_hook`` at its steps."""
+        hook = self.step_hook
+        if hook is None or step not in hook.steps:
+            return
+        from mribench.training import rng_state, set_rng_state
+
+        saved = rng_state()
+        try:
+            with self.synthesis_ready(), torch.inference_mode():
+                hook.callback(step, training_seconds)
+        finally:
+            set_rng_state(saved)
 
     # -- persistence (shared) ---------------------------------------------------------------------------
     def save(self, path: Path) -> None:

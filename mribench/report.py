@@ -5,13 +5,18 @@
 * :func:`psnr_boxplot`: per-subject PSNR of each method on one task;
 * :func:`psnr_vs_missing`: mean PSNR of each method against the missing count, across the tasks of one dataset.
 
-matplotlib with the Agg backend (no display). :func:`write_report` writes one self-contained HTML page (tables and
-figures inline, no external asset) or a folder of PNGs; :func:`write_leaderboard_folder` regenerates ``leaderboard/``.
+matplotlib with the Agg backend (no display); every figure is stored as an 8-bit palette PNG (:func:`palette_png`).
+:func:`write_report` writes one self-contained HTML page (tables and figures inline, no external asset) or a folder of
+PNGs; :func:`write_leaderboard_folder` regenerates ``leaderboard/``, whose ``report.html`` links ``figures/`` by
+relative path so each image is stored once.
 """
 from __future__ import annotations
 
+import base64
+import functools
 import io
 import shutil
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +24,22 @@ import numpy as np
 
 from mribench.atomic import atomic_write_bytes
 from mribench.errors import MribenchError
-from mribench.leaderboard import Collection, build_table, collect, metric_cell, render
-from mribench.paper_layouts import PROMPTS_SUFFIX, build_paper_tables, by_dataset, row_labels
+from mribench.leaderboard import Collection, Grid, GridRow, build_table, collect, metric_cell, render
+from mribench.paper_layouts import (
+    GROUP_TITLES,
+    METRIC_LABELS,
+    PROMPTS_SUFFIX,
+    REPORTED,
+    build_paper_tables,
+    by_dataset,
+    row_labels,
+)
 from mribench.results import RESULT_FILE, atomic_write_text, run_dir
+from mribench.runner import PREDICTION_FOLDERS
 
 TABLE_FILES = {"md": "leaderboard.md", "csv": "leaderboard.csv", "latex": "leaderboard.tex",
                "html": "leaderboard.html"}
+FIGURES_FOLDER = "figures"
 
 
 @dataclass
@@ -45,11 +60,55 @@ def _pyplot():
     return plt
 
 
-def _png(figure) -> bytes:
+# Figures are drawn at FIGURE_DPI and stored as 8-bit palette PNGs: a fixed palette of 129 greys, 96 steps of the error
+# maps' colour map and matplotlib's ten line colours, each pixel mapped to its nearest entry (a grey stays grey).
+FIGURE_DPI = 100
+GREY_STEP = 2
+ERROR_CMAP = "magma"
+ERROR_CMAP_STEPS = 96
+# A qualitative panel is about the phantoms' 96 pixels wide; the leaderboard folder shows one subject per task (its
+# per-subject spread is in the box plots), which keeps the folder small.
+PANEL_INCHES = 1.0
+LEADERBOARD_SUBJECTS = 1
+
+
+@functools.cache
+def _palette() -> np.ndarray:
+    """(entries, 3) uint8: the greys, the error colour map's steps and matplotlib's line colours, without repeats."""
+    from matplotlib import colormaps, colors
+
+    greys = [(v, v, v) for v in [*range(0, 255, GREY_STEP), 255]]
+    ramp = [colormaps[ERROR_CMAP](x)[:3] for x in np.linspace(0, 1, ERROR_CMAP_STEPS)]
+    lines = [colors.to_rgb(f"C{i}") for i in range(10)]
+    return np.array(list(dict.fromkeys(greys + [tuple(int(round(255 * c)) for c in rgb) for rgb in ramp + lines])),
+                    dtype=np.uint8)
+
+
+def palette_png(image) -> bytes:
+    """A PIL image as an optimised PNG in :func:`_palette`'s colours, each pixel its nearest entry (no dithering)."""
+    from PIL import Image
+
+    palette = _palette()
+    rgb = np.asarray(image.convert("RGB")).astype(np.int32)
+    packed, inverse = np.unique((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2], return_inverse=True)
+    colours = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], axis=1)
+    distances = ((colours[:, None, :] - palette[None].astype(np.int32)) ** 2).sum(axis=2)
+    indexed = Image.fromarray(distances.argmin(axis=1).astype(np.uint8)[inverse].reshape(rgb.shape[:2]))
+    indexed.putpalette(palette.ravel().tolist())  # the grey "L" image becomes "P"
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    _pyplot().close(figure)
+    indexed.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def _png(figure) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, facecolor="white")
+    _pyplot().close(figure)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return palette_png(image)
 
 
 def _upright(plane: np.ndarray, row_axis_world: np.ndarray) -> np.ndarray:
@@ -69,22 +128,27 @@ def _first_run(collection: Collection, task: str, row) -> Path:
     return collection.results[(task, *row)][0][0].parent
 
 
+def _predictions_folder(run: Path) -> Path:
+    """A run's predictions on the preprocessed grid when it kept them (drawn as they are), else on the source grid."""
+    preprocessed = run / PREDICTION_FOLDERS["preprocessed"]
+    return preprocessed if preprocessed.is_dir() else run / PREDICTION_FOLDERS["native"]
+
+
 # -- qualitative grid ----------------------------------------------------------------------------------------
 def qualitative_figure(task: str, collection: Collection, data_root: Path | None, subjects: int) -> Figure:
     """Rows: ``subjects`` test subjects (the first ones, sorted by ID, that every method predicted), each as an image
     row and an error row. Columns: ground truth, observed inputs, one per method. Brain: the axial slice through the
     labels' centroid (else the middle one) of the subject's first missing modality; cardiac: the middle slice of
     the missing run, and the observed stack cut along the long axis (the gap is black)."""
-    import nibabel as nib
-
     from mribench.data import load_task_data
+    from mribench.metrics.score import read_on_preprocessed_grid
     from mribench.protocol import evaluation_pattern
     from mribench.tasks import get_task
 
     spec = get_task(task)
     rows = collection.rows(task)
     labels = row_labels(rows)
-    folders = {row: _first_run(collection, task, row) / "predictions" for row in rows}
+    folders = {row: _predictions_folder(_first_run(collection, task, row)) for row in rows}
     data = load_task_data(spec, data_root)
     chosen = [sid for sid in sorted(data.test.subject_ids)
               if all((folders[row] / sid).is_dir() for row in rows)][:subjects]
@@ -95,7 +159,8 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
     observed_columns = spec.channels - spec.missing if spec.problem == "missing-modality" else 1
     columns = 1 + observed_columns + len(rows)
     plt = _pyplot()
-    figure, axes = plt.subplots(2 * len(chosen), columns, figsize=(1.5 * columns + 0.8, 3.3 * len(chosen) + 0.4),
+    figure, axes = plt.subplots(2 * len(chosen), columns,
+                                figsize=(PANEL_INCHES * columns + 0.8, 2.3 * PANEL_INCHES * len(chosen) + 0.4),
                                 squeeze=False, layout="constrained")
     for position, sid in enumerate(chosen):
         subject = data.test[index[sid]]
@@ -113,8 +178,8 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
             stack = subject.image[0] * mask[0][:, None, None]
             observed = [("observed stack (long axis)", stack[:, stack.shape[1] // 2, :][::-1])]
         truth = subject.image[channel, depth]
-        predictions = {row: np.asarray(nib.load(folders[row] / sid / f"{element}.nii.gz").dataobj,
-                                       dtype=np.float32)[depth] for row in rows}
+        predictions = {row: read_on_preprocessed_grid(folders[row] / sid / f"{element}.nii.gz", subject,
+                                                      spec.preprocess.shape)[depth] for row in rows}
         errors = {row: np.abs(prediction - truth) for row, prediction in predictions.items()}
         error_max = max(float(np.percentile(np.concatenate([e.ravel() for e in errors.values()]), 99.5)), 1e-3)
         top, bottom = axes[2 * position], axes[2 * position + 1]
@@ -125,9 +190,9 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
                     _upright(predictions[row], direction)) for row in rows]
         for ax, (title, image) in zip(top, panels):
             ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
-            ax.set_title(title, fontsize=7)
+            ax.set_title(title, fontsize=6)
         for ax, row in zip(bottom[1 + observed_columns:], rows):
-            shown = ax.imshow(_upright(errors[row], direction), cmap="magma", vmin=0, vmax=error_max,
+            shown = ax.imshow(_upright(errors[row], direction), cmap=ERROR_CMAP, vmin=0, vmax=error_max,
                               interpolation="nearest", aspect="auto")
         figure.colorbar(shown, ax=list(bottom[1 + observed_columns:]), fraction=0.03, pad=0.01)
         for ax in list(top) + list(bottom):
@@ -135,11 +200,28 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
             ax.set_yticks([])
         for ax in bottom[:1 + observed_columns]:
             ax.axis("off")
-        bottom[observed_columns].text(0.95, 0.5, "|synthesis − truth| →", ha="right", va="center", fontsize=8,
+        bottom[observed_columns].text(0.95, 0.5, "|synthesis − truth| →", ha="right", va="center", fontsize=7,
                                       transform=bottom[observed_columns].transAxes)
     figure.suptitle(f"{task}: ground truth, observed inputs, syntheses and their absolute errors", fontsize=10)
-    return Figure(f"{task}-qualitative", f"{task}: qualitative comparison on {len(chosen)} test subjects "
-                  "(error maps share one colour scale per subject)", _png(figure))
+    return Figure(f"{task}-qualitative", _qualitative_caption(task), _png(figure))
+
+
+def _qualitative_caption(task: str) -> str:
+    return f"{task}: qualitative comparison (error maps share one colour scale per subject)"
+
+
+def _has_predictions(collection: Collection, task: str) -> bool:
+    return all((_first_run(collection, task, row) / "predictions").is_dir() for row in collection.rows(task))
+
+
+def _kept_qualitative(task: str, runs: Path, kept: Path | None) -> Figure:
+    """The qualitative figure already under ``kept`` (drawn when the predictions existed): the result copies of a
+    leaderboard folder hold no predictions."""
+    path = kept / f"{task}-qualitative.png" if kept else None
+    if path is None or not path.is_file():
+        raise MribenchError(f"{task}: the runs under {runs} hold no predictions, which the qualitative figure needs"
+                            + (f", and there is no {path} to keep" if path else ""))
+    return Figure(f"{task}-qualitative", _qualitative_caption(task), path.read_bytes())
 
 
 # -- quantitative figures ------------------------------------------------------------------------------------
@@ -182,14 +264,15 @@ def psnr_vs_missing(dataset: str, tasks: list[str], collection: Collection) -> F
     labels = row_labels(rows)
     plt = _pyplot()
     figure, ax = plt.subplots(figsize=(7, 4.5))
-    for row in rows:
+    for index, row in enumerate(rows):
         points = [(counts[task], cell) for task in tasks
                   if collection.get(task, row) and (cell := metric_cell(collection.get(task, row), "psnr")).ok]
         if not points:
             continue
         points.sort(key=lambda item: item[0])
+        # ten line colours; past ten methods the marker tells lines of one colour apart
         ax.errorbar([k for k, _ in points], [c.mean for _, c in points], yerr=[c.std or 0.0 for _, c in points],
-                    marker="o", capsize=3, label=labels[row],
+                    color=f"C{index % 10}", marker="os^Dv"[index // 10 % 5], capsize=3, label=labels[row],
                     linestyle="--" if row[0].endswith(PROMPTS_SUFFIX) else "-")
     ax.set_xticks(sorted(set(counts.values())))
     ax.set_xlabel("missing elements")
@@ -202,13 +285,16 @@ def psnr_vs_missing(dataset: str, tasks: list[str], collection: Collection) -> F
                   _png(figure))
 
 
-def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, subjects: int = 3) -> list[Figure]:
-    """Every figure of the report: per task the qualitative grid and the PSNR box plot, per dataset PSNR vs missing."""
+def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, subjects: int = 3,
+                   kept: Path | None = None) -> list[Figure]:
+    """Every figure of the report: per task the qualitative grid and the PSNR box plot, per dataset PSNR vs missing.
+    A task whose runs hold no predictions keeps its qualitative figure from the folder ``kept`` (else an error)."""
     collection = collect(tasks, runs)
     figures: list[Figure] = []
     for dataset, dataset_tasks in by_dataset(collection).items():
         for task in dataset_tasks:
-            figures.append(qualitative_figure(task, collection, data_root, subjects))
+            figures.append(qualitative_figure(task, collection, data_root, subjects)
+                           if _has_predictions(collection, task) else _kept_qualitative(task, runs, kept))
             figures += [box] if (box := psnr_boxplot(task, collection)) else []
         figures += [curve] if (curve := psnr_vs_missing(dataset, dataset_tasks, collection)) else []
     return figures
@@ -221,13 +307,14 @@ def write_report(tasks: list[str], runs: Path, output: Path, data_root: Path | N
     figures = report_figures(tasks, runs, data_root, subjects)
     output = Path(output)
     if output.suffix.lower() in (".html", ".htm"):
-        return [_write_page(tasks, runs, output, figures)]
+        inline = [(f.caption, "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")) for f in figures]
+        return [_write_page(tasks, runs, output, inline)]
     return _write_pngs(output, figures)
 
 
-def _write_page(tasks: list[str], runs: Path, output: Path, figures: list[Figure]) -> Path:
-    page = render(build_paper_tables(tasks, runs, reference=True), "html", title="mribench report",
-                  figures=[(f.caption, f.png) for f in figures])
+def _write_page(tasks: list[str], runs: Path, output: Path, figures: list[tuple[str, str]]) -> Path:
+    """The paper tables with the reported numbers, then ``figures`` as (caption, image URL)."""
+    page = render(build_paper_tables(tasks, runs, reference=True), "html", title="mribench report", figures=figures)
     atomic_write_text(output, page)
     return output
 
@@ -243,12 +330,16 @@ def _write_pngs(folder: Path, figures: list[Figure]) -> list[Path]:
 
 
 # -- the committed leaderboard folder ------------------------------------------------------------------------
-def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root: Path | None = None) -> list[Path]:
+def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root: Path | None = None,
+                             subjects: int = LEADERBOARD_SUBJECTS) -> list[Path]:
     """Regenerate ``out`` from ``runs``: paper-layout tables (leaderboard.md/.csv/.tex/.html), the same with the
-    paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), report.html with its figures
-    also as PNGs under ``figures/``, and a copy of
-    every result.json under ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from
-    the folder alone). Files are replaced atomically; result copies of runs no longer present are removed."""
+    paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), the figures as PNGs under
+    ``figures/``, report.html linking them by relative path, and a copy of every result.json under
+    ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from the folder alone).
+
+    ``runs`` may be ``out/results`` itself: the tables, the report and the quantitative figures are then rebuilt from
+    the copies, and the qualitative figures (which need the predictions) are kept. Files are replaced atomically;
+    result copies of runs no longer present are removed."""
     out = Path(out)
     collection = collect(tasks, runs)
     grids = build_paper_tables(tasks, runs)
@@ -261,10 +352,11 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     for name, text in extra.items():
         atomic_write_text(out / name, text)
         written.append(out / name)
-    figures = report_figures(tasks, runs, data_root)
-    written.append(_write_page(tasks, runs, out / "report.html", figures))
-    shutil.rmtree(out / "figures", ignore_errors=True)
-    written += _write_pngs(out / "figures", figures)
+    figures = report_figures(tasks, runs, data_root, subjects, kept=out / FIGURES_FOLDER)
+    shutil.rmtree(out / FIGURES_FOLDER, ignore_errors=True)
+    written += _write_pngs(out / FIGURES_FOLDER, figures)
+    written.append(_write_page(tasks, runs, out / "report.html",
+                               [(f.caption, f"{FIGURES_FOLDER}/{f.name}.png") for f in figures]))
     staging = out / ".results.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     for path, result in collection.all_results():
@@ -274,3 +366,110 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     shutil.rmtree(out / "results", ignore_errors=True)
     staging.rename(out / "results")
     return written + [out / "results"]
+
+
+# -- the README's generated results block --------------------------------------------------------------------
+README_BEGIN = "<!-- leaderboard:begin -->"
+README_END = "<!-- leaderboard:end -->"
+README_WIDTH = 120
+README_NOTE = "<!-- generated from leaderboard/results by `make leaderboard` / `make readme`; edits here are lost -->"
+
+
+def _readme_parts(readme: Path) -> tuple[str, str]:
+    """The README up to and including its begin-marker line, and from its end-marker line on."""
+    try:
+        lines = Path(readme).read_text().splitlines(keepends=True)
+    except OSError as error:
+        raise MribenchError(f"cannot read the README {readme}: {error.strerror or error}") from error
+    begins = [i for i, line in enumerate(lines) if line.strip() == README_BEGIN]
+    ends = [i for i, line in enumerate(lines) if line.strip() == README_END]
+    if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
+        raise MribenchError(f"{readme}: needs one line {README_BEGIN} and, below it, one line {README_END} around "
+                            "the generated results block")
+    return "".join(lines[:begins[0] + 1]), "".join(lines[ends[0]:])
+
+
+def check_readme(readme: Path) -> None:
+    """Refuses, before any long work, a README the block cannot be written into."""
+    _readme_parts(readme)
+
+
+def write_readme_block(readme: Path, tasks: list[str], results: Path) -> Path:
+    """Replace the text between the README's markers with :func:`readme_block`; the rest is kept byte for byte."""
+    before, after = _readme_parts(readme)
+    atomic_write_text(readme, before + readme_block(tasks, results) + after)
+    return readme
+
+
+def readme_block(tasks: list[str], results: Path) -> str:
+    """Markdown for the README's results section, built from the same tables as ``leaderboard/``: the run count and
+    time, per dataset the PSNR columns of its main table and which methods beat the strongest floor, and the
+    +Prompts differences beside the paper's."""
+    collection = collect(tasks, results)
+    found = [result for _, result in collection.all_results()]
+    minutes = sum(sum(result.timings.values()) for result in found) / 60
+    fit = sum(result.timings.get("fit_or_load_s", 0.0) for result in found) / 60
+    presets = ", ".join(sorted({result.method["preset"] for result in found}))
+    parts = [README_NOTE, "",
+             _wrap(f"{len(found)} runs over {len(collection.tasks)} tasks at the `{presets}` preset: {minutes:.0f} min "
+                   f"of run time summed over the results' timings, {fit:.0f} min of it fitting or loading models. PSNR "
+                   "in dB on the missing elements, mean ± std over test subjects, [std over seeds] when there are "
+                   "several; best bold, second italic; †: the paired Wilcoxon test against the runner-up holds in "
+                   "every seed. The full tables (SSIM, FID, FVD, Dice, provenance) are in "
+                   "[`leaderboard/`](leaderboard/)."), ""]
+    main = {grid.key: grid for grid in build_paper_tables(tasks, results)}
+    for dataset, dataset_tasks in by_dataset(collection).items():
+        psnr = _columns_of(main[dataset], lambda group, label: label == METRIC_LABELS["psnr"], lambda g, _: g)
+        subjects = " / ".join(sorted({str(collection.task_info(task)["n_test"]) for task in dataset_tasks}))
+        parts += [f"**{main[dataset].title}** ({subjects} test subjects)", "", render(psnr, "md").rstrip("\n"), ""]
+        parts += [comparison, ""] if (comparison := _floor_comparison(psnr)) else []
+    prompts = next((grid for grid in build_paper_tables(tasks, results, reference=True) if grid.key == "prompts"),
+                   None)
+    if prompts:
+        suffix = f" {METRIC_LABELS['psnr']}"
+        delta = _columns_of(prompts, lambda group, label: label == "Δ" and group.endswith(suffix),
+                            lambda group, _: group.removesuffix(suffix))
+        parts += [_wrap("**+Prompts − base, PSNR difference (dB)**; †: the paired test between the two holds in "
+                        f"every seed; *{REPORTED}*: the paper's numbers on the real dataset (not comparable with the "
+                        "phantoms)"), "",
+                  render(delta, "md").rstrip("\n"), ""]
+    return "\n".join(parts)
+
+
+def _columns_of(grid: Grid, keep, label) -> Grid:
+    """A copy of ``grid`` with only the columns ``keep(group, label)`` accepts, relabelled ``label(group, label)``,
+    without footnote."""
+    chosen = [i for i, (group, name) in enumerate(grid.columns) if keep(group, name)]
+    rows = [GridRow(row.label, [row.cells[i] for i in chosen], row.kind) for row in grid.rows]
+    return Grid(key=grid.key, title=grid.title, columns=[("", label(*grid.columns[i])) for i in chosen], rows=rows)
+
+
+def _floor_comparison(grid: Grid) -> str:
+    """Which methods' mean beats every floor's at every missing count (column), at some (named) and at none."""
+    floors, others, section = [], [], None
+    for row in grid.rows:
+        if row.kind == "section":
+            section = row.label
+        elif row.kind == "result":
+            (floors if section == GROUP_TITLES["floor"] else others).append(row)
+    means = [[c.cell.mean if c.cell is not None and c.cell.ok else None for c in row.cells] for row in floors]
+    best = [max((m[i] for m in means if m[i] is not None), default=None) for i in range(len(grid.columns))]
+    if not floors or not others or None in best:
+        return ""
+    groups: dict[str, list[str]] = {"every": [], "some": [], "none": []}
+    for row in others:
+        above = [grid.columns[i][1] for i, cell in enumerate(row.cells)
+                 if cell.cell is not None and cell.cell.ok and cell.cell.mean > best[i]]
+        if len(above) == len(grid.columns):
+            groups["every"].append(row.label)
+        elif above:
+            groups["some"].append(f"{row.label} ({', '.join(above)})")
+        else:
+            groups["none"].append(row.label)
+    return _wrap(f"Mean PSNR above every floor ({', '.join(row.label for row in floors)}) at every missing count: "
+                 f"{', '.join(groups['every']) or 'none'}; at some: {', '.join(groups['some']) or 'none'}; at none: "
+                 f"{', '.join(groups['none']) or 'none'}.")
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=README_WIDTH, break_long_words=False, break_on_hyphens=False)

@@ -1,8 +1,10 @@
 """``make leaderboard``: every registered method on every phantom task at the ``cpu`` preset, then the committed
-``leaderboard/`` folder regenerated from the results.
+``leaderboard/`` folder and the README's generated results block regenerated from the results.
 
 Runs go through the ordinary runner, so an interrupted reproduction continues where it stopped and finished runs
-are skipped. Before starting, the plan and an estimate of the remaining time are printed.
+are skipped. Before starting, the plan and an estimate of the remaining time are printed. :func:`refresh`
+(``make readme``) rebuilds the folder's tables, report and the README block from the folder's own result copies,
+running nothing.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class ReproducePlan:
     out: Path = Path("leaderboard")
     methods: list[str] | None = None  # None: every registered, available method
     three_seed_datasets: tuple[str, ...] = THREE_SEED_DATASETS
+    readme: Path | None = None  # a README whose generated results block is rewritten too
 
     def seeds(self, method: str, dataset: str) -> range:
         return range(3 if method in THREE_SEEDS and dataset in self.three_seed_datasets else 1)
@@ -78,16 +81,20 @@ def estimate_minutes(requests: list[RunRequest]) -> tuple[float, int]:
             continue
         pending += 1
         minutes += max(evaluate.get(request.method, [DEFAULT_RUN_MINUTES]))
-        if not (the_plan.model_dir / "model.pt").exists() and the_plan.model_dir not in trained:
-            trained.add(the_plan.model_dir)
+        model = (the_plan.model_family(), request.method, request.preset, request.seed)
+        checkpoints = the_plan.models.glob(f"{model[0]}-*/{model[1]}/{model[2]}-seed{model[3]}/model.pt")
+        if next(checkpoints, None) is None and model not in trained:  # the data key is known only once data is loaded
+            trained.add(model)
             minutes += max(fit.get(request.method, [DEFAULT_FIT_MINUTES]))
     return minutes, pending
 
 
 def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: bool = False) -> None:
-    from mribench.report import write_leaderboard_folder
+    from mribench.report import check_readme
 
     console = console or Console(stderr=True)
+    if the_plan.readme:
+        check_readme(the_plan.readme)
     requests = the_plan.requests()
     minutes, pending = estimate_minutes(requests)
     console.print(Text.assemble(("make leaderboard", "bold"), f": {len(requests)} runs ({pending} to do) over "
@@ -107,5 +114,24 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
                 console.print("complete (skipped)")
     finally:
         torch.set_num_threads(threads)
-    written = write_leaderboard_folder(the_plan.runs, the_plan.out, the_plan.tasks)
-    console.print(f"wrote {len(written)} files under {the_plan.out}")
+    _write_outputs(the_plan, the_plan.runs, console)
+
+
+def refresh(the_plan: ReproducePlan, console: Console | None = None) -> None:
+    """Rebuild ``the_plan.out`` (tables, report, quantitative figures; qualitative figures kept) and the README block
+    from ``the_plan.out / "results"``, running nothing."""
+    from mribench.report import check_readme
+
+    if the_plan.readme:
+        check_readme(the_plan.readme)
+    _write_outputs(the_plan, the_plan.out / "results", console or Console(stderr=True))
+
+
+def _write_outputs(the_plan: ReproducePlan, runs: Path, console: Console) -> None:
+    from mribench.report import write_leaderboard_folder, write_readme_block
+
+    written = write_leaderboard_folder(runs, the_plan.out, the_plan.tasks)
+    console.print(f"wrote {len(written)} files under {the_plan.out}", markup=False, highlight=False)
+    if the_plan.readme:
+        write_readme_block(the_plan.readme, the_plan.tasks, the_plan.out / "results")
+        console.print(f"rewrote the generated results block of {the_plan.readme}", markup=False, highlight=False)

@@ -3,11 +3,19 @@
 One trained model serves every missing count of a dataset: it lives in
 ``<out>/_models/<dataset>-<model key>/<method>/<preset>-seed<k>/model.pt``. Predictions are saved per subject as
 they are made, so a run killed in any phase continues where it stopped and gives the same numbers.
+
+The run folder keeps the predictions as NIfTI, one file per missing element: on each subject's source grid under
+``predictions/`` (``--predictions native``, the default) and/or on the task's preprocessed grid under
+``predictions-preprocessed/``.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,22 +24,30 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mribench.atomic import atomic_path
-from mribench.data import load_task_data
+from mribench.atomic import atomic_path, file_lock, sweep_temporaries, wait_notice
+from mribench.data import TaskData, load_task_data
+from mribench.data.base import cache_dir
 from mribench.data.nifti import write_volume
+from mribench.data.preprocess import NativeGrid, to_native
 from mribench.errors import MribenchError, UnknownNameError
 from mribench.method import Method, config_hash, config_json
 from mribench.metrics.aggregate import write_per_subject_csv
 from mribench.metrics.base import MetricResult
 from mribench.metrics.evaluate import evaluate
+from mribench.metrics.features import weights_dir
 from mribench.plugins import registry
 from mribench.preflight import check_output_folder, check_task
 from mribench.protocol import Batch, derive_seed, evaluation_pattern
-from mribench.results import RESULT_FILE, Result, provenance, run_dir, write_result
+from mribench.results import (RESULT_FILE, DamagedResultError, Result, provenance, read_result, run_dir,
+                              write_result)
 from mribench.tasks import TaskSpec, get_task
-from mribench.training import barrier, dist_info, init_distributed, make_progress, progress_task, seed_everything
+from mribench.training import (UnreadableCheckpointError, barrier, dist_info, init_distributed, make_progress,
+                               progress_task, seed_everything)
 
 Overwrite = Literal["never", "missing", "always"]
+PredictionGrids = Literal["native", "preprocessed", "both"]
+# where the predictions on each grid go in a run folder
+PREDICTION_FOLDERS = {"native": "predictions", "preprocessed": "predictions-preprocessed"}
 
 
 @dataclass
@@ -44,6 +60,7 @@ class RunRequest:
     out: Path = Path("runs")
     overwrite: Overwrite = "missing"
     skip_bad: bool = False
+    predictions: PredictionGrids = "native"
 
 
 @dataclass
@@ -55,15 +72,38 @@ class RunOutcome:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything resolved and validated before any work starts."""
+    """Everything resolved and validated before any work starts.
+
+    models: ``<out>/_models``; the model of a run lives under :meth:`model_root` (``<method>/<preset>-seed<k>``), which
+    also depends on the data (known once it is loaded).
+    """
 
     task: TaskSpec
     method_cls: type[Method]
     plugin: str
     config: Any
     folder: Path
-    model_dir: Path
-    shared_dir: Path
+    models: Path
+    method: str
+    preset: str
+    seed: int
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock of the run folder (beside it: ``--overwrite always`` deletes the folder itself)."""
+        return self.folder.with_name(f".{self.folder.name}.lock")
+
+    def model_family(self) -> str:
+        """Folder-name prefix of this task's models, whatever data they were trained on."""
+        return f"{self.task.dataset}-{self.task.model_key}"
+
+    def model_root(self, data: TaskData) -> Path:
+        """``<models>/<dataset>-<model key>-<data key>``: the task's model key (dataset options, split rule,
+        preprocessing) plus the data fingerprint and the test and validation split hashes, so a run on other data
+        (another ``--data-root``, other subjects, ``--skip-bad``) never reuses a model trained on different data."""
+        data_key = hashlib.sha256("\n".join([data.fingerprint, data.split.hash, data.split.validation_hash])
+                                  .encode()).hexdigest()[:12]
+        return self.models / f"{self.model_family()}-{data_key}"
 
 
 def plan(request: RunRequest) -> Plan:
@@ -82,23 +122,41 @@ def plan(request: RunRequest) -> Plan:
         raise UnknownNameError(f"preset of {request.method}", request.preset, method_cls.presets)
     check_task(task)
     check_output_folder(request.out, "--out")
-    models = Path(request.out) / "_models" / f"{task.dataset}-{task.model_key}"
     return Plan(task=task, method_cls=method_cls, plugin=registered.plugin, config=method_cls.presets[request.preset],
                 folder=run_dir(request.out, task.name, request.method, request.preset, request.seed),
-                model_dir=models / request.method / f"{request.preset}-seed{request.seed}", shared_dir=models / "shared")
+                models=Path(request.out) / "_models", method=request.method, preset=request.preset,
+                seed=request.seed)
 
 
 def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
     console = console or Console(stderr=True)
     the_plan = plan(request)
+    say = wait_notice(console)
+    with _exclusive(the_plan.lock_path, say):
+        return _run_locked(the_plan, request, console, say)
+
+
+def _exclusive(lock: Path, say: Callable[[str], None] | None):
+    """A lock held by the main process only: torchrun's other ranks follow rank 0 and must not wait for it."""
+    return file_lock(lock, on_wait=say) if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
+
+
+def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Callable[[str], None]) -> RunOutcome:
     task, folder = the_plan.task, the_plan.folder
     result_path = folder / RESULT_FILE
+    sweep_temporaries(folder)
     if request.overwrite == "always":
         shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(the_plan.model_dir, ignore_errors=True)
     elif result_path.exists():
-        return RunOutcome("complete", folder)
-    elif request.overwrite == "never" and (folder.exists() or the_plan.model_dir.exists()):
+        try:
+            read_result(result_path)
+            return RunOutcome("complete", folder)
+        except DamagedResultError as exc:
+            if request.overwrite == "never":
+                raise MribenchError(f"{exc}; --overwrite never forbids redoing it; use --overwrite missing") from None
+            say(f"{exc}; redoing its evaluation (a valid trained model is kept)")
+            result_path.unlink()
+    elif request.overwrite == "never" and folder.exists():
         raise MribenchError(f"{folder}: a partial run exists and --overwrite never forbids touching it; "
                             "use --overwrite missing to resume it")
     dist = init_distributed()
@@ -109,7 +167,17 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
         timings["data_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        method = _fit_or_load(the_plan, request, data.train, progress)
+        model_root = the_plan.model_root(data)
+        model_dir = model_root / the_plan.method / f"{the_plan.preset}-seed{the_plan.seed}"
+        with _exclusive(model_dir.with_name(f".{model_dir.name}.lock"), say):
+            if request.overwrite == "always":
+                shutil.rmtree(model_dir, ignore_errors=True)
+            elif request.overwrite == "never" and model_dir.exists() and not (model_dir / "model.pt").exists():
+                raise MribenchError(f"{model_dir}: a partial training exists and --overwrite never forbids touching "
+                                    "it; use --overwrite missing to resume it")
+            sweep_temporaries(model_dir)
+            method = _fit_or_load(the_plan, model_dir, model_root / "shared", data.train, data.validation, progress,
+                                  say)
         timings["fit_or_load_s"] = time.perf_counter() - started
         if not dist.is_main:
             return RunOutcome("worker", folder)
@@ -121,11 +189,12 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
         started = time.perf_counter()
         metrics, observed_changed = _evaluate(task, data, predictions, request, progress)
         timings["evaluate_s"] = time.perf_counter() - started
-        _write_predictions(task, data.test, predictions, folder / "predictions", progress)
+        _write_predictions(task, data.test, predictions, folder, request.predictions, progress)
 
     result = Result(
         task={"name": task.name, "version": task.version, "hash": task.hash, "split_hash": data.split.hash,
-              "validation_hash": data.split.validation_hash, "dataset": task.dataset, "problem": task.problem,
+              "validation_hash": data.split.validation_hash, "data_fingerprint": data.fingerprint,
+              "dataset": task.dataset, "problem": task.problem,
               "missing": task.missing, "elements": task.element_names, "n_train": len(data.train),
               "n_validation": len(data.validation), "n_test": len(data.test)},
         method={"name": request.method, "version": the_plan.method_cls.version, "plugin": the_plan.plugin,
@@ -138,25 +207,40 @@ def run(request: RunRequest, console: Console | None = None) -> RunOutcome:
         observed_changed=observed_changed,
         method_report=method.report(),
         timings={k: round(v, 3) for k, v in timings.items()},
-        provenance={**provenance(), "data_root": str(data.root)},
+        provenance={**provenance(), "data": _data_provenance(data)},
     )
     write_per_subject_csv(metrics, folder / "per_subject.csv")
-    write_result(result, folder)
+    write_result(result, folder, local_paths={"<data root>": data.root, "<run>": folder, "<cache>": cache_dir(),
+                                              "<models>": the_plan.models, "<weights>": weights_dir()})
     shutil.rmtree(folder / "work", ignore_errors=True)
     return RunOutcome("done", folder, result)
 
 
+def _data_provenance(data: TaskData) -> dict[str, Any]:
+    """Where the data came from, without the machine's paths: generated, or a user's folder (only its name)."""
+    generated = bool(getattr(data.dataset, "generated", False))
+    return {"dataset": data.dataset.name, "source": "generated phantom" if generated else "data root",
+            "root_name": Path(data.root).name, "fingerprint": data.fingerprint}
+
+
 # -- phases --------------------------------------------------------------------------------------------------
-def _fit_or_load(the_plan: Plan, request: RunRequest, train, progress) -> Method:
-    checkpoint = the_plan.model_dir / "model.pt"
+def _fit_or_load(the_plan: Plan, model_dir: Path, shared_dir: Path, train, validation, progress,
+                 say: Callable[[str], None]) -> Method:
+    seed = the_plan.seed
+    checkpoint = model_dir / "model.pt"
     if checkpoint.exists():
-        method = the_plan.method_cls.load(checkpoint, the_plan.config, request.seed, the_plan.task)
-        method.shared_dir = the_plan.shared_dir
-        return method
-    seed_everything(derive_seed("fit", request.seed))
-    method = the_plan.method_cls(the_plan.config, seed=request.seed)
-    method.shared_dir = the_plan.shared_dir
-    method.fit(train, the_plan.task, the_plan.model_dir / "work", progress)
+        try:
+            method = the_plan.method_cls.load(checkpoint, the_plan.config, seed, the_plan.task)
+            method.shared_dir = shared_dir
+            return method
+        except UnreadableCheckpointError as exc:
+            say(f"{exc}; training the model again")
+            checkpoint.unlink()
+    seed_everything(derive_seed("fit", seed))
+    method = the_plan.method_cls(the_plan.config, seed=seed)
+    method.shared_dir = shared_dir
+    method.validation = validation
+    method.fit(train, the_plan.task, model_dir / "work", progress)
     if dist_info().is_main:
         method.save(checkpoint)
     barrier()
@@ -166,8 +250,6 @@ def _fit_or_load(the_plan: Plan, request: RunRequest, train, progress) -> Method
 def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: int, progress) -> dict[str, Path]:
     """Synthesize each test subject once (saved as .npy as it goes; existing ones are reused on resume)."""
     pred_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in pred_dir.glob(".*"):  # temp files of a run that was killed mid-write
-        leftover.unlink()
     paths = {sid: pred_dir / f"{sid}.npy" for sid in test.subject_ids}
     todo = [i for i, sid in enumerate(test.subject_ids) if not paths[sid].exists()]
     with progress_task(progress, f"synthesize {task.name}", len(paths), len(paths) - len(todo)) as advance, \
@@ -218,20 +300,30 @@ def _evaluate(task: TaskSpec, data, predictions: dict[str, Path], request: RunRe
                      "note": "observed elements are written back before scoring"}
 
 
-def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], out: Path, progress) -> None:
-    """One 3D NIfTI per missing element: <out>/<subject>/<element>.nii.gz, axes (D, H, W), the subject's affine."""
+def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], folder: Path, choice: PredictionGrids,
+                       progress) -> None:
+    """One 3D NIfTI per missing element and grid: ``<folder>/<PREDICTION_FOLDERS[grid]>/<subject>/<element>.nii.gz``.
+
+    native: the source volume's array axes, shape and affine (a subject generated in memory, with no source volume,
+    keeps its preprocessed grid); preprocessed: axes (D, H, W) with the preprocessed grid's affine."""
+    grids = ("native", "preprocessed") if choice == "both" else (choice,)
     with progress_task(progress, "write predictions", len(test)) as advance:
         for subject in test:
             pred = np.clip(np.load(predictions[subject.subject_id]), 0, 1)
             mask = evaluation_pattern(task, subject.subject_id)
-            folder = out / subject.subject_id
-            folder.mkdir(parents=True, exist_ok=True)
             if task.problem == "missing-modality":
                 volumes = {task.element_names[c]: pred[c] for c in range(task.channels) if not mask[c].any()}
             else:
                 volumes = {"sax": np.where(mask[0][:, None, None], subject.image[0], pred[0])}
-            for element, volume in volumes.items():
-                write_volume(folder / f"{element}.nii.gz", volume.astype(np.float32), subject.affine)
+            native = NativeGrid.of(subject.meta)
+            for grid in grids:
+                subject_dir = folder / PREDICTION_FOLDERS[grid] / subject.subject_id
+                for element, volume in volumes.items():
+                    volume = volume.astype(np.float32)
+                    if grid == "native" and native is not None:
+                        write_volume(subject_dir / f"{element}.nii.gz", to_native(volume, native), native.affine_array)
+                    else:
+                        write_volume(subject_dir / f"{element}.nii.gz", volume, subject.affine)
             advance()
 
 

@@ -1,14 +1,34 @@
 """Report figures, the self-contained HTML page and the leaderboard folder, from real floor runs on the tiny tasks."""
+import io
 import re
+from pathlib import Path
 
 import html5lib
+import matplotlib
 import matplotlib.image
+import numpy as np
+import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from mribench.cli import app
-from mribench.leaderboard import build_table, render
-from mribench.paper_layouts import build_paper_tables
-from mribench.report import write_leaderboard_folder
+from mribench.errors import MribenchError
+from mribench.leaderboard import Cell, Grid, GridCell, GridRow, build_table, render
+from mribench.metrics.aggregate import summarize
+from mribench.paper_layouts import GROUP_TITLES, build_paper_tables
+from mribench.report import (
+    GREY_STEP,
+    README_BEGIN,
+    README_END,
+    TABLE_FILES,
+    _floor_comparison,
+    palette_png,
+    readme_block,
+    write_leaderboard_folder,
+    write_readme_block,
+)
+from mribench.reproduce import PHANTOM_TASKS
+from mribench.results import Result, run_dir, write_result
 from mribench.runner import RunRequest, run
 
 BRAIN = ["tiny-brain-missing1", "tiny-brain-missing2"]
@@ -38,19 +58,50 @@ def _external_references(page: str) -> list[str]:
     return re.findall(r"(?:src|href)\s*=\s*[\"']?(?!data:)[^\"' >]+", page) + re.findall(r"https?://", page)
 
 
-def test_png_folder_holds_readable_figures(tiny_registry, tmp_path):
+def test_png_folder_holds_readable_palette_figures(tiny_registry, tmp_path):
     runs = _floor_runs(tmp_path / "runs", brain=False)
     result = CliRunner().invoke(app, ["report", "--task", CARDIAC, "--runs", str(runs), "--output",
                                       str(tmp_path / "figures")])
     assert result.exit_code == 0, result.output
     written = sorted((tmp_path / "figures").iterdir())
     assert [p.name for p in written] == [f"{CARDIAC}-psnr-box.png", f"{CARDIAC}-qualitative.png"]
-    grid = matplotlib.image.imread(next(p for p in written if "qualitative" in p.name))
+    qualitative = next(p for p in written if "qualitative" in p.name)
+    grid = matplotlib.image.imread(qualitative)
     assert grid.shape[0] > 500 and grid.shape[1] > 300 and grid[..., :3].std() > 0.05, "an actual picture"
+    for path in written:
+        with Image.open(path) as image:
+            assert image.mode == "P", f"{path.name}: a palette PNG"
+    assert qualitative.stat().st_size < 100_000
+
+
+def test_palette_png_keeps_greys_grey_and_the_error_colours_close():
+    greys = np.tile(np.arange(256, dtype=np.uint8), (8, 1))
+    magma = (matplotlib.colormaps["magma"](np.linspace(0, 1, 256))[None, :, :3] * 255).round().astype(np.uint8)
+    for original in (np.stack([greys] * 3, axis=-1), np.repeat(magma, 8, axis=0)):
+        png = palette_png(Image.fromarray(original))
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.mode == "P"
+            decoded = np.asarray(image.convert("RGB")).astype(int)
+        assert np.abs(decoded - original).max() <= 6
+    assert (decoded != np.asarray(Image.fromarray(original))).any(), "quantised, not copied"
+    grey_decoded = np.asarray(Image.open(io.BytesIO(palette_png(Image.fromarray(greys)))).convert("RGB")).astype(int)
+    assert (grey_decoded[..., 0] == grey_decoded[..., 1]).all() and (grey_decoded[..., 1] == grey_decoded[..., 2]).all()
+    assert np.abs(grey_decoded[..., 0] - greys).max() <= GREY_STEP // 2 and grey_decoded.max() == 255
+
+
+def test_html_report_is_one_self_contained_page(tiny_registry, tmp_path):
+    runs = _floor_runs(tmp_path / "runs", brain=False)
+    result = CliRunner().invoke(app, ["report", "--task", CARDIAC, "--runs", str(runs), "--output",
+                                      str(tmp_path / "report.html")])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tmp_path.iterdir() if p.name != "runs"] == ["report.html"]
+    page = (tmp_path / "report.html").read_text()
+    assert_valid_html(page)
+    assert _external_references(page) == [] and page.count('src="data:image/png;base64,') == 2
 
 
 def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_path):
-    """Tables rebuild from the folder's own JSON copies; report.html is self-contained with every figure."""
+    """Tables rebuild from the folder's own JSON copies; report.html links every figure of figures/ once."""
     runs = _floor_runs(tmp_path / "runs", brain=True)
     tasks = BRAIN + [CARDIAC]
     out = tmp_path / "leaderboard"
@@ -60,7 +111,6 @@ def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_p
             "plain.md", "report.html", "results", "figures"} <= names
     pngs = sorted(p.name for p in (out / "figures").iterdir())
     assert "tiny-brain-missing1-qualitative.png" in pngs and "tiny-brain-psnr-vs-missing.png" in pngs
-    assert (out / "report.html").read_text().count("data:image/png;base64,") == len(pngs), "same figures as the page"
     copies = sorted(p.relative_to(out / "results").as_posix() for p in (out / "results").glob("**/result.json"))
     assert len(copies) == 2 * 4 + 2 and "tiny-brain-missing1/mean-available/smoke-seed1/result.json" in copies
     rebuilt = render(build_paper_tables(tasks, out / "results"), "md")
@@ -68,13 +118,146 @@ def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_p
     assert (out / "plain.md").read_text() == render(build_table(tasks, out / "results"), "md")
     assert "[0.00]" in (out / "leaderboard.md").read_text(), "two seeds of mean-available: seed std shown"
     page = (out / "report.html").read_text()
-    assert _external_references(page) == []
     assert_valid_html(page)
+    assert "data:" not in page and re.findall(r"https?://", page) == []
+    sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert sorted(sources) == [f"figures/{name}" for name in pngs], "each figure stored once, linked relatively"
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
-    assert len(re.findall(r'src="data:image/png;base64,', page)) == len(captions) == 7
+    assert len(captions) == 7
     assert any(c.startswith("tiny-brain-missing1: qualitative") for c in captions)
     assert any(c.startswith("tiny-brain: mean PSNR") for c in captions), "PSNR vs missing count across the dataset"
     assert "<h2>tiny-brain: missing 1 / 2 of 3 modalities (A, B, C)</h2>" in page and "nearest-contrast" in page
     (runs / CARDIAC / "zero-fill").rename(tmp_path / "moved")
     write_leaderboard_folder(runs, out, tasks)
     assert not (out / "results" / CARDIAC / "zero-fill").exists(), "copies of removed runs do not linger"
+
+
+def test_leaderboard_folder_refreshes_from_its_own_results(tiny_registry, tmp_path):
+    """Rebuilt from its result copies (no predictions there): the same tables byte for byte, the qualitative figures
+    kept as drawn; without an earlier figure to keep, the refusal names the task."""
+    tasks = BRAIN + [CARDIAC]
+    out = tmp_path / "leaderboard"
+    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, tasks)
+    tables = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    qualitative = (out / "figures" / f"{CARDIAC}-qualitative.png").read_bytes()
+    write_leaderboard_folder(out / "results", out, tasks)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == tables
+    assert (out / "figures" / f"{CARDIAC}-qualitative.png").read_bytes() == qualitative
+    assert len(list((out / "results").glob("**/result.json"))) == 10
+    (out / "figures" / f"{CARDIAC}-qualitative.png").unlink()
+    with pytest.raises(MribenchError, match=f"{CARDIAC}: the runs under .* hold no predictions"):
+        write_leaderboard_folder(out / "results", out, tasks)
+
+
+def _result_with_extractor(runs, task, dataset, method, sha256):
+    values = {f"s{i}": 20.0 + i + (0.5 if method.endswith("+prompts") else 0.0) for i in range(6)}
+    segmenter = {"name": "segmenter-cpu-full", "sha256": sha256}
+    metrics = {"psnr": {"status": "ok", "per_subject": values, "aggregate": summarize(values), "extractor": None},
+               "fd-seg": {"status": "ok", "per_subject": values, "aggregate": summarize(values),
+                          "extractor": segmenter}}
+    result = Result(task={"name": task, "version": 1, "hash": task.ljust(64, "0"), "split_hash": "b" * 64,
+                          "dataset": dataset, "problem": "missing-modality", "missing": 1, "elements": ["A", "B"],
+                          "n_test": 6},
+                    method={"name": method, "version": "0.1.0", "plugin": "test", "preset": "cpu", "config": "{}",
+                            "config_hash": "c" * 16, "reads_mask": True},
+                    seed=0, metrics=metrics, subjects=sorted(values), provenance={"packages": {"mribench": "9"}})
+    write_result(result, run_dir(runs, task, method, "cpu", 0))
+
+
+def test_footnotes_show_each_datasets_own_segmenter(tmp_path):
+    """The +Prompts table spans both datasets: each dataset's cells name its own segmenter's hash."""
+    for task, dataset, sha in (("phantom-brats-missing1", "phantom-brats", "a" * 64),
+                               ("phantom-cardiac-missing8", "phantom-cardiac", "c" * 64)):
+        for method in ("mmt", "mmt+prompts"):
+            _result_with_extractor(tmp_path, task, dataset, method, sha)
+    grids = {grid.key: grid for grid in build_paper_tables(["phantom-brats-missing1", "phantom-cardiac-missing8"],
+                                                           tmp_path)}
+    prompts = [line for line in grids["prompts"].footnote if line.startswith("extractors")]
+    assert prompts == ["extractors of phantom-brats — fd-seg: segmenter-cpu-full sha256 aaaaaaaaaaaa",
+                       "extractors of phantom-cardiac — fd-seg: segmenter-cpu-full sha256 cccccccccccc"]
+    brain = "\n".join(grids["phantom-brats"].footnote)
+    assert "sha256 aaaaaaaaaaaa" in brain and "cccc" not in brain
+
+
+# -- the README's generated block and the committed folder ------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "leaderboard"
+
+
+def test_floor_comparison_names_who_beats_every_floor_where():
+    def cell(mean):
+        return GridCell(f"{mean}", Cell(mean=mean))
+
+    grid = Grid(key="d", title="d", columns=[("", "missing 1"), ("", "missing 2")], rows=[])
+    grid.section(GROUP_TITLES["floor"])
+    grid.rows += [GridRow("floor-a", [cell(10.0), cell(20.0)]), GridRow("floor-b", [cell(15.0), cell(5.0)])]
+    grid.section(GROUP_TITLES["gan"])
+    grid.rows += [GridRow("X", [cell(16.0), cell(21.0)]), GridRow("Y", [cell(16.0), cell(19.0)]),
+                  GridRow("Z", [cell(15.0), cell(20.0)])]
+    assert _floor_comparison(grid) == ("Mean PSNR above every floor (floor-a, floor-b) at every missing count: X; at "
+                                       "some: Y (missing 1); at none: Z.")
+
+
+def test_readme_block_replaces_only_the_text_between_the_markers(tiny_registry, tmp_path):
+    runs = _floor_runs(tmp_path / "runs", brain=True)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nprose [x]\n{README_BEGIN}\nstale 1.23\n{README_END}\nafter\n")
+    write_readme_block(readme, BRAIN, runs)
+    text = readme.read_text()
+    assert text.startswith(f"# title\n\nprose [x]\n{README_BEGIN}\n") and text.endswith(f"{README_END}\nafter\n")
+    assert "stale" not in text and "| mean-available |" in text and "| method | missing 1 | missing 2 |" in text
+    assert "8 runs over 2 tasks at the `smoke` preset" in text and "\n\n\n" not in text
+    assert "at every missing count" not in text, "floors only: no method to compare with them"
+    write_readme_block(readme, BRAIN, runs)
+    assert readme.read_text() == text, "rewriting is idempotent"
+    twice = f"{README_BEGIN}\n{README_BEGIN}\n{README_END}\n"
+    for broken in ("no markers\n", f"{README_END}\n{README_BEGIN}\n", twice):
+        readme.write_text(broken)
+        with pytest.raises(MribenchError, match="needs one line <!-- leaderboard:begin -->"):
+            write_readme_block(readme, BRAIN, runs)
+        assert readme.read_text() == broken
+
+
+def test_reproduce_from_results_refuses_a_bad_readme_first_then_rebuilds(tiny_registry, tmp_path):
+    out = tmp_path / "leaderboard"
+    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, BRAIN)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    command = ["reproduce", "--from-results", "--output", str(out), "--readme", str(readme)] + \
+        [arg for task in BRAIN for arg in ("-t", task)]
+    refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 2 and "needs one line" in refused.output and "Traceback" not in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, "nothing touched"
+    readme.write_text(f"{README_BEGIN}\n{README_END}\n")
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, "the same folder, byte for byte"
+    assert readme.read_text() == f"{README_BEGIN}\n{readme_block(BRAIN, out / 'results')}{README_END}\n"
+
+
+def test_committed_tables_and_readme_regenerate_byte_identical_from_the_committed_results():
+    """leaderboard/'s tables and README.md's results block are what the code makes of leaderboard/results (after a
+    change to the table code, `make readme` brings them up to date)."""
+    results = COMMITTED / "results"
+    grids = build_paper_tables(PHANTOM_TASKS, results)
+    for fmt, name in TABLE_FILES.items():
+        assert (COMMITTED / name).read_text() == render(grids, fmt, title="mribench leaderboard"), name
+    assert (COMMITTED / "leaderboard-reference.md").read_text() == render(
+        build_paper_tables(PHANTOM_TASKS, results, reference=True), "md")
+    assert (COMMITTED / "plain.md").read_text() == render(build_table(PHANTOM_TASKS, results), "md")
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(README_BEGIN + "\n", 1)[1].split(README_END, 1)[0]
+    assert block == readme_block(PHANTOM_TASKS, results), "run `make readme`"
+
+
+def test_committed_leaderboard_is_small_and_stores_each_figure_once():
+    size = sum(path.stat().st_size for path in COMMITTED.rglob("*") if path.is_file())
+    assert size <= 5_000_000, f"leaderboard/ holds {size / 1e6:.1f} MB"
+    page = (COMMITTED / "report.html").read_text()
+    figures = sorted(path.name for path in (COMMITTED / "figures").iterdir())
+    assert sorted(re.findall(r'<img [^>]*src="figures/([^"]+)"', page)) == figures and "data:" not in page
+    for name in figures:
+        with Image.open(COMMITTED / "figures" / name) as image:
+            assert image.mode == "P", f"{name}: a palette PNG"

@@ -180,3 +180,11 @@ def test_bench_lists_the_benchmarks_and_refuses_unknown_names():
     assert listing.exit_code == 0 and "ssim" in listing.output
     unknown = cli.invoke(app, ["bench", "ssimm"])
     assert unknown.exit_code == 2 and "did you mean 'ssim'" in unknown.output
+
+
+def test_predictions_preprocessed_only_writes_the_task_grid(tiny_registry, tmp_path):
+    outcome = _run(tmp_path, predictions="preprocessed")
+    assert not (outcome.folder / "predictions").exists()
+    files = sorted((outcome.folder / "predictions-preprocessed").glob("*/*.nii.gz"))
+    assert [f.parent.name for f in files] == outcome.result.subjects
+    assert all(nib.load(f).shape == (12, 16, 16) for f in files)

@@ -5,6 +5,8 @@ on the first run) and returns lazily loaded train and test sets.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ class TaskData:
 
     skipped: IDs of subjects left out because their data is bad (only with ``skip_bad``); skip_reasons: the one-line
     error of each, in the same order.
+    fingerprint: :func:`data_fingerprint` of the subjects of the split (bad ones removed): the same data under
+    another root or cache gives the same fingerprint, other data another one.
     """
 
     dataset: Dataset
@@ -35,6 +39,26 @@ class TaskData:
     test: SubjectSet
     skipped: list[str] = field(default_factory=list)
     skip_reasons: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+
+def data_fingerprint(dataset: Dataset, subject_ids: list[str]) -> str:
+    """SHA-256 of what a dataset holds, independent of where it lies: the sorted subject IDs and, for datasets read
+    from files, each source file's path relative to the root, size and header SHA-256 (never the root, mtime or
+    cache folder)."""
+    from mribench.data.nifti import NiftiDataset, file_fingerprint
+
+    root = Path(dataset.root)
+    entries: list[object] = []
+    for subject_id in sorted(subject_ids):
+        sources = []
+        if isinstance(dataset, NiftiDataset):
+            for path in dataset.source_files(subject_id):
+                info = file_fingerprint(path)
+                relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+                sources.append([relative, info["size"], info["header_sha256"]])
+        entries.append([subject_id, sources])
+    return hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
 
 
 def check_compatible(task: TaskSpec, dataset_cls: type[Dataset]) -> None:
@@ -98,9 +122,12 @@ def load_task_data(task: TaskSpec, data_root: str | Path | None, progress=None, 
         raise BadDataError(f"dataset {dataset_cls.name!r}: after skipping {len(skipped)} bad subjects the split of "
                            f"task {task.name} has {len(split.train)} train / {len(split.validation)} validation / "
                            f"{len(split.test)} test subjects")
-    return TaskData(dataset=dataset, root=root, split=split, train=SubjectSet(split.train, load),
-                    validation=SubjectSet(split.validation, load), test=SubjectSet(split.test, load),
-                    skipped=skipped, skip_reasons=reasons)
+    fingerprint = data_fingerprint(dataset, split.train + split.validation + split.test)
+    return TaskData(dataset=dataset, root=root, split=split,
+                    train=SubjectSet(split.train, load, data_fingerprint=fingerprint),
+                    validation=SubjectSet(split.validation, load, data_fingerprint=fingerprint),
+                    test=SubjectSet(split.test, load, data_fingerprint=fingerprint),
+                    skipped=skipped, skip_reasons=reasons, fingerprint=fingerprint)
 
 
-__all__ = ["TaskData", "load_task_data", "check_compatible", "subject_loader"]
+__all__ = ["TaskData", "data_fingerprint", "load_task_data", "check_compatible", "subject_loader"]

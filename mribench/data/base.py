@@ -5,6 +5,7 @@ generate that same layout into the cache on first use and then read it with the 
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +38,16 @@ class Subject:
 
 
 class SubjectSet(Sequence):
-    """A lazily loaded, ordered set of subjects (sorted IDs)."""
+    """A lazily loaded, ordered set of subjects (sorted IDs).
 
-    def __init__(self, subject_ids: Sequence[str], loader: Callable[[str], Subject]):
+    ``identity``: SHA-256 of the subject IDs and the fingerprint of the data they come from
+    (:func:`mribench.data.data_fingerprint`, when known): what a model trained on this set depends on.
+    """
+
+    def __init__(self, subject_ids: Sequence[str], loader: Callable[[str], Subject], data_fingerprint: str = ""):
         self.subject_ids = list(subject_ids)
         self._loader = loader
+        self.identity = hashlib.sha256("\n".join([data_fingerprint, *self.subject_ids]).encode()).hexdigest()
 
     def __len__(self) -> int:
         return len(self.subject_ids)

@@ -7,27 +7,25 @@ dtype and CRC-32, the affine and the loader's meta. A read re-fingerprints the s
 source file rebuilds just that subject, an entry damaged on disk is detected and rebuilt.
 
 Writes go to a temporary file that is renamed into place; a per-subject lock file (``fcntl.flock``) makes two
-processes filling the same cache build each subject once. Bad data raises before anything is written.
+processes filling the same cache build each subject once, and the temp files of a killed builder are swept by the
+next one. Bad data raises before anything is written.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mribench.atomic import atomic_path, atomic_write_bytes
+from mribench.atomic import atomic_path, atomic_write_bytes, file_lock, sweep_temporaries
 from mribench.data.base import Subject, cache_dir
 from mribench.data.nifti import NiftiDataset, file_fingerprint
 from mribench.tasks import PreprocessSpec
 
-CACHE_FORMAT = 1  # bump when preprocessing code changes the numbers it produces
+CACHE_FORMAT = 2  # bump when preprocessing code changes what it produces (2: meta holds the native grid)
 ENTRY_FILE = "entry.json"
 
 
@@ -62,10 +60,11 @@ class PreprocessedCache:
         subject, status = self._read_entry(subject_id, sources)
         if subject is not None:
             return subject
-        with self._lock(subject_id):
+        with file_lock(self.folder / ".locks" / f"{subject_id}.lock"):
             subject, status = self._read_entry(subject_id, sources)  # another process may have built it meanwhile
             if subject is not None:
                 return subject
+            sweep_temporaries(self.entry_dir(subject_id))  # what a killed builder left
             if status.startswith("corrupt"):
                 self.rebuilt.append(subject_id)
             fresh = self.dataset.load(subject_id, self.spec)
@@ -78,17 +77,6 @@ class PreprocessedCache:
         return self._read_entry(subject_id, sources)[1]
 
     # -- internals ----------------------------------------------------------------------------------------------
-    @contextmanager
-    def _lock(self, subject_id: str) -> Iterator[None]:
-        locks = self.folder / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{subject_id}.lock", "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
     def _read_entry(self, subject_id: str, sources: list[dict[str, Any]]) -> tuple[Subject | None, str]:
         folder = self.entry_dir(subject_id)
         try:

@@ -3,14 +3,16 @@
 A phantom subject is a continuous function of world position (RAS mm): every random field here (deformation,
 bias, lesion boundary noise) is a sum of random Fourier components that can be evaluated on any voxel grid, so one
 subject can be written on several acquisition grids (IXI's sagittal T1 and axial T2/PD) and stay the same anatomy.
-Generation is deterministic per (generator version, seed, size, subject index) through hash-seeded generators.
+Generation is deterministic per (generator version, seed, size, subject index) through hash-seeded generators; each
+dataset has its own generator version (:data:`GENERATOR_VERSIONS`), bumped whenever its generator changes the data.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import tempfile
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,13 +23,23 @@ import nibabel as nib
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mribench.atomic import apply_umask, file_lock, sweep_temporaries_of, temporary_name, wait_notice
 from mribench.data.base import cache_dir
 from mribench.errors import MribenchError
 from mribench.protocol import seeded_rng
 from mribench.training import progress_task
 
-GENERATOR_VERSION = 1
+# Generator version of each phantom dataset (a dataset not listed is at version 1). phantom-cardiac v2: 1.5 T
+# relaxation times, 8-10 mm slices, thinner subcutaneous fat, a reconstructed disc around the heart (calibrated with
+# ``mribench data calibrate`` against real short-axis stacks).
+GENERATOR_VERSIONS = {"phantom-brats": 1, "phantom-ixi": 1, "phantom-cardiac": 2}
+
+
+def generator_version(dataset: str) -> int:
+    return GENERATOR_VERSIONS.get(dataset, 1)
+
 MAX_WORKERS = 4
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 
 # -- options -------------------------------------------------------------------------------------------------
@@ -148,7 +160,8 @@ def grid_points(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
 
 def subject_rng(dataset: str, options: PhantomOptions, index: int, stream: str) -> np.random.Generator:
     """The generator of one random stream of one subject: a hash of (version, dataset, seed, size, index, stream)."""
-    return seeded_rng("mribench-phantom", GENERATOR_VERSION, dataset, options.seed, options.size_tag, index, stream)
+    return seeded_rng("mribench-phantom", generator_version(dataset), dataset, options.seed, options.size_tag, index,
+                      stream)
 
 
 # -- writing -------------------------------------------------------------------------------------------------
@@ -170,7 +183,7 @@ def to_scanner_units(volume: np.ndarray, gain: float) -> np.ndarray:
 def phantom_root(dataset: str, options: PhantomOptions) -> Path:
     """cache_dir()/phantoms/<dataset>-v<version>-seed<seed>-n<subjects>-<size>/"""
     return (cache_dir() / "phantoms"
-            / f"{dataset}-v{GENERATOR_VERSION}-seed{options.seed}-n{options.subjects}-{options.size_tag}")
+            / f"{dataset}-v{generator_version(dataset)}-seed{options.seed}-n{options.subjects}-{options.size_tag}")
 
 
 def worker_count(subjects: int) -> int:
@@ -181,37 +194,56 @@ def generate_root(dataset: str, options: PhantomOptions, write_subject: Callable
                   progress=None) -> Path:
     """Generate the dataset once into its cache folder and return it.
 
-    Subjects are written into a private temporary folder (in parallel processes), which is then renamed into
-    place, so a reader never sees a half-written dataset and two racing processes both end up with one copy.
+    One process generates (under a lock; a second one waits, then uses the result). Subjects are written into a
+    staging folder (in parallel worker processes that die with their parent), which is then renamed into place, so a
+    reader never sees a half-written dataset; a staging folder left by a killed process is swept by the next one.
     ``write_subject(folder, options, index)`` must be a picklable module-level function.
     """
     final = phantom_root(dataset, options)
     if final.is_dir():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-{uuid.uuid4().hex[:8]}-", dir=final.parent))
-    try:
-        with progress_task(progress, f"generating {dataset} phantom", options.subjects) as advance:
-            workers = worker_count(options.subjects)
-            if workers == 1:
-                for index in range(options.subjects):
-                    write_subject(staging, options, index)
-                    advance()
-            else:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
-                    futures = [pool.submit(write_subject, staging, options, index) for index in range(options.subjects)]
-                    for future in futures:
-                        future.result()
-                        advance()
+    say = wait_notice(progress.console if progress is not None else None)
+    with file_lock(final.with_name(f".{final.name}.lock"), on_wait=say):
+        if final.is_dir():  # generated by the process we waited for
+            return final
+        sweep_temporaries_of(final)
+        staging = Path(tempfile.mkdtemp(prefix=temporary_name(final), dir=final.parent))
+        apply_umask(staging, directory=True)
         try:
+            _write_subjects(staging, dataset, options, write_subject, progress)
             os.rename(staging, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def _write_subjects(staging: Path, dataset: str, options: PhantomOptions,
+                    write_subject: Callable[[Path, PhantomOptions, int], None], progress) -> None:
+    with progress_task(progress, f"generating {dataset} phantom", options.subjects) as advance:
+        workers = worker_count(options.subjects)
+        if workers == 1:
+            for index in range(options.subjects):
+                write_subject(staging, options, index)
+                advance()
+            return
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+            futures = [pool.submit(write_subject, staging, options, index) for index in range(options.subjects)]
+            for future in futures:
+                future.result()
+                advance()
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: ask the kernel (Linux) to SIGKILL this worker when its parent dies, so a killed
+    mribench leaves no idle workers behind; exit at once if the parent is already gone."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: workers then exit when the pool's queue breaks
+        return
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 class PhantomDataset:

@@ -4,8 +4,10 @@ on the complete real training data, cached and hashed like any other extractor.
 Regions are predicted as independent sigmoid channels: brain WT = {1, 2, 4}, TC = {1, 4}, ET = {4}; cardiac
 RV = {1}, MYO = {2}, LV = {3}. Variants: ``full`` (all modalities) and, for brain, one per set of available
 modalities (``avail-T1+T2+FLAIR`` ...), trained lazily when a test pattern needs it — the paper's "Missing"
-baseline. Checkpoints: ``cache_dir()/segmenters/<task.model_key>/<preset>-<config hash>/<variant>.pt`` written atomically and
-resumable (TrainState); the SHA-256 of the finished file is what results record.
+baseline. Checkpoints: ``cache_dir()/segmenters/<task.model_key>-<training data key>/<preset>-<config hash>/
+<variant>.pt``, written atomically and reproducibly (the same weights give the same bytes), resumable (TrainState)
+and trained under a lock (one process trains, another waits); results record the segmenter's name and the SHA-256 of
+the finished file — never its path, which differs from cache to cache.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mribench.atomic import file_lock, sweep_temporaries_of, wait_notice
 from mribench.data.base import cache_dir
 from mribench.errors import MribenchError
 from mribench.metrics.features import sha256_of
@@ -116,14 +119,18 @@ def _build(config: SegmenterConfig, in_channels: int, out_channels: int) -> torc
 _LOADED: dict[Path, Segmenter] = {}
 
 
-def segmenter_path(task: Any, preset: str, variant: str) -> Path:
-    """Keyed by the preset's config too: changing a preset trains new segmenters instead of refusing old ones."""
+def segmenter_path(task: Any, train: Any, preset: str, variant: str) -> Path:
+    """Keyed by the training data (``train.identity``: subject IDs and data fingerprint, so another data root trains
+    its own segmenter) and by the preset's config (changing a preset trains new segmenters instead of refusing old
+    ones)."""
     config_key = hashlib.sha256(json.dumps(asdict(PRESETS[preset]), sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir() / "segmenters" / task.model_key / f"{preset}-{config_key}" / f"{variant}.pt"
+    return (cache_dir() / "segmenters" / f"{task.model_key}-{train.identity[:12]}" / f"{preset}-{config_key}"
+            / f"{variant}.pt")
 
 
 def get_segmenter(task: Any, train: Any, preset: str, channels: list[int], progress=None) -> Segmenter:
-    """The cached segmenter of (task.model_key, preset, input channels); trained on ``train`` when absent.
+    """The cached segmenter of (task.model_key, training data, preset, input channels); trained on ``train`` when
+    absent, by one process at a time (a second one waits for the first and then loads its file).
 
     train: SubjectSet of complete training subjects with labels.
     """
@@ -132,7 +139,7 @@ def get_segmenter(task: Any, train: Any, preset: str, channels: list[int], progr
     config = PRESETS[preset]
     regions = regions_for(task.problem)
     variant = variant_name(channels, task.element_names, task.channels)
-    path = segmenter_path(task, preset, variant)
+    path = segmenter_path(task, train, preset, variant)
     if path in _LOADED:
         return _LOADED[path]
     identity = {"config": asdict(config), "channels": channels, "regions": regions, "model_key": task.model_key}
@@ -142,13 +149,17 @@ def get_segmenter(task: Any, train: Any, preset: str, channels: list[int], progr
     stride = 2 ** (len(config.blocks_down) - 1)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     state = TrainState(path, config_hash, model=net, opt=opt)
-    start = state.resume()
-    if start < config.steps:
-        _train(net, opt, state, start, config, train, channels, regions, stride, progress, f"segmenter {variant}")
-    payload = load_checkpoint(path, expect={"config_hash": config_hash})
+    say = wait_notice(progress.console if progress is not None else None)
+    with file_lock(path.with_name(f".{path.name}.lock"), on_wait=say):
+        sweep_temporaries_of(path)
+        start = state.resume()
+        if start < config.steps:
+            _train(net, opt, state, start, config, train, channels, regions, stride, progress, f"segmenter {variant}")
+        payload = load_checkpoint(path, expect={"config_hash": config_hash})
+        digest = sha256_of(path)
     net.load_state_dict(payload["objects"]["model"])
-    info = {"name": f"segmenter-{preset}-{variant}", "file": str(path), "sha256": sha256_of(path),
-            "pin": "trained by mribench"}
+    # identity = name + content hash: never the file's path, which differs from cache to cache
+    info = {"name": f"segmenter-{preset}-{variant}", "sha256": digest, "pin": "trained by mribench"}
     _LOADED[path] = Segmenter(net, channels, regions, stride, info, slicewise=bool(config.slices))
     return _LOADED[path]
 

@@ -31,8 +31,10 @@ def test_bssfp_blood_is_brighter_than_myocardium_and_lung_is_dark(simulations):
         frame = simulation.frames["ED"]
         blood = np.median(frame.image[frame.labels == LV])
         myocardium = np.median(frame.image[frame.labels == MYO])
-        lung = np.median(frame.image[frame.fractions["lung"] > 0.9])
-        fat = np.median(frame.image[frame.fractions["fat"] > 0.9])
+        reconstructed = np.broadcast_to(pc.reconstructed_disc(simulation.stack, OPTIONS.voxel_mm) > 0.99,
+                                        frame.image.shape)
+        lung = np.median(frame.image[(frame.fractions["lung"] > 0.9) & reconstructed])
+        fat = np.median(frame.image[(frame.fractions["fat"] > 0.9) & reconstructed])
         assert blood > 1.3 * myocardium
         assert np.median(frame.image[frame.labels == RV]) > 1.3 * myocardium
         assert fat > myocardium > 3 * lung
@@ -70,6 +72,18 @@ def test_the_heart_tapers_from_base_to_apex(simulations):
         largest = int(np.argmax(areas))
         assert largest < present[len(present) // 2]  # widest near the base (low slice index), narrow at the apex
         assert areas[present[-1]] < 0.5 * areas[largest]
+
+
+def test_only_noise_outside_the_reconstructed_disc(simulations):
+    for simulation in simulations:
+        frame = simulation.frames["ED"]
+        disc = pc.reconstructed_disc(simulation.stack, OPTIONS.voxel_mm)[:, :, 0]
+        assert 0.2 < disc.mean() < 0.6  # a disc of 0.33-0.40 of the FOV on a square grid covers 34-50 %
+        outside = np.broadcast_to((disc < 1e-3)[:, :, None], frame.image.shape)
+        blood = np.median(frame.image[frame.labels == LV])
+        # Rician noise of zero signal (σ = blood / 30): its 99th percentile is about 0.1 × blood; the chest wall and
+        # its fat, which reach outside the disc, would be about as bright as blood
+        assert np.percentile(frame.image[outside], 99) < 0.2 * blood
 
 
 def test_short_axis_stack_geometry(simulations):

@@ -43,11 +43,13 @@ def test_phantoms_are_registered_as_generated(registry):
 
 
 def test_cache_folder_is_keyed_by_version_seed_count_and_size(roots):
-    from mribench.data.phantom_common import GENERATOR_VERSION
+    from mribench.data.phantom_common import GENERATOR_VERSIONS
 
-    assert roots["phantom-brats"] == cache_dir() / "phantoms" / f"phantom-brats-v{GENERATOR_VERSION}-seed3-n2-4mm"
-    assert roots["phantom-cardiac"].name.endswith("-seed3-n2-3mm")
-    leftovers = [p.name for p in roots["phantom-brats"].parent.iterdir() if p.name.startswith(".")]
+    brats, cardiac = GENERATOR_VERSIONS["phantom-brats"], GENERATOR_VERSIONS["phantom-cardiac"]
+    assert roots["phantom-brats"] == cache_dir() / "phantoms" / f"phantom-brats-v{brats}-seed3-n2-4mm"
+    assert roots["phantom-cardiac"].name == f"phantom-cardiac-v{cardiac}-seed3-n2-3mm"
+    leftovers = [p.name for p in roots["phantom-brats"].parent.iterdir()
+                 if p.name.startswith(".") and not p.name.endswith(".lock")]  # a lock file stays (flock semantics)
     assert leftovers == []  # the staging folders were renamed or removed
 
 
@@ -104,7 +106,7 @@ def test_racing_generators_end_with_one_complete_copy(registry, monkeypatch, tmp
     with ThreadPoolExecutor(2) as pool:
         roots = list(pool.map(lambda _: cls.prepare_root(options), range(2)))
     assert roots[0] == roots[1]
-    assert sorted(p.name for p in (tmp_path / "phantoms").iterdir()) == [roots[0].name]
+    assert sorted(p.name for p in (tmp_path / "phantoms").iterdir() if not p.name.endswith(".lock")) == [roots[0].name]
     assert (roots[0] / "patient001" / "Info.cfg").is_file()
 
 
@@ -140,3 +142,24 @@ def test_generation_is_identical_across_processes():
     assert len(set(outputs[0].values())) == len(outputs[0])
     assert all(len(h) == 64 for h in outputs[0].values())
     assert hashlib.sha256(b"").hexdigest() not in outputs[0].values()
+
+
+@pytest.mark.parametrize("name, grid_file", [("phantom-brats", "{sid}/{sid}_t1.nii.gz"),
+                                             ("phantom-ixi", "{sid}-T2.nii.gz"),
+                                             ("phantom-cardiac", "{sid}/{sid}_frame01.nii.gz")],
+                         ids=["brats", "ixi", "cardiac"])
+def test_phantom_predictions_go_back_onto_the_source_grid(registry, roots, name, grid_file):
+    """A prediction mapped back by to_native has the shape and affine of the file whose grid the loader used (IXI:
+    the T2 grid the T1 is resampled onto), and lies where the subject's foreground is."""
+    from mribench.data.preprocess import NativeGrid, to_native
+
+    dataset = registry.dataset(name)(roots[name], TINY[name])
+    sid = dataset.subject_ids()[0]
+    subject = dataset.load(sid, CARDIAC_SPEC if name == "phantom-cardiac" else BRAIN_SPEC)
+    grid = NativeGrid.of(subject.meta)
+    source = nib.load(str(roots[name] / grid_file.format(sid=sid)))
+    native = to_native(subject.image[0], grid)
+    assert native.shape == source.shape and np.allclose(grid.affine_array, source.affine, atol=1e-4)
+    values = np.asarray(source.dataobj, dtype=np.float32)
+    foreground = values > 0.2 * values.max()  # the cardiac phantom has noise (not zeros) outside its signal disc
+    assert native[foreground].mean() > 5 * native[~foreground].mean()

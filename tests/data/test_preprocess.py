@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mribench.data.nifti import RawSubject
-from mribench.data.preprocess import preprocess_subject
+from mribench.data.preprocess import NativeGrid, preprocess_subject, to_native, to_preprocessed
 from mribench.tasks import PreprocessSpec
 
 LPS_AFFINE = np.array([[-1.5, 0, 0, 20.0], [0, -1.5, 0, 15.0], [0, 0, 2.0, -12.0], [0, 0, 0, 1]])
@@ -116,3 +116,87 @@ def test_a_prediction_saved_with_the_subject_affine_overlays_the_source(tmp_path
     back = resample_from_to(nib.load(tmp_path / "prediction.nii.gz"), (raw.label.shape, raw.affine), order=0)
     predicted, truth = np.asarray(back.dataobj) == 1, raw.label == 1
     assert 2 * (predicted & truth).sum() / (predicted.sum() + truth.sum()) > 0.9
+
+
+# -- the way back: predictions on the subject's source grid ---------------------------------------------------
+NATIVE_SPECS = [
+    PreprocessSpec(shape=(8, 14, 12), crop_foreground=True, slice_window=10, center_crop=(18, 16),
+                   percentiles=(0.0, 100.0)),
+    PreprocessSpec(shape=(10, 16, 12), crop_foreground=False, percentiles=(0.0, 100.0)),
+    PreprocessSpec(shape=(6, 20, 18), orientation=None, crop_foreground=True, percentiles=(0.0, 100.0)),
+]
+
+
+# world x runs along voxel axis 1 and y along axis 0: reorienting and putting the slice axis first is then a cyclic
+# permutation (not its own inverse), and axis 0 is flipped
+SWAPPED_AFFINE = np.array([[0, 1.5, 0, -20.0], [-1.25, 0, 0, 15.0], [0, 0, 2.0, -12.0], [0, 0, 0, 1]])
+NATIVE_AFFINES = pytest.mark.parametrize("affine", [LPS_AFFINE, SWAPPED_AFFINE], ids=["lps", "swapped"])
+
+
+def _box_interior(grid: NativeGrid, margin: int) -> np.ndarray:
+    """Source-grid mask of the crop box shrunk by ``margin`` voxels on every side."""
+    inside = np.zeros(grid.reoriented_shape, dtype=bool)
+    inside[tuple(slice(start + margin, stop - margin) for start, stop in grid.box)] = True
+    inside = np.flip(inside, axis=[k for k in range(3) if grid.flipped[k]])
+    return np.transpose(inside, np.argsort(grid.axes))
+
+
+@NATIVE_AFFINES
+@pytest.mark.parametrize("spec", NATIVE_SPECS)
+def test_native_image_matches_nibabel_resampling_through_the_affines(spec, affine, tmp_path):
+    """to_native of a preprocessed image equals nibabel's trilinear resampling of the NIfTI written with the
+    subject's affine onto the source grid (inside the crop box, off its border voxels), and is zero outside."""
+    import nibabel as nib
+    from nibabel.processing import resample_from_to
+
+    from mribench.data.nifti import write_volume
+
+    raw = raw_with_blob(affine=affine)
+    subject = preprocess_subject(raw, spec)
+    grid = NativeGrid.of(subject.meta)
+    assert grid.shape == raw.image.shape[1:] and np.array_equal(grid.affine_array, raw.affine)
+    native = to_native(subject.image[0], grid)
+    assert native.shape == raw.image.shape[1:] and native.dtype == np.float32
+    write_volume(tmp_path / "pred.nii.gz", subject.image[0], subject.affine)
+    reference = np.asarray(resample_from_to(nib.load(tmp_path / "pred.nii.gz"), (native.shape, raw.affine),
+                                            order=1).dataobj)
+    interior = _box_interior(grid, margin=2)
+    assert interior.sum() > 100
+    np.testing.assert_allclose(native[interior], reference[interior], atol=1e-4)
+    assert not native[~_box_interior(grid, margin=0)].any()
+
+
+@NATIVE_AFFINES
+@pytest.mark.parametrize("spec", NATIVE_SPECS)
+def test_native_label_is_the_source_label_when_nothing_was_resized(spec, affine):
+    raw = raw_with_blob(affine=affine)
+    raw.label[4:18, 6:20, 4:12] = 1
+    box_shape = tuple(b - a for a, b in NativeGrid.of(preprocess_subject(raw, spec).meta).box)
+    subject = preprocess_subject(raw, spec.model_copy(update={"shape": box_shape}))
+    grid = NativeGrid.of(subject.meta)
+    native = to_native(subject.label, grid, label=True)
+    inside = _box_interior(grid, margin=0)
+    assert native.dtype == np.int16 and (native != 0).any()
+    np.testing.assert_array_equal(native[inside], raw.label[inside])
+    assert not native[~inside].any()
+
+
+@NATIVE_AFFINES
+@pytest.mark.parametrize("spec", NATIVE_SPECS)
+def test_to_preprocessed_is_the_pipeline_without_intensity_scaling(spec, affine):
+    raw = raw_with_blob(affine=affine)
+    subject = preprocess_subject(raw, spec)
+    grid = NativeGrid.of(subject.meta)
+    for channel in range(2):
+        moved = to_preprocessed(raw.image[channel], grid, spec.shape)
+        scaled = (moved - moved.min()) / (moved.max() - moved.min())  # percentiles (0, 100): min-max
+        np.testing.assert_allclose(scaled, subject.image[channel], atol=1e-5)
+
+
+def test_native_grid_survives_the_cache_json():
+    import json
+
+    subject = preprocess_subject(raw_with_blob(), NATIVE_SPECS[0])
+    stored = json.loads(json.dumps(subject.meta))
+    assert NativeGrid.of(stored) == NativeGrid.of(subject.meta)
+    assert NativeGrid.of({}) is None

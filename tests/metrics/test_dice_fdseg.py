@@ -74,16 +74,16 @@ def test_dice_full_missing_synthesis_and_cache():
     assert result.aggregate["synthesis"] == pytest.approx(result.aggregate["full"])
     assert set(result.aggregate["missing"]) == {"WT", "TC", "ET", "mean"}
     assert result.extractor["name"] == "segmenter-smoke-full" and len(result.extractor["sha256"]) == 64
-    assert segmenter_path(task, "smoke", "full").is_file()
-    assert segmenter_path(task, "smoke", "avail-A+C").is_file()  # Missing variant trained lazily
-    assert not segmenter_path(task, "smoke", "avail-A+B").exists()
+    assert segmenter_path(task, train, "smoke", "full").is_file()
+    assert segmenter_path(task, train, "smoke", "avail-A+C").is_file()  # Missing variant trained lazily
+    assert not segmenter_path(task, train, "smoke", "avail-A+B").exists()
     assert fdseg.compute().aggregate["mean"] == pytest.approx(0.0, abs=1e-6)
     # cached: a fresh process state loads the same file without retraining
     segmenter_module._LOADED.clear()
-    before = segmenter_path(task, "smoke", "full").stat().st_mtime_ns
+    before = segmenter_path(task, train, "smoke", "full").stat().st_mtime_ns
     again = get_segmenter(task, train, "smoke", [0, 1, 2])
     assert again.info["sha256"] == result.extractor["sha256"]
-    assert segmenter_path(task, "smoke", "full").stat().st_mtime_ns == before
+    assert segmenter_path(task, train, "smoke", "full").stat().st_mtime_ns == before
 
 
 def test_fdseg_grows_with_corruption():
@@ -115,7 +115,7 @@ def test_cardiac_missing_uses_zero_filled_slices():
                                                  "label": torch.from_numpy(subject.label)})
     result = metric.compute()
     assert set(result.aggregate["full"]) == {"RV", "MYO", "LV", "mean"}
-    assert not segmenter_path(task, "smoke", "avail-slice00").exists()
+    assert not segmenter_path(task, train, "smoke", "avail-slice00").exists()
 
 
 def test_not_computed_without_labels():

@@ -87,3 +87,50 @@ def test_bad_predictions_name_subject_and_file(tmp_path, monkeypatch, problem):
         score_predictions(task, tmp_path)
     message = str(info.value)
     assert "\n" not in message and (problem == "missing-subject" or "sax.nii.gz" in message)
+
+
+def _subject_from_source(sid: str, affine: np.ndarray):
+    """A subject preprocessed from a (2, 20, 22, 14) source volume (so it has a native grid) and that source."""
+    from mribench.data.nifti import RawSubject
+    from mribench.data.preprocess import preprocess_subject
+    from mribench.tasks import PreprocessSpec
+
+    rng = np.random.default_rng(len(sid))
+    source = np.zeros((3, 20, 22, 14), dtype=np.float32)
+    source[:, 2:-2, 3:-3, 1:-1] = 0.2 + rng.random((3, 16, 16, 12)).astype(np.float32)
+    subject = preprocess_subject(RawSubject(sid, source, affine, None, files=[]),
+                                 PreprocessSpec(shape=SHAPE, percentiles=(0.0, 100.0)))
+    return subject, source
+
+
+def test_predictions_on_the_source_grid_are_brought_onto_the_task_grid(tmp_path, monkeypatch):
+    """A native prediction is scored after the preprocessing's own crop and resize, so the source image itself, scaled
+    as the pipeline scales it, scores as perfect (up to float32 rounding); the source shape with another affine, or a
+    shape of neither grid, is a one-line error."""
+    from mribench.data.nifti import write_volume
+    from mribench.data.preprocess import NativeGrid, to_preprocessed
+
+    task = _task("missing-modality")
+    affine = np.array([[0, 1.5, 0, -20.0], [-1.25, 0, 0, 15.0], [0, 0, 2.0, -12.0], [0, 0, 0, 1]])
+    shifted = affine.copy()
+    shifted[:3, 3] += 2.0
+    subjects = {}
+    for sid in ("s0", "s1"):
+        subjects[sid], source = _subject_from_source(sid, affine)
+        channel = int(np.flatnonzero(~evaluation_pattern(task, sid).all(axis=1))[0])
+        element = f"{task.element_names[channel]}.nii.gz"
+        # percentiles (0, 100): the pipeline min-max scales the resized volume
+        resized = to_preprocessed(source[channel], NativeGrid.of(subjects[sid].meta), SHAPE)
+        native = (source[channel] - resized.min()) / (resized.max() - resized.min())
+        write_volume(tmp_path / "native" / sid / element, native, affine)
+        write_volume(tmp_path / "shifted" / sid / element, native, shifted)
+        write_volume(tmp_path / "cut" / sid / element, native[:-1], affine)
+    test = SubjectSet(sorted(subjects), subjects.__getitem__)
+    monkeypatch.setattr(score_module, "load_task_data",
+                        lambda task, root, progress=None: SimpleNamespace(train=test, test=test))
+    psnr_values = score_predictions(task, tmp_path / "native").results["psnr"].per_subject
+    assert sorted(psnr_values) == ["s0", "s1"] and min(psnr_values.values()) > 60
+    with pytest.raises(MribenchError, match="has the source volume's shape but not its affine"):
+        score_predictions(task, tmp_path / "shifted")
+    with pytest.raises(MribenchError, match=r"expected \(12, 12, 12\) .* or \(20, 22, 14\)"):
+        score_predictions(task, tmp_path / "cut")

@@ -11,9 +11,11 @@ elements are present (attention keys, where to put noise), a +Prompts variant in
 """
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -255,6 +257,7 @@ class ElementMethod(Method):
     """
 
     uses_prompts: ClassVar[bool] = False
+    calls_step_hook = True
     ema_of: ClassVar[str | None] = None
     default_prompt_dim: ClassVar[int] = 512  # the paper's prompt width; the tokenizer's own width wins in fit
 
@@ -327,12 +330,14 @@ class ElementMethod(Method):
             objects["ema"] = self.ema
         state = TrainState(workdir / "train.pt", config_hash(self.config), **objects)
         start = state.resume()
+        training_seconds = float(state.extra.get("training_seconds", 0.0))
         log = CSVLog(workdir / "losses.csv")
         rank = dist_info().rank  # each DDP rank draws its own batches
         for net in self.nets.values():
             net.train()
         with progress_task(progress, f"{self.name}: training", total, start) as advance:
             for step in range(start, total):
+                started = time.perf_counter()
                 rng = seeded_rng("train-batch", self.name, self.seed, step, rank)
                 batch = data.batch(rng, batch_size, self.k_range(step))
                 losses = self.train_step(batch, step)
@@ -342,8 +347,23 @@ class ElementMethod(Method):
                     self.ema.update(self.nets[self.ema_of])
                 log.write(step=step + 1, **losses)
                 advance(**losses)
+                training_seconds += time.perf_counter() - started
+                self.after_training_step(step + 1, training_seconds)  # before saving: a kill inside it repeats it
+                state.extra["training_seconds"] = training_seconds
                 state.maybe_save(step + 1, self.config.save_every, total)
         self.nets = {name: unwrap(net).eval() for name, net in self.nets.items()}
+
+    @contextmanager
+    def synthesis_ready(self) -> Iterator[None]:
+        """Unwrapped networks in eval mode (the EMA copy where there is one, as after fit); training mode after."""
+        wrapped = self.nets
+        self.nets = {name: unwrap(net).eval() for name, net in wrapped.items()}
+        try:
+            yield
+        finally:
+            self.nets = wrapped
+            for net in wrapped.values():
+                net.train()
 
     def _build(self, spec: CodeSpec) -> None:
         self.spec = spec

@@ -6,7 +6,8 @@ modalities), ``(B, E, d)`` (cardiac: latent slices along the slice axis) or alre
 
 Process. 500 timesteps, scaled-linear betas 0.0015 -> 0.0195 (``sqrt(beta)`` linear), taken from MONAI's
 ``DDPMScheduler`` (schedule ``scaled_linear_beta``), whose ``add_noise`` also forms ``x_t``. Missing latents are
-noised, available ones stay clean; the model predicts x0 and is trained with MSE on the missing latents only.
+noised, available ones stay clean; the model predicts x0 and is trained with MSE on all latents (joint objective)
+or on the missing ones only (ablation).
 
 Sampling is deterministic DDIM (eta = 0) written here rather than with MONAI's ``DDIMScheduler``: its ``step``
 takes the previous timestep as ``t - T // steps``, which disagrees with its own ``set_timesteps`` grid whenever
@@ -44,20 +45,23 @@ class GaussianDiffusion:
         return torch.where(available, x0, noisy)
 
     def training_loss(self, model_fn: ModelFn, x0: torch.Tensor, latent_availability: torch.Tensor,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """Scalar MSE between ``model_fn(x_t, t)`` and x0 over the missing latents; t uniform in [0, T).
+                      generator: torch.Generator | None = None, missing_only: bool = False) -> torch.Tensor:
+        """Scalar MSE between ``model_fn(x_t, t)`` and x0; t uniform in [0, T).
 
-        A batch without missing latents gives a zero loss (still connected to the graph).
+        By default over all latents: the paper's joint reconstruction and synthesis objective (its Eq. 5, after
+        M2DN). ``missing_only`` restricts it to the missing latents (ablation); a batch without missing latents then
+        gives a zero loss (still connected to the graph).
         """
         batch = x0.shape[0]
         timesteps = torch.randint(0, self.num_timesteps, (batch,), generator=generator, device=x0.device)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = self.q_sample(x0, latent_availability, timesteps, noise)
         prediction = model_fn(x_t, timesteps)
+        squared_error = (prediction - x0).square()
+        if not missing_only:
+            return squared_error.mean()
         missing = ~expand_availability(latent_availability, x0.shape)
-        squared_error = (prediction - x0).square() * missing
-        count = missing.expand_as(x0).sum().clamp_min(1)
-        return squared_error.sum() / count
+        return (squared_error * missing).sum() / missing.expand_as(x0).sum().clamp_min(1)
 
     def ddim_timesteps(self, steps: int) -> torch.Tensor:
         """``steps`` descending timesteps from T-1 to 0, evenly spaced and rounded."""

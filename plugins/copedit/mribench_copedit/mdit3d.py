@@ -50,13 +50,18 @@ TOKEN_AXES = ("element", "depth", "plane")
 
 @dataclass(frozen=True)
 class MDiT3DSize:
-    """Width, depth, heads and cubic patch edge of one size preset; ``mlp_ratio`` scales the MLP's hidden width."""
+    """Width, depth, heads and patch of one size preset: a cubic edge, or ``(pd, ph, pw)`` (e.g. ``(1, 2, 2)`` keeps
+    one token per latent slice for slice-wise cardiac latents); ``mlp_ratio`` scales the MLP's hidden width."""
 
     hidden: int
     depth: int
     heads: int
-    patch: int
+    patch: int | tuple[int, int, int]
     mlp_ratio: float = 4.0
+
+    @property
+    def patch_shape(self) -> tuple[int, int, int]:
+        return (self.patch,) * 3 if isinstance(self.patch, int) else tuple(self.patch)
 
 
 @dataclass(frozen=True)
@@ -242,8 +247,7 @@ class MDiT3D(nn.Module):
         self.config = config
         self.latent_shape = tuple(int(n) for n in latent_shape)
         elements, channels, depth, height, width = self.latent_shape
-        patch = dims.patch
-        self.patch_shape = (1, patch, patch) if config.diffuser == "dit" else (patch, patch, patch)
+        self.patch_shape = (1, *dims.patch_shape[1:]) if config.diffuser == "dit" else dims.patch_shape
         for axis, size, edge in zip("dhw", (depth, height, width), self.patch_shape, strict=True):
             if size % edge:
                 raise MribenchError(f"latent {axis}={size} is not divisible by the {config.size} patch {edge}")
@@ -317,7 +321,9 @@ MDIT3D_PRESETS: dict[str, MDiT3DSize] = {
     "MDiT3D-B": MDiT3DSize(hidden=768, depth=16, heads=12, patch=2),    # brain, paper: 173.3 M
     "MDiT3D-C": MDiT3DSize(hidden=384, depth=12, heads=6, patch=1),     # cardiac, paper's 33.0 M (released config)
     "MDiT3D-C576": MDiT3DSize(hidden=576, depth=12, heads=12, patch=1),  # the paper table's literal widths
-    "MDiT3D-S": MDiT3DSize(hidden=192, depth=8, heads=6, patch=1),      # cpu preset
+    "MDiT3D-S": MDiT3DSize(hidden=192, depth=8, heads=6, patch=1),
+    "MDiT3D-XS": MDiT3DSize(hidden=64, depth=4, heads=4, patch=2),           # cpu preset, brain
+    "MDiT3D-XS-slice": MDiT3DSize(hidden=64, depth=4, heads=4, patch=(1, 2, 2)),  # cpu preset, slice-wise cardiac
     "MDiT3D-T": MDiT3DSize(hidden=48, depth=4, heads=4, patch=1),       # smoke preset / tests
 }
 

@@ -1,8 +1,9 @@
 """The ``copedit`` method: CoPeVAE prompts + MDiT3D latent diffusion, one model per dataset for every missing count."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import torch
 
@@ -19,6 +20,7 @@ from mribench_copedit.trainer import (
     build_tokenizer,
     freeze,
     sample,
+    tokenizer_report,
     train_diffusion,
     train_tokenizer,
 )
@@ -43,6 +45,7 @@ class CoPeDiT(Method):
     presets: ClassVar[dict[str, CoPeDiTConfig]] = PRESETS
     reads_mask: ClassVar[bool] = False
     family: ClassVar[str] = "proposed"
+    calls_step_hook: ClassVar[bool] = True  # the hook follows stage II (the diffuser); stage I runs before it
     summary: ClassVar[str] = "CoPeDiT: CoPeVAE completeness prompts + MDiT3D latent diffusion (DDIM)"
 
     def __init__(self, config: CoPeDiTConfig, seed: int = 0):
@@ -57,14 +60,21 @@ class CoPeDiT(Method):
         settings = self.config.for_problem(task.problem)
         images = TrainImages(train, task)
         shared = self.shared_dir if self.shared_dir is not None else Path(workdir) / "shared"
-        self.tokenizer, tokenizer_report = train_tokenizer(
+        self.tokenizer, facts = train_tokenizer(
             settings.tokenizer, task, images, tokenizer_folder(shared, self.config.preset, self.seed), self.seed,
             progress)
-        self.network, self.latent_scale = train_diffusion(
-            settings.diffusion, self.tokenizer, tokenizer_report["tokenizer_hash"], task, images, Path(workdir),
-            self.seed, progress)
+        held_out = (TrainImages(self.validation, task), "validation") if self.validation else (images, "train")
+        tokenizer_quality = tokenizer_report(self.tokenizer, task, held_out[0], self.seed, split=held_out[1])
         self.problem = task.problem
-        self.training_report = {"tokenizer": tokenizer_report, "latent_scale": self.latent_scale}
+
+        def after_step(step: int, training_seconds: float, network, latent_scale: float) -> None:
+            self.network, self.latent_scale = network, latent_scale
+            self.after_training_step(step, training_seconds)
+
+        self.network, self.latent_scale = train_diffusion(
+            settings.diffusion, self.tokenizer, facts["tokenizer_hash"], task, images, Path(workdir),
+            self.seed, progress, after_step=after_step if self.step_hook is not None else None)
+        self.training_report = {"tokenizer": {**facts, **tokenizer_quality}, "latent_scale": self.latent_scale}
 
     def synthesize(self, batch: Batch) -> torch.Tensor:
         """(B, C, D, H, W) complete volumes; reads ``batch.image`` only (seeded by the global torch RNG)."""
@@ -74,6 +84,23 @@ class CoPeDiT(Method):
 
     def report(self) -> dict[str, Any]:
         return self.training_report
+
+    # -- the step hook: it follows stage II ---------------------------------------------------------------------
+    @classmethod
+    def hooked_steps(cls, config: CoPeDiTConfig) -> int:
+        """Stage II steps (every preset gives both problems the same count)."""
+        return max(config.brain.diffusion.steps, config.cardiac.diffusion.steps)
+
+    @classmethod
+    def with_hooked_steps(cls, config: CoPeDiTConfig, steps: int) -> CoPeDiTConfig:
+        """``config`` with stage II running ``steps`` steps (stage I, and so the shared tokenizer, unchanged)."""
+        return config.with_diffusion(steps=steps)
+
+    @contextmanager
+    def synthesis_ready(self) -> Iterator[None]:
+        """Nothing to switch: at every hooked step ``self.network`` is the EMA diffuser in eval mode (the copy
+        ``synthesize`` uses after fit) and the tokenizer is frozen; the training network is never touched."""
+        yield
 
     def state(self) -> dict[str, Any]:
         return {"problem": self.problem, "tokenizer": self.tokenizer.state_dict(),

@@ -1,9 +1,12 @@
 """Completeness perception: three prompt encoders, their pretext heads and losses.
 
-Each prompt encoder reads ONLY the zero-filled incomplete input (B, C, D, H, W) — never an availability mask —
-and returns one prompt token: 3D convs (strides 4, 2, 1 → an 8× coarser grid), average pooling over the in-plane
-axes (H, W), then a linear map of the remaining slice profile (d × channels) to ``prompt_dim``. Pooling only
-in-plane keeps where along the slice axis a run is missing, which the cardiac position task needs.
+Each prompt encoder reads ONLY the tokenizer's latents of the available elements ``(B, E, c, d, h, w)``, zero where
+an element is missing (the paper's §3.2: the prompt encoders transform the latent tokens of the available elements)
+— never an image or an availability mask — and returns one prompt token: 3D convs over the latent grid (elements ×
+channels stacked as input channels; the second conv halves the in-plane grid), average pooling over the in-plane
+axes (h, w), then a linear map of the remaining slice profile (d × channels) to ``prompt_dim``. Pooling only in-plane
+keeps where along the slice axis a run is missing, which the cardiac position task needs, and lets the encoders read
+latents of any in-plane size (stage I trains on in-plane crops).
 
 Pretext tasks (supervised by the training mask, used only in stage I):
 1. count: missing count classification over 0..N (cross-entropy);
@@ -27,20 +30,20 @@ from mribench_copedit.presets import TokenizerConfig
 
 
 class PromptEncoder(nn.Module):
-    """Zero-filled volume (B, C, D, H, W), D/H/W divisible by 8 → one prompt token (B, prompt_dim)."""
+    """Available latents (B, E, c, d, h, w), zero where missing, → one prompt token (B, prompt_dim)."""
 
-    def __init__(self, in_channels: int, n_slices: int, channels: tuple[int, int, int], prompt_dim: int):
+    def __init__(self, in_channels: int, latent_depth: int, channels: tuple[int, int, int], prompt_dim: int):
         super().__init__()
         c1, c2, c3 = channels
         self.convs = nn.Sequential(
-            nn.Conv3d(in_channels, c1, kernel_size=4, stride=4), nn.GELU(),
-            nn.Conv3d(c1, c2, kernel_size=3, stride=2, padding=1), nn.GELU(),
-            nn.Conv3d(c2, c3, kernel_size=3, stride=1, padding=1), nn.GELU(),
+            nn.Conv3d(in_channels, c1, kernel_size=3, padding=1), nn.GELU(),
+            nn.Conv3d(c1, c2, kernel_size=3, stride=(1, 2, 2), padding=1), nn.GELU(),
+            nn.Conv3d(c2, c3, kernel_size=3, padding=1), nn.GELU(),
         )
-        self.to_token = nn.Linear(c3 * (n_slices // 8), prompt_dim)
+        self.to_token = nn.Linear(c3 * latent_depth, prompt_dim)
 
-    def forward(self, zero_filled: torch.Tensor) -> torch.Tensor:
-        features = self.convs(zero_filled).mean(dim=(3, 4))  # (B, c3, D/8): in-plane average pooling
+    def forward(self, available_latents: torch.Tensor) -> torch.Tensor:
+        features = self.convs(available_latents.flatten(1, 2)).mean(dim=(3, 4))  # (B, c3, d): in-plane pooling
         return self.to_token(features.flatten(1))
 
 
@@ -53,20 +56,26 @@ class PretextTargets:
     missing_latents: torch.Tensor  # (B, E, d) bool, True where a latent slice holds missing content
 
     @classmethod
-    def from_mask(cls, availability_mask: torch.Tensor, problem: str, compression: int = 8) -> PretextTargets:
+    def from_mask(cls, availability_mask: torch.Tensor, problem: str, depth_compression: int) -> PretextTargets:
         count = missing_count(availability_mask, problem)
         if problem == "missing-modality":
             position = (~availability_mask.all(dim=2)).float()
         else:
             slice_missing = ~availability_mask.all(dim=1)  # (B, D)
             position = slice_missing.int().argmax(dim=1)
-        return cls(count, position, ~latent_availability(availability_mask, compression))
+        return cls(count, position, ~latent_availability(availability_mask, depth_compression))
 
 
-def latent_availability(element_availability: torch.Tensor, compression: int = 8) -> torch.Tensor:
-    """(B, C, D) observed elements → (B, E=C, D/compression): a latent slice is observed iff all its slices are."""
+def latent_availability(element_availability: torch.Tensor, depth_compression: int) -> torch.Tensor:
+    """(B, C, D) observed elements → (B, E=C, D/depth_compression): a latent slice is observed iff all the slices
+    it is built from are (with slice-wise latents, depth_compression = 1, exactly the observed slices)."""
     b, c, d = element_availability.shape
-    return element_availability.reshape(b, c, d // compression, compression).all(dim=3)
+    return element_availability.reshape(b, c, d // depth_compression, depth_compression).all(dim=3)
+
+
+def mask_latents(latents: torch.Tensor, latent_availability: torch.Tensor) -> torch.Tensor:
+    """Latents (B, E, c, d, h, w) with the unavailable latent slices (B, E, d) set to zero."""
+    return latents * latent_availability[:, :, None, :, None, None].to(latents.dtype)
 
 
 def observed_from_zero_filled(image: torch.Tensor, problem: str) -> torch.Tensor:

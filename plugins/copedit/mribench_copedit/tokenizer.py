@@ -1,10 +1,16 @@
-"""CoPeVAE: the stage I tokenizer — a 3D VQ autoencoder with completeness perception.
+"""CoPeVAE: the stage I tokenizer — a VQ autoencoder with completeness perception.
 
-Every element volume is encoded on its own as a 1-channel volume: brain (B, C, D, H, W) → C modality volumes;
-cardiac (B, 1, D, H, W) → one volume. So with E = C in both problems, latents are (B, E, c, d, h, w) with
-c = latent_dim and (d, h, w) = (D, H, W) / 8. The autoencoder is MONAI's VQVAE (EMA codebook, three stride-2
-levels); the discriminator is MONAI's PatchDiscriminator with the LSGAN PatchAdversarialLoss; the perceptual term
-is MONAI's PerceptualLoss (2.5D ResNet-50) and is built only from a local weight file.
+Every element is encoded on its own, so an observed element's latents never depend on a missing one:
+- brain (B, C, D, H, W): each modality as a 1-channel 3D volume → latents (B, E=C, c, D/f, H/f, W/f);
+- cardiac (``slice_wise``): each slice as a 1-channel 2D image → latents (B, E=1, c, D, H/f, W/f): one latent slice
+  per image slice, so a missing run never straddles a latent slice and no observed slice is thrown away.
+Here c = ``latent_dim`` and f = ``compression``. The autoencoder is MONAI's VQVAE (EMA codebook; or its encoder and
+decoder alone with ``quantize=False``); the discriminator is MONAI's PatchDiscriminator with the LSGAN
+PatchAdversarialLoss; the perceptual term is MONAI's PerceptualLoss (ResNet-50) and is built only from a local file.
+
+The three prompt encoders read the encoder's latents of the available elements (zero where missing), never an image
+or a mask (the paper's §3.2), so the pretext losses reach the encoder. ``prompts(zero_filled)`` infers the available
+elements from the zero-filled input itself (all-zero channels / slices), encodes it and reads the masked latents.
 """
 from __future__ import annotations
 
@@ -20,54 +26,114 @@ from torch import nn
 
 from mribench.errors import MribenchError
 from mribench_copedit.presets import TokenizerConfig
-from mribench_copedit.prompts import PretextHeads, PretextTargets, PromptEncoder
+from mribench_copedit.prompts import (
+    PretextHeads,
+    PretextTargets,
+    PromptEncoder,
+    latent_availability,
+    mask_latents,
+    observed_from_zero_filled,
+)
 
-COMPRESSION = 8
 DEAD_CODE_USAGE = 0.03
 WEIGHTS_ENV = "MRIBENCH_WEIGHTS"
 PERCEPTUAL_WEIGHTS_FILE = "resnet50-imagenet.pth"
 
 
-def check_shape(shape: tuple[int, int, int]) -> None:
-    if any(s % COMPRESSION for s in shape):
-        raise MribenchError(f"copedit: preprocess shape {tuple(shape)} must be divisible by {COMPRESSION} on every axis")
+def check_shape(shape: tuple[int, int, int], cfg: TokenizerConfig) -> None:
+    """The compressed axes (D, H, W; H, W when slice-wise) must be divisible by the compression."""
+    compressed = shape[1:] if cfg.slice_wise else shape
+    if any(s % cfg.compression for s in compressed):
+        axes = "H, W" if cfg.slice_wise else "every axis"
+        raise MribenchError(f"copedit: preprocess shape {tuple(shape)} must be divisible by {cfg.compression} on "
+                            f"{axes}")
+
+
+def latent_shape(cfg: TokenizerConfig, n_channels: int, shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """(E, c, d, h, w) of one sample's latents."""
+    d, h, w = shape
+    f = cfg.compression
+    return (n_channels, cfg.latent_dim, d // cfg.depth_compression, h // f, w // f)
 
 
 class CoPeVAE(nn.Module):
-    """VQ autoencoder + three prompt encoders + pretext heads, for volumes (B, C, D, H, W) in [0, 1]."""
+    """Autoencoder + three prompt encoders + pretext heads, for volumes (B, C, D, H, W) in [0, 1]."""
 
     def __init__(self, cfg: TokenizerConfig, problem: str, n_channels: int, shape: tuple[int, int, int],
                  n_elements: int):
         super().__init__()
-        check_shape(shape)
+        check_shape(shape, cfg)
         self.cfg, self.problem, self.n_channels, self.shape = cfg, problem, n_channels, tuple(shape)
+        self.latent_shape = latent_shape(cfg, n_channels, self.shape)
+        strides = [2 if level < cfg.compression.bit_length() - 1 else 1 for level in range(len(cfg.channels))]
         self.vqvae = VQVAE(
-            spatial_dims=3, in_channels=1, out_channels=1, channels=cfg.channels, num_res_layers=cfg.num_res_layers,
-            num_res_channels=cfg.channels, downsample_parameters=((2, 4, 1, 1),) * 3,
-            upsample_parameters=((2, 4, 1, 1, 0),) * 3, num_embeddings=cfg.codebook_size,
-            embedding_dim=cfg.latent_dim)
+            spatial_dims=2 if cfg.slice_wise else 3, in_channels=1, out_channels=1, channels=cfg.channels,
+            num_res_layers=cfg.num_res_layers, num_res_channels=cfg.num_res_channels,
+            downsample_parameters=tuple((2, 4, 1, 1) if s == 2 else (1, 3, 1, 1) for s in strides),
+            upsample_parameters=tuple((2, 4, 1, 1, 0) if s == 2 else (1, 3, 1, 1, 0) for s in strides),
+            num_embeddings=cfg.codebook_size, embedding_dim=cfg.latent_dim)
+        elements, channels, depth = self.latent_shape[:3]
         self.prompt_encoders = nn.ModuleList(
-            PromptEncoder(n_channels, shape[0], cfg.prompt_channels, cfg.prompt_dim) for _ in range(3))
+            PromptEncoder(elements * channels, depth, cfg.prompt_channels, cfg.prompt_dim) for _ in range(3))
         self.heads = PretextHeads(cfg, problem, n_channels, shape[0], n_elements)
+
+    # -- element units: what the autoencoder sees ------------------------------------------------------------
+    def as_units(self, volumes: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, H, W) → (B·C, 1, D, H, W) volumes, or (B·C·D, 1, H, W) slices when slice-wise."""
+        if self.cfg.slice_wise:
+            return volumes.reshape(-1, 1, *volumes.shape[3:])
+        return volumes.reshape(-1, 1, *volumes.shape[2:])
+
+    def _latents_from_units(self, units: torch.Tensor, batch: int) -> torch.Tensor:
+        """Autoencoder latents of the units → (B, E, c, d, h, w)."""
+        if self.cfg.slice_wise:  # (B·C·D, c, h, w) → (B, C, c, D, h, w)
+            return units.reshape(batch, self.n_channels, -1, *units.shape[1:]).transpose(2, 3)
+        return units.reshape(batch, -1, *units.shape[1:])
+
+    def _units_from_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.cfg.slice_wise:
+            return latents.transpose(2, 3).flatten(0, 2)
+        return latents.flatten(0, 1)
+
+    def _quantize(self, encodings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.cfg.quantize:
+            return encodings, encodings.new_zeros(())
+        return self.vqvae.quantize(encodings)
 
     # -- latents -------------------------------------------------------------------------------------------
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, C, D, H, W) → quantised latents (B, E=C, c, D/8, H/8, W/8)."""
-        quantized, _ = self.vqvae.quantize(self.vqvae.encode(_elements(image)))
-        return _regroup(quantized, image.shape[0])
+        """(B, C, D, H, W) → latents (B, E, c, d, h, w): quantised, or continuous when ``quantize`` is off."""
+        return self._latents_from_units(self._quantize(self.vqvae.encode(self.as_units(image)))[0], image.shape[0])
 
     def encode_continuous(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, C, D, H, W) → encoder output before quantisation (B, E=C, c, D/8, H/8, W/8)."""
-        return _regroup(self.vqvae.encode(_elements(image)), image.shape[0])
+        """(B, C, D, H, W) → encoder output before quantisation (B, E, c, d, h, w)."""
+        return self._latents_from_units(self.vqvae.encode(self.as_units(image)), image.shape[0])
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, E, c, d, h, w) → volumes (B, C=E, D, H, W)."""
+        """(B, E, c, d, h, w) → volumes (B, C=E, D, H, W) (of the in-plane size the latents cover)."""
         b, e = latents.shape[:2]
-        return self.vqvae.decode(latents.flatten(0, 1)).reshape(b, e, *self.shape)
+        units = self.vqvae.decode(self._units_from_latents(latents))
+        depth = latents.shape[3] if self.cfg.slice_wise else units.shape[2]
+        return units.reshape(b, e, depth, *units.shape[-2:])
+
+    def latent_availability(self, element_availability: torch.Tensor) -> torch.Tensor:
+        """(B, C, D) observed elements → (B, E, d) observed latent slices."""
+        return latent_availability(element_availability, self.cfg.depth_compression)
+
+    # -- prompts -------------------------------------------------------------------------------------------
+    def prompts_from_latents(self, available_latents: torch.Tensor) -> torch.Tensor:
+        """Prompt tokens (B, 3, P) — count, position, assessment — from latents zeroed where missing."""
+        return torch.stack([encoder(available_latents) for encoder in self.prompt_encoders], dim=1)
+
+    def available_latents(self, zero_filled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """From the zero-filled input alone: (latents (B, E, c, d, h, w) zeroed where missing, their availability
+        (B, E, d)). The observed elements are the not-all-zero channels (brain) / slices (cardiac)."""
+        availability = self.latent_availability(observed_from_zero_filled(zero_filled, self.problem))
+        return mask_latents(self.encode(zero_filled), availability), availability
 
     def prompts(self, zero_filled: torch.Tensor) -> torch.Tensor:
-        """Prompt tokens (B, 3, P) — count, position, assessment — from the zero-filled input alone."""
-        return torch.stack([encoder(zero_filled) for encoder in self.prompt_encoders], dim=1)
+        """Prompt tokens (B, 3, P) from the zero-filled input alone (never a mask)."""
+        return self.prompts_from_latents(self.available_latents(zero_filled)[0])
 
     # -- stage I forward ---------------------------------------------------------------------------------
     def forward(self, complete: torch.Tensor, availability_mask: torch.Tensor,
@@ -75,17 +141,18 @@ class CoPeVAE(nn.Module):
         """complete (B, C, D, H, W), training availability (B, C, D) → reconstruction, VQ and pretext losses.
 
         ``crop`` = (h0, w0, height, width) runs the autoencoder on that in-plane window only (all slices kept, so
-        every missing latent is in it); the prompts always read the whole zero-filled volume. The returned
-        reconstruction is of the window.
+        every missing latent is in it). The prompts read the window's latents of the available elements (the prompt
+        encoders pool in-plane, so they take any in-plane size); the returned reconstruction is of the window.
         """
         window = complete if crop is None else complete[..., crop[0]:crop[0] + crop[2], crop[1]:crop[1] + crop[3]]
-        encodings = self.vqvae.encode(_elements(window))
-        quantized, vq_loss = self.vqvae.quantize(encodings)
-        reconstruction = self.vqvae.decode(quantized).reshape(window.shape)
-        zero_filled = complete * availability_mask[..., None, None].to(complete.dtype)
-        targets = PretextTargets.from_mask(availability_mask, self.problem, COMPRESSION)
-        pretext, accuracies = self.heads.losses(self.prompts(zero_filled), _regroup(encodings, complete.shape[0]),
-                                                targets)
+        batch = complete.shape[0]
+        encodings = self.vqvae.encode(self.as_units(window))
+        quantized, vq_loss = self._quantize(encodings)
+        reconstruction = self.decode(self._latents_from_units(quantized, batch))
+        targets = PretextTargets.from_mask(availability_mask, self.problem, self.cfg.depth_compression)
+        latents = self._latents_from_units(quantized, batch)
+        prompts = self.prompts_from_latents(mask_latents(latents, ~targets.missing_latents))
+        pretext, accuracies = self.heads.losses(prompts, self._latents_from_units(encodings, batch), targets)
         return {"reconstruction": reconstruction, "vq": vq_loss, "pretext": pretext, "accuracies": accuracies,
                 "encodings": encodings.detach()}
 
@@ -115,19 +182,10 @@ class CoPeVAE(nn.Module):
         return len(dead)
 
 
-def _elements(image: torch.Tensor) -> torch.Tensor:
-    """(B, C, D, H, W) → (B·C, 1, D, H, W): each modality (or the cardiac volume) encoded separately."""
-    return image.reshape(-1, 1, *image.shape[2:])
-
-
-def _regroup(latents: torch.Tensor, batch: int) -> torch.Tensor:
-    return latents.reshape(batch, -1, *latents.shape[1:])
-
-
 def build_discriminator(cfg: TokenizerConfig) -> PatchDiscriminator:
-    """MONAI's patch discriminator on 1-channel element volumes (instance norm: batch-size independent)."""
-    return PatchDiscriminator(spatial_dims=3, channels=cfg.discriminator_channels, in_channels=1,
-                              num_layers_d=cfg.discriminator_layers, norm="INSTANCE")
+    """MONAI's patch discriminator on the autoencoder's units (instance norm: batch-size independent)."""
+    return PatchDiscriminator(spatial_dims=2 if cfg.slice_wise else 3, channels=cfg.discriminator_channels,
+                              in_channels=1, num_layers_d=cfg.discriminator_layers, norm="INSTANCE")
 
 
 def perceptual_weights() -> dict[str, str] | None:
@@ -144,14 +202,14 @@ def perceptual_weights() -> dict[str, str] | None:
     return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def build_perceptual(weights: dict[str, str] | None) -> nn.Module | None:
+def build_perceptual(weights: dict[str, str] | None, cfg: TokenizerConfig) -> nn.Module | None:
     if weights is None:
         return None
     from monai.losses import PerceptualLoss
 
     try:
-        return PerceptualLoss(spatial_dims=3, network_type="resnet50", is_fake_3d=True, pretrained=True,
-                              pretrained_path=weights["file"])
+        return PerceptualLoss(spatial_dims=2 if cfg.slice_wise else 3, network_type="resnet50",
+                              is_fake_3d=not cfg.slice_wise, pretrained=True, pretrained_path=weights["file"])
     except Exception as exc:  # noqa: BLE001 - a wrong file raises torch/pickle errors of many types
         raise MribenchError(f"{weights['file']}: not a torchvision ResNet-50 state dict ({type(exc).__name__})") from None
 

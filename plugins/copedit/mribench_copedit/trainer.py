@@ -6,14 +6,18 @@ and show rich progress with losses and pretext accuracies. Under torchrun they t
 sampling via mribench.protocol.sample_training_mask), flips and diffusion noise from generators seeded by
 (seed, rank, step), so an interrupted run continues exactly as an uninterrupted one.
 
-Stage II never re-runs the tokenizer's autoencoder per step: each subject is encoded once (latents cached in the
-workdir) and augmented in latent space (in-plane flips, applied to the image the prompts are read from too). The
-prompt encoders — light 3D convs — do run per step, on the zero-filled image of the sampled pattern.
+Stage II never re-runs the tokenizer's autoencoder per step: each subject is encoded once per in-plane flip variant
+(the encoder is not flip-equivariant, so flipping cached latents would put the targets off the tokenizer's manifold)
+and the latents are cached in the workdir. Observed latents are the same tensors in training and at synthesis: every
+element (brain modality, cardiac slice) is encoded on its own, so ``encode(zero-filled)`` equals ``encode(complete)``
+wherever an element is observed. The prompt encoders — light 3D convs — run per step on the cached latents of the
+sampled pattern's available elements (zero elsewhere), exactly as at synthesis.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from monai.losses import PatchAdversarialLoss
 from mribench.data.base import SubjectSet
 from mribench.errors import BadDataError
 from mribench.method import config_hash
+from mribench.metrics.ssim import ssim
 from mribench.protocol import derive_seed, draw_missing, sample_training_mask, seeded_rng
 from mribench.tasks import TaskSpec
 from mribench.training import (
@@ -44,11 +49,11 @@ from mribench.training import (
 from mribench_copedit.diffusion import GaussianDiffusion
 from mribench_copedit.mdit3d import MDiT3DConfig, build_diffuser
 from mribench_copedit.presets import PROMPT_NAMES, DiffusionStageConfig, TokenizerConfig
-from mribench_copedit.prompts import PretextTargets, latent_availability, observed_from_zero_filled
-from mribench_copedit.tokenizer import COMPRESSION, CoPeVAE, build_discriminator, build_perceptual, perceptual_weights
+from mribench_copedit.prompts import PretextTargets, mask_latents, observed_from_zero_filled
+from mribench_copedit.tokenizer import CoPeVAE, build_discriminator, build_perceptual, latent_shape, perceptual_weights
 
 MEMORY_BUDGET_BYTES = 2 * 1024**3
-REPORT_SUBJECTS = 8
+FLIP_VARIANTS = ((False, False), (True, False), (False, True), (True, True))  # (flip H, flip W); index 0 = none
 
 
 class TrainImages:
@@ -114,7 +119,8 @@ def build_tokenizer(cfg: TokenizerConfig, task: TaskSpec) -> CoPeVAE:
 
 def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, folder: Path, seed: int,
                     progress=None) -> tuple[CoPeVAE, dict[str, Any]]:
-    """Stage I in ``folder`` (resumable). Returns the frozen tokenizer (eval mode) and its report.
+    """Stage I in ``folder`` (resumable). Returns the frozen tokenizer (eval mode) and its identity facts
+    (``tokenizer_hash``, ``perceptual``); its quality is measured on validation subjects by ``tokenizer_report``.
 
     Reuses ``folder/tokenizer.pt`` when it exists (refusing one written with another configuration).
     """
@@ -127,17 +133,19 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
     if final.exists():
         payload = load_checkpoint(final, expect={"config_hash": identity})
         model.load_state_dict(payload["state"])
-        return freeze(model), payload["report"]
+        return freeze(model), payload["facts"]
 
     info = dist_info()
     discriminator = build_discriminator(cfg)
-    perceptual = build_perceptual(perceptual_info)
+    perceptual = build_perceptual(perceptual_info, cfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr, betas=cfg.betas)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=cfg.betas)
     scheduler = warmup_cosine(optimizer, cfg.warmup_steps, cfg.steps)
+    scheduler_d = warmup_cosine(optimizer_d, cfg.warmup_steps, max(1, cfg.steps - cfg.adversarial_start))
     state = TrainState(folder / "stage1.pt", identity, model=model, discriminator=discriminator,
-                       optimizer=optimizer, optimizer_d=optimizer_d, scheduler=scheduler)
+                       optimizer=optimizer, optimizer_d=optimizer_d, scheduler=scheduler, scheduler_d=scheduler_d)
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
     start = state.resume()
     ddp_model, ddp_discriminator = wrap_ddp(model), wrap_ddp(discriminator)
     adversarial = PatchAdversarialLoss(criterion="least_squares")
@@ -152,8 +160,9 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
                 complete = flip_in_plane(complete, rng.random((cfg.batch_size, 2)) < 0.5)
             mask = sample_training_mask(rng, task, cfg.batch_size)
             crop = random_crop(rng, complete.shape[-2:], cfg.crop)
-            out = ddp_model(complete, mask, crop)
-            reconstruction = out["reconstruction"]
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                out = ddp_model(complete, mask, crop)
+            reconstruction = out["reconstruction"].float()
             if crop is not None:
                 complete = complete[..., crop[0]:crop[0] + crop[2], crop[1]:crop[1] + crop[3]]
             l1 = (reconstruction - complete).abs().mean()
@@ -162,51 +171,53 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
             loss = cfg.weight_l1 * l1 + cfg.weight_vq * out["vq"] + cfg.weight_pretext * pretext
             extras: dict[str, Any] = {"perceptual": "", "adv_g": "", "adv_d": ""}  # CSV cells of terms not yet on
             if perceptual is not None:
-                perceptual_loss = perceptual(_as_elements(reconstruction), _as_elements(complete))
+                perceptual_loss = perceptual(model.as_units(reconstruction), model.as_units(complete))
                 loss = loss + cfg.weight_perceptual * perceptual_loss
                 extras["perceptual"] = float(perceptual_loss.detach())
             adversarial_on = step >= cfg.adversarial_start
             if adversarial_on:
                 discriminator.requires_grad_(False)  # generator term: gradients reach the decoder only
-                generator_adv = adversarial(discriminator(_as_elements(reconstruction))[-1], target_is_real=True,
+                generator_adv = adversarial(discriminator(model.as_units(reconstruction))[-1], target_is_real=True,
                                             for_discriminator=False)
                 discriminator.requires_grad_(True)
                 loss = loss + cfg.weight_adversarial * generator_adv
                 extras["adv_g"] = float(generator_adv.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            finite = bool(torch.isfinite(grad_norm))
+            if finite:  # as a mixed-precision loss scaler does: a non-finite gradient skips the update
+                optimizer.step()
             scheduler.step()
-            revived = model.revive_dead_codes(
+            revived = (model.revive_dead_codes(
                 out["encodings"], torch.Generator().manual_seed(derive_seed("copedit-codes", seed, step)))
+                if cfg.quantize else 0)
             if adversarial_on:
-                real, fake = _as_elements(complete), _as_elements(reconstruction.detach())
+                real, fake = model.as_units(complete), model.as_units(reconstruction.detach())
                 logits = ddp_discriminator(torch.cat([real, fake]))[-1]  # one forward: DDP needs one per backward
                 loss_d = 0.5 * (adversarial(logits[:len(real)], target_is_real=True, for_discriminator=True)
                                 + adversarial(logits[len(real):], target_is_real=False, for_discriminator=True))
                 optimizer_d.zero_grad(set_to_none=True)
                 loss_d.backward()
+                torch.nn.utils.clip_grad_norm_(discriminator.parameters(), cfg.grad_clip)
                 optimizer_d.step()
+                scheduler_d.step()
                 extras["adv_d"] = float(loss_d.detach())
             row = {"step": step + 1, "loss": float(loss.detach()), "l1": float(l1.detach()),
                    "vq": float(out["vq"].detach()), **{k: float(v.detach()) for k, v in out["pretext"].items()},
-                   **out["accuracies"], **extras, "revived_codes": revived, "lr": scheduler.get_last_lr()[0]}
+                   **out["accuracies"], **extras, "grad_norm": float(grad_norm), "skipped_update": int(not finite),
+                   "revived_codes": revived, "lr": scheduler.get_last_lr()[0]}
             log.write(**row)
             state.maybe_save(step + 1, cfg.save_every, cfg.steps)
             advance(loss=row["loss"], l1=row["l1"], count_acc=row["count_acc"], pos_acc=row["position_acc"],
                     assess_acc=row["assessment_acc"])
     freeze(model)
-    report = tokenizer_report(model, task, images, seed)
-    report["perceptual"] = perceptual_info or "off (no $MRIBENCH_WEIGHTS/resnet50-imagenet.pth)"
-    report["tokenizer_hash"] = identity
+    facts = {"tokenizer_hash": identity,
+             "perceptual": perceptual_info or "off (no $MRIBENCH_WEIGHTS/resnet50-imagenet.pth)"}
     if info.is_main:
-        atomic_torch_save({"config_hash": identity, "state": model.state_dict(), "report": report}, final)
+        atomic_torch_save({"config_hash": identity, "state": model.state_dict(), "facts": facts}, final)
     barrier()
-    return model, report
-
-
-def _as_elements(volumes: torch.Tensor) -> torch.Tensor:
-    return volumes.reshape(-1, 1, *volumes.shape[2:])
+    return model, facts
 
 
 def freeze(model: CoPeVAE) -> CoPeVAE:
@@ -214,21 +225,38 @@ def freeze(model: CoPeVAE) -> CoPeVAE:
 
 
 @torch.no_grad()
-def tokenizer_report(model: CoPeVAE, task: TaskSpec, images: TrainImages, seed: int) -> dict[str, Any]:
-    """Reconstruction PSNR (dB, data range 1) and pretext accuracies on up to 8 training subjects, fixed patterns."""
-    indices = list(range(min(REPORT_SUBJECTS, len(images))))
-    complete = images.batch(indices)
+def tokenizer_report(model: CoPeVAE, task: TaskSpec, images: TrainImages, seed: int, split: str = "validation",
+                     chunk: int = 4) -> dict[str, Any]:
+    """Reconstruction PSNR (dB) / SSIM (data range 1; 3D per modality, 2D per cardiac slice, as the evaluators) and
+    pretext accuracies on up to ``report_subjects`` held-out subjects of ``split``, with fixed training-range patterns.
+    """
+    n = min(model.cfg.report_subjects, len(images))
     rng = seeded_rng("copedit-report", seed)
     lo, hi = task.train_missing
-    mask = torch.from_numpy(np.stack([
-        draw_missing(rng, task.problem, task.channels, task.preprocess.shape[0], int(rng.integers(lo, hi + 1)))
-        for _ in indices]))
-    reconstruction = model.decode(model.encode(complete)).clamp(0, 1)
-    mse = (reconstruction - complete).square().flatten(1).mean(1).clamp_min(1e-10)
-    _, accuracies = model.heads.losses(model.prompts(zero_fill(complete, mask)), model.encode_continuous(complete),
-                                       PretextTargets.from_mask(mask, task.problem, COMPRESSION))
-    return {"reconstruction_psnr": float((-10 * torch.log10(mse)).mean()), **accuracies,
-            "report_subjects": len(indices)}
+    psnrs, ssims, accuracies = [], [], []
+    for first in range(0, n, chunk):
+        indices = list(range(first, min(first + chunk, n)))
+        complete = images.batch(indices)
+        mask = torch.from_numpy(np.stack([
+            draw_missing(rng, task.problem, task.channels, task.preprocess.shape[0], int(rng.integers(lo, hi + 1)))
+            for _ in indices]))
+        reconstruction = model.decode(model.encode(complete)).clamp(0, 1)
+        mse = (reconstruction - complete).square().flatten(2).mean(2).clamp_min(1e-10)  # (B, C)
+        psnrs.append((-10 * torch.log10(mse)).flatten())
+        if task.problem == "missing-modality":
+            units = (reconstruction.flatten(0, 1)[:, None], complete.flatten(0, 1)[:, None], 3)
+        else:
+            units = (reconstruction.flatten(0, 2)[:, None], complete.flatten(0, 2)[:, None], 2)
+        ssims.append(ssim(units[0], units[1], spatial_dims=units[2]).flatten())
+        targets = PretextTargets.from_mask(mask, task.problem, model.cfg.depth_compression)
+        prompts = model.prompts(zero_fill(complete, mask))
+        accuracies.append(model.heads.losses(prompts, model.encode_continuous(complete), targets)[1] | {
+            "n": len(indices)})
+    weights = torch.tensor([a.pop("n") for a in accuracies], dtype=torch.float64)
+    mean_accuracy = {key: float(sum(w * a[key] for w, a in zip(weights, accuracies)) / weights.sum())
+                     for key in accuracies[0]}
+    return {"reconstruction_psnr": float(torch.cat(psnrs).mean()), "reconstruction_ssim": float(torch.cat(ssims).mean()),
+            **mean_accuracy, "report_subjects": n, "report_split": split}
 
 
 # -- stage II ----------------------------------------------------------------------------------------------------
@@ -238,64 +266,67 @@ def diffuser_config(cfg: DiffusionStageConfig, tokenizer_cfg: TokenizerConfig, t
                         prompt_tokens=len(PROMPT_NAMES), prompt_dim=tokenizer_cfg.prompt_dim)
 
 
-def latent_shape(tokenizer_cfg: TokenizerConfig, task: TaskSpec) -> tuple[int, int, int, int, int]:
-    d, h, w = (s // COMPRESSION for s in task.preprocess.shape)
-    return (task.channels, tokenizer_cfg.latent_dim, d, h, w)
-
-
 def build_network(cfg: DiffusionStageConfig, tokenizer_cfg: TokenizerConfig, task: TaskSpec) -> torch.nn.Module:
     """The stage II diffuser; a mask code has one entry per modality (brain) or per slice (cardiac)."""
     code_length = task.channels if task.problem == "missing-modality" else task.preprocess.shape[0]
-    return build_diffuser(diffuser_config(cfg, tokenizer_cfg, task), latent_shape(tokenizer_cfg, task), code_length)
+    shape = latent_shape(tokenizer_cfg, task.channels, task.preprocess.shape)
+    return build_diffuser(diffuser_config(cfg, tokenizer_cfg, task), shape, code_length)
 
 
-@torch.no_grad()
-def conditioning(tokenizer: CoPeVAE, zero_filled: torch.Tensor, cfg: DiffusionStageConfig,
-                 problem: str) -> dict[str, torch.Tensor]:
-    """Keyword inputs of the diffuser from the zero-filled input alone: prompts (unused ones zeroed), a mask code
-    derived from the all-zero elements (ablation) or nothing (prompts off)."""
+def conditioning(tokenizer: CoPeVAE, available_latents: torch.Tensor, element_availability: torch.Tensor,
+                 cfg: DiffusionStageConfig, problem: str) -> dict[str, torch.Tensor]:
+    """Keyword inputs of the diffuser: prompts from the available latents (unused ones zeroed), a binary mask code
+    (ablation) or nothing (prompts off). At synthesis both inputs come from the zero-filled image alone."""
     if cfg.condition == "prompts":
-        prompts = tokenizer.prompts(zero_filled)
+        prompts = tokenizer.prompts_from_latents(available_latents)
         keep = torch.tensor([name in cfg.prompts_used for name in PROMPT_NAMES], dtype=prompts.dtype)
         return {"prompts": prompts * keep[None, :, None]}
     if cfg.condition == "mask":
-        observed = observed_from_zero_filled(zero_filled, problem)
-        code = observed[:, :, 0] if problem == "missing-modality" else observed[:, 0, :]
+        code = element_availability[:, :, 0] if problem == "missing-modality" else element_availability[:, 0, :]
         return {"mask_code": code.float()}
     return {}
 
 
 @torch.no_grad()
-def encode_subjects(tokenizer: CoPeVAE, images: TrainImages, progress=None) -> torch.Tensor:
-    """Quantised latents of every training subject, encoded once: (N, E, c, d, h, w)."""
+def encode_subjects(tokenizer: CoPeVAE, images: TrainImages, variants: int, progress=None) -> torch.Tensor:
+    """Latents of every training subject, once per flip variant: (N, V, E, c, d, h, w), variant 0 unflipped."""
     latents = []
     with progress_task(progress, "encode latents", len(images)) as advance:
         for index in range(len(images)):
-            latents.append(tokenizer.encode(images.batch([index]))[0])
+            image = images.batch([index])
+            latents.append(torch.cat([tokenizer.encode(flip_in_plane(image, np.array([flips])))
+                                      for flips in FLIP_VARIANTS[:variants]]))
             advance()
     return torch.stack(latents)
 
 
-def cached_latents(tokenizer: CoPeVAE, images: TrainImages, path: Path, identity: str, progress=None
-                   ) -> torch.Tensor:
+def cached_latents(tokenizer: CoPeVAE, images: TrainImages, variants: int, path: Path, identity: str,
+                   progress=None) -> torch.Tensor:
     """Latents from ``path`` when written by this tokenizer, else encoded by rank 0, saved, and read by all."""
     path = Path(path)
+    identity = config_hash({"tokenizer": identity, "variants": variants})
     if not path.exists():
         if dist_info().is_main:
-            atomic_torch_save({"config_hash": identity, "latents": encode_subjects(tokenizer, images, progress)},
-                              path)
+            atomic_torch_save({"config_hash": identity,
+                               "latents": encode_subjects(tokenizer, images, variants, progress)}, path)
         barrier()
     return load_checkpoint(path, expect={"config_hash": identity})["latents"]
 
 
 def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_identity: str, task: TaskSpec,
-                    images: TrainImages, workdir: Path, seed: int, progress=None
+                    images: TrainImages, workdir: Path, seed: int, progress=None, after_step=None
                     ) -> tuple[torch.nn.Module, float]:
-    """Stage II in ``workdir`` (resumable). Returns (EMA diffuser in eval mode, latent scale)."""
+    """Stage II in ``workdir`` (resumable). Returns (EMA diffuser in eval mode, latent scale).
+
+    ``after_step(step, training_seconds, ema_network, latent_scale)``, when given, is called after every step (before
+    the checkpoint) with the EMA diffuser in eval mode and stage II's wall time so far (carried across resumes,
+    the hook's own time excluded); the method's step hook (``mribench curve``) fires there.
+    """
     workdir = Path(workdir)
     info = dist_info()
-    latents = cached_latents(tokenizer, images, workdir / "latents.pt", tokenizer_identity, progress)
-    latent_scale = float(latents.std().clamp_min(1e-6))
+    variants = len(FLIP_VARIANTS) if cfg.flip_augment else 1
+    latents = cached_latents(tokenizer, images, variants, workdir / "latents.pt", tokenizer_identity, progress)
+    latent_scale = float(latents[:, 0].std().clamp_min(1e-6))
     seed_everything(derive_seed("copedit-stage2", seed))
     network = build_network(cfg, tokenizer.cfg, task)
     ema = EMA(network, cfg.ema_decay)
@@ -305,6 +336,7 @@ def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_ide
     state = TrainState(workdir / "stage2.pt", identity, network=network, ema=ema, optimizer=optimizer,
                        scheduler=scheduler)
     start = state.resume()
+    training_seconds = float(state.extra.get("training_seconds", 0.0))
     ddp_network = wrap_ddp(network)
     diffusion = GaussianDiffusion()
     log = CSVLog(workdir / "stage2.csv")
@@ -312,18 +344,18 @@ def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_ide
     network.train()
     with progress_task(progress, "MDiT3D (stage II)", cfg.steps, start) as advance:
         for step in range(start, cfg.steps):
+            started = time.perf_counter()
             rng = seeded_rng("copedit-stage2", seed, info.rank, step)
             generator = torch.Generator().manual_seed(derive_seed("copedit-stage2-noise", seed, info.rank, step))
             indices = rng.integers(0, len(images), cfg.batch_size)
-            x0 = latents[indices] / latent_scale
-            zero_filled = zero_fill(images.batch(indices), sample_training_mask(rng, task, cfg.batch_size))
-            if cfg.flip_augment:
-                flips = rng.random((cfg.batch_size, 2)) < 0.5
-                x0, zero_filled = flip_in_plane(x0, flips), flip_in_plane(zero_filled, flips)
-            inputs = conditioning(tokenizer, zero_filled, cfg, task.problem)
-            available = latent_availability(observed_from_zero_filled(zero_filled, task.problem), COMPRESSION)
+            raw = latents[indices, rng.integers(0, variants, cfg.batch_size)]
+            mask = sample_training_mask(rng, task, cfg.batch_size)
+            available = tokenizer.latent_availability(mask)
+            with torch.no_grad():
+                inputs = conditioning(tokenizer, mask_latents(raw, available), mask, cfg, task.problem)
             with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss = diffusion.training_loss(partial(ddp_network, **inputs), x0, available, generator)
+                loss = diffusion.training_loss(partial(ddp_network, **inputs), raw / latent_scale, available,
+                                               generator, missing_only=not cfg.joint_loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), cfg.grad_clip)
@@ -332,8 +364,12 @@ def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_ide
             ema.update(network)
             log.write(step=step + 1, loss=float(loss.detach()), grad_norm=float(grad_norm),
                       lr=scheduler.get_last_lr()[0])
-            state.maybe_save(step + 1, cfg.save_every, cfg.steps)
             advance(loss=float(loss.detach()), grad_norm=float(grad_norm))
+            training_seconds += time.perf_counter() - started
+            if after_step is not None:
+                after_step(step + 1, training_seconds, unwrap(ema.model).eval(), latent_scale)
+            state.extra["training_seconds"] = training_seconds
+            state.maybe_save(step + 1, cfg.save_every, cfg.steps)
     return unwrap(ema.model).eval(), latent_scale
 
 
@@ -342,13 +378,14 @@ def sample(network: torch.nn.Module, tokenizer: CoPeVAE, latent_scale: float, cf
            zero_filled: torch.Tensor, problem: str, generator: torch.Generator) -> torch.Tensor:
     """Complete volumes (B, C, D, H, W) in [0, 1] from zero-filled ones, without any availability mask.
 
-    The observed elements are recognised in the input itself (all-zero modality channels / all-zero slices, see
-    ``observed_from_zero_filled``); their latents are held fixed during DDIM and their voxels are returned as given.
+    The observed elements are recognised in the input itself (all-zero modality channels / slices, see
+    ``observed_from_zero_filled``); their latents (the same tensors stage II trained on) are held fixed during DDIM,
+    the prompts read them, and their voxels are returned as given.
     """
     observed = observed_from_zero_filled(zero_filled, problem)
-    inputs = conditioning(tokenizer, zero_filled, cfg, problem)
-    observed_latents = tokenizer.encode(zero_filled) / latent_scale
-    x0 = GaussianDiffusion().ddim_sample(partial(network, **inputs), observed_latents,
-                                         latent_availability(observed, COMPRESSION), cfg.sample_steps, generator)
+    available_latents, availability = tokenizer.available_latents(zero_filled)
+    inputs = conditioning(tokenizer, available_latents, observed, cfg, problem)
+    x0 = GaussianDiffusion().ddim_sample(partial(network, **inputs), available_latents / latent_scale, availability,
+                                         cfg.sample_steps, generator)
     volumes = tokenizer.decode(x0 * latent_scale).clamp(0, 1)
     return torch.where(observed[..., None, None], zero_filled, volumes)

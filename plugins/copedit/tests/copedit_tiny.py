@@ -29,6 +29,7 @@ def synthetic_volume(subject_id: str, channels: int) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def make_subjects(task: TaskSpec, n: int = 6) -> SubjectSet:
-    ids = [f"sub-{i:03d}" for i in range(n)]
+def make_subjects(task: TaskSpec, n: int = 6, first: int = 0) -> SubjectSet:
+    """``n`` subjects numbered from ``first`` (tests take held-out ones with another ``first``)."""
+    ids = [f"sub-{i:03d}" for i in range(first, first + n)]
     return SubjectSet(ids, lambda sid: Subject(sid, synthetic_volume(sid, task.channels), np.eye(4)))

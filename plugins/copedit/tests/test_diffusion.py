@@ -40,7 +40,7 @@ def test_noise_only_on_missing_latents(shape, availability):
     assert ((x_t - x0)[~available].abs() > 0).all()
 
 
-def test_loss_counts_only_missing_latents_and_model_sees_clean_available():
+def test_missing_only_loss_counts_only_missing_latents_and_model_sees_clean_available():
     diffusion = GaussianDiffusion()
     shape = (2, 3, 2, 2, 4, 4)
     x0 = latents(shape)
@@ -51,11 +51,23 @@ def test_loss_counts_only_missing_latents_and_model_sees_clean_available():
         seen["x_t"], seen["t"] = x_t, timesteps
         return torch.where(available, x0 + 100.0, x0)   # wrong only where available
 
-    loss = diffusion.training_loss(oracle_on_missing, x0, BRAIN_AVAILABILITY, torch.Generator().manual_seed(0))
+    loss = diffusion.training_loss(oracle_on_missing, x0, BRAIN_AVAILABILITY, torch.Generator().manual_seed(0),
+                                   missing_only=True)
     assert loss.item() == 0.0
     assert torch.equal(seen["x_t"][available], x0[available]) and seen["t"].shape == (2,)
-    wrong = diffusion.training_loss(lambda x_t, t: torch.where(available, x0, x0 + 2.0), x0, BRAIN_AVAILABILITY)
+    wrong = diffusion.training_loss(lambda x_t, t: torch.where(available, x0, x0 + 2.0), x0, BRAIN_AVAILABILITY,
+                                    missing_only=True)
     assert wrong.item() == pytest.approx(4.0)
+
+
+def test_default_loss_is_the_joint_objective_over_all_latents():
+    """The paper's Eq. 5: errors on available latents count too (the default), averaged over every latent."""
+    diffusion = GaussianDiffusion()
+    shape = (2, 3, 2, 2, 4, 4)
+    x0 = latents(shape)
+    available = expand_availability(BRAIN_AVAILABILITY, shape).expand(shape)
+    loss = diffusion.training_loss(lambda x_t, t: torch.where(available, x0 + 2.0, x0), x0, BRAIN_AVAILABILITY)
+    assert loss.item() == pytest.approx(4.0 * available.float().mean().item())
 
 
 def test_availability_shapes_are_checked():

@@ -6,24 +6,26 @@ import pytest
 import torch
 from mribench_copedit.diffusion import GaussianDiffusion
 from mribench_copedit.method import CoPeDiT, ablation
-from mribench_copedit.prompts import latent_availability, observed_from_zero_filled
 from mribench_copedit.trainer import build_network, build_tokenizer, conditioning, zero_fill
 
 from mribench.errors import CheckpointMismatchError
+from mribench.method import StepHook
 from mribench.plugins import Registry
 from mribench.protocol import Batch, draw_missing, sample_training_mask
+from mribench.training import seed_everything
 
 
 @pytest.fixture(scope="module", params=["missing-modality", "missing-slice"])
 def fitted(request, tmp_path_factory):
-    """A smoke-trained CoPeDiT per problem, with its task and subjects (trained once per module)."""
+    """A smoke-trained CoPeDiT per problem, with its task and held-out validation subjects (trained once per
+    module on 6 other subjects)."""
     from copedit_tiny import make_subjects, make_task
 
     task = make_task(request.param)
-    subjects = make_subjects(task, 6)
     method = CoPeDiT(CoPeDiT.presets["smoke"], seed=0)
-    method.fit(subjects, task, tmp_path_factory.mktemp("work"), None)
-    return method, task, subjects
+    method.validation = make_subjects(task, 3, first=6)
+    method.fit(make_subjects(task, 6), task, tmp_path_factory.mktemp("work"), None)
+    return method, task, method.validation
 
 
 def batch_for(task, subjects, index: int, k: int, seed: int) -> Batch:
@@ -34,8 +36,8 @@ def batch_for(task, subjects, index: int, k: int, seed: int) -> Batch:
 
 
 def test_each_stage_beats_an_untrained_copy(fitted):
-    """Stage I reconstructs better than a fresh CoPeVAE; stage II's EMA diffuser has a lower x0 loss on the missing
-    latents (same patterns, same noise) than a fresh one."""
+    """On validation subjects, stage I reconstructs better than a fresh CoPeVAE and stage II's EMA diffuser has a
+    lower x0 loss on the missing latents (same patterns, same noise) than a fresh one."""
     method, task, subjects = fitted
     settings = method.config.for_problem(task.problem)
     complete = subjects.stack()
@@ -43,18 +45,20 @@ def test_each_stage_beats_an_untrained_copy(fitted):
     def reconstruction_l1(tokenizer) -> float:
         return float((tokenizer.decode(tokenizer.encode(complete)).clamp(0, 1) - complete).abs().mean())
 
+    seed_everything(method.seed)  # the untrained copy is stage I's own starting point
+    untrained = build_tokenizer(settings.tokenizer, task).eval()
     with torch.no_grad():
-        assert reconstruction_l1(method.tokenizer) < reconstruction_l1(build_tokenizer(settings.tokenizer, task).eval())
+        assert reconstruction_l1(method.tokenizer) < reconstruction_l1(untrained)
         mask = sample_training_mask(np.random.default_rng(5), task, len(complete))
-        zero_filled = zero_fill(complete, mask)
+        available_latents, available = method.tokenizer.available_latents(zero_fill(complete, mask))
         latents = method.tokenizer.encode(complete) / method.latent_scale
-        inputs = conditioning(method.tokenizer, zero_filled, settings.diffusion, task.problem)
-        available = latent_availability(observed_from_zero_filled(zero_filled, task.problem))
+        inputs = conditioning(method.tokenizer, available_latents, mask, settings.diffusion, task.problem)
 
         def diffusion_loss(network) -> float:
             return float(np.mean([
                 float(GaussianDiffusion().training_loss(lambda x_t, t: network(x_t, t, **inputs), latents, available,
-                                                        torch.Generator().manual_seed(seed))) for seed in range(4)]))
+                                                        torch.Generator().manual_seed(seed), missing_only=True))
+                for seed in range(4)]))
 
         fresh = build_network(settings.diffusion, settings.tokenizer, task).eval()
         assert diffusion_loss(method.network) < diffusion_loss(fresh)
@@ -75,11 +79,13 @@ def test_synthesis_ignores_the_availability_mask(fitted):
     assert right_output.shape == batch.image.shape and 0 <= float(right_output.min()) <= float(right_output.max()) <= 1
 
 
-def test_report_has_tokenizer_quality(fitted):
-    method, _, _ = fitted
+def test_report_has_tokenizer_quality_on_validation_subjects(fitted):
+    method, _, validation = fitted
     report = method.report()["tokenizer"]
-    assert {"reconstruction_psnr", "count_acc", "position_acc", "assessment_acc", "perceptual"} <= set(report)
-    assert report["reconstruction_psnr"] > 5
+    assert {"reconstruction_psnr", "reconstruction_ssim", "count_acc", "position_acc", "assessment_acc",
+            "perceptual"} <= set(report)
+    assert report["report_split"] == "validation" and report["report_subjects"] == len(validation)
+    assert report["reconstruction_psnr"] > 5 and 0 < report["reconstruction_ssim"] <= 1
 
 
 def test_save_load_round_trip_and_config_check(fitted, tmp_path):
@@ -111,3 +117,39 @@ def test_paper_preset_builds_and_reports_parameter_counts():
     assert brain["codebook"] == cardiac["codebook"] == 8192 and brain["prompt_dim"] == 512
     assert brain["tokenizer_autoencoder"] > 10 * cardiac["tokenizer_autoencoder"]  # -B (256..512) vs -C (32..128)
     assert brain["ddim_steps"] == 200 and cardiac["ddim_steps"] == 250
+
+
+def test_paper_copevae_b_has_the_papers_size():
+    """The paper's efficiency table: CoPeVAE 137.6 M parameters (autoencoder with MONAI's 3 residual layers of 256
+    channels, plus the prompt encoders and pretext heads)."""
+    brain = CoPeDiT.describe("paper")["missing-modality"]
+    total = brain["tokenizer_autoencoder"] + brain["prompt_encoders"] + brain["pretext_heads"]
+    assert total == pytest.approx(137.6e6, rel=0.01)
+
+
+def test_step_hook_scores_during_stage2_without_changing_training(tmp_path):
+    """``mribench curve`` watches stage II: at the asked steps ``synthesize`` works with the EMA diffuser, and the
+    hooked fit ends bit-identical to an unhooked one."""
+    from copedit_tiny import make_subjects, make_task
+
+    task = make_task("missing-modality")
+    validation = make_subjects(task, 2, first=6)
+    fits = []
+    seen = []
+    for hooked in (False, True):
+        method = CoPeDiT(CoPeDiT.presets["smoke"], seed=0)
+        method.validation = validation
+
+        def callback(step: int, training_seconds: float, method=method) -> None:
+            output = method.synthesize(batch_for(task, validation, 0, task.train_missing[0], seed=2))
+            seen.append((step, training_seconds > 0, tuple(output.shape)))
+
+        method.step_hook = StepHook(steps=frozenset({4, 16}), callback=callback) if hooked else None
+        method.fit(make_subjects(task, 6), task, tmp_path / str(hooked), None)
+        fits.append(method)
+    shape = (1, task.channels, *task.preprocess.shape)
+    assert seen == [(4, True, shape), (16, True, shape)]
+    assert CoPeDiT.hooked_steps(CoPeDiT.presets["smoke"]) == 16
+    assert CoPeDiT.hooked_steps(CoPeDiT.with_hooked_steps(CoPeDiT.presets["smoke"], 32)) == 32
+    for name, tensor in fits[0].network.state_dict().items():
+        assert torch.equal(tensor, fits[1].network.state_dict()[name]), name

@@ -35,9 +35,23 @@ def test_elements_are_encoded_separately(tiny):
     assert not torch.equal(a[:, 2], b[:, 2])
 
 
-def test_shape_not_divisible_by_8_is_refused():
+def test_shape_not_divisible_by_the_compression_is_refused():
     with pytest.raises(MribenchError, match="divisible by 8"):
-        check_shape((16, 20, 16))
+        check_shape((16, 20, 16), SMOKE)
+    with pytest.raises(MribenchError, match="divisible by 4 on H, W"):
+        check_shape((13, 20, 18), TokenizerConfig(compression=4, slice_wise=True))
+    check_shape((13, 20, 20), TokenizerConfig(compression=4, slice_wise=True))  # any slice count when slice-wise
+
+
+def test_compression_is_a_config_field(task):
+    cfg = TokenizerConfig(channels=(8, 8, 16), compression=4, num_res_layers=1, num_res_channels=8, codebook_size=64,
+                          prompt_dim=16, prompt_channels=(8, 16, 16), slice_wise=task.problem == "missing-slice")
+    model = build_tokenizer(cfg, task).eval()
+    latents = model.encode(torch.rand(1, task.channels, 16, 16, 16))
+    depth = 16 if cfg.slice_wise else 4
+    assert latents.shape == (1, task.channels, 8, depth, 4, 4) and model.decode(latents).shape[2:] == (16, 16, 16)
+    with pytest.raises(MribenchError, match="power of two"):
+        TokenizerConfig(compression=6)
 
 
 def test_observed_from_zero_filled_recovers_the_mask(task):
@@ -50,22 +64,23 @@ def test_observed_from_zero_filled_recovers_the_mask(task):
 def test_latent_availability_marks_any_missing_slice():
     mask = torch.ones(1, 1, 16, dtype=torch.bool)
     mask[0, 0, 6:9] = False  # touches latent slices 0 (slices 0-7) and 1 (8-15)
-    assert latent_availability(mask).tolist() == [[[False, False]]]
+    assert latent_availability(mask, 8).tolist() == [[[False, False]]]
     mask = torch.ones(1, 1, 16, dtype=torch.bool)
     mask[0, 0, 10:12] = False
-    assert latent_availability(mask).tolist() == [[[True, False]]]
+    assert latent_availability(mask, 8).tolist() == [[[True, False]]]
+    assert torch.equal(latent_availability(mask, 1), mask)  # slice-wise latents: exactly the observed slices
 
 
 def test_pretext_targets():
     mask = torch.ones(2, 4, 16, dtype=torch.bool)
     mask[0, 1] = False
     mask[1, [0, 3]] = False
-    brain = PretextTargets.from_mask(mask, "missing-modality")
+    brain = PretextTargets.from_mask(mask, "missing-modality", 8)
     assert brain.count.tolist() == [1, 2]
     assert brain.position.tolist() == [[0, 1, 0, 0], [1, 0, 0, 1]]
     slices = torch.ones(1, 1, 16, dtype=torch.bool)
     slices[0, 0, 5:9] = False
-    cardiac = PretextTargets.from_mask(slices, "missing-slice")
+    cardiac = PretextTargets.from_mask(slices, "missing-slice", 1)
     assert cardiac.count.tolist() == [4] and cardiac.position.tolist() == [5]
 
 
@@ -73,11 +88,12 @@ def test_pretext_losses_learn_and_report_accuracies(task, tiny):
     """The prompt encoders + pretext heads (+ encoder) fit a fixed batch: the loss halves and every accuracy
     reaches 1/2 (chance: count 1/3 or 1/5, position ≤ 1/9, assessment retrieval 1/6)."""
     torch.manual_seed(0)
-    cfg = TokenizerConfig(channels=(8, 8, 8), codebook_size=32, prompt_dim=32, prompt_channels=(8, 16, 16))
+    cfg = TokenizerConfig(channels=(8, 8, 8), num_res_layers=1, num_res_channels=8, quantize=False, prompt_dim=32,
+                          prompt_channels=(8, 16, 16), slice_wise=task.problem == "missing-slice")
     model = build_tokenizer(cfg, task)
     complete = tiny.make_subjects(task, 6).stack()
     mask = sample_training_mask(np.random.default_rng(1), task, 6)
-    targets = PretextTargets.from_mask(mask, task.problem)
+    targets = PretextTargets.from_mask(mask, task.problem, model.cfg.depth_compression)
     zero_filled = zero_fill(complete, mask)
 
     def pretext():
@@ -106,7 +122,7 @@ def test_contrastive_loss_prefers_matching_pairs():
             layer.bias.zero_()
     mask = torch.ones(3, 4, 16, dtype=torch.bool)
     mask[:, 0] = False
-    targets = PretextTargets.from_mask(mask, "missing-modality")
+    targets = PretextTargets.from_mask(mask, "missing-modality", 8)
     latents = torch.randn(3, 4, 8, 2, 2, 2)
     positives = heads.missing_embedding(latents, targets.missing_latents).detach()
     matched, _ = heads.losses(torch.stack([positives] * 3, dim=1), latents, targets)

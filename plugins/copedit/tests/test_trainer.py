@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 from mribench_copedit.presets import PRESETS
+from mribench_copedit.prompts import observed_from_zero_filled
 from mribench_copedit.trainer import (
+    FLIP_VARIANTS,
     TrainImages,
     build_network,
     conditioning,
@@ -83,12 +85,14 @@ def test_stage1_resumes_exactly_and_refuses_other_configs(brain, tmp_path):
 def test_stage2_resumes_exactly_and_encodes_each_subject_once(brain, tmp_path, monkeypatch):
     task, images = brain
     tokenizer, report = train_tokenizer(TOKENIZER, task, images, tmp_path / "tokenizer", seed=0)
+    variants = len(FLIP_VARIANTS) if DIFFUSION.flip_augment else 1
     encodes = []
     original = tokenizer.vqvae.encode
     monkeypatch.setattr(tokenizer.vqvae, "encode", lambda x: encodes.append(len(x)) or original(x))
     straight, scale = train_diffusion(DIFFUSION, tokenizer, report["tokenizer_hash"], task, images,
                                       tmp_path / "straight", seed=0)
-    assert sum(encodes) == len(images) * task.channels  # one encode per subject and modality, none per step
+    # one encode per subject, modality and flip variant, none per step
+    assert sum(encodes) == len(images) * task.channels * variants
     with pytest.raises(Interrupted):
         train_diffusion(DIFFUSION, tokenizer, report["tokenizer_hash"], task, images, tmp_path / "resumed", seed=0,
                         progress=StopAfter("MDiT3D (stage II)", 3))
@@ -115,15 +119,20 @@ def test_prompt_switches(task, zero_filled):
     from mribench_copedit.trainer import build_tokenizer
 
     tokenizer = build_tokenizer(cfg.tokenizer, task).eval()
-    full = conditioning(tokenizer, image, cfg.diffusion, task.problem)["prompts"]
+    available = tokenizer.available_latents(image)[0]
+    observed = observed_from_zero_filled(image, task.problem)  # what synthesis has instead of the mask
+
+    def condition(diffusion):
+        return conditioning(tokenizer, available, observed, diffusion, task.problem)
+
+    full = condition(cfg.diffusion)["prompts"]
     assert torch.equal(full, tokenizer.prompts(image)) and full.abs().sum(dim=2).min() > 0
-    no_position = conditioning(tokenizer, image, dataclasses.replace(cfg.diffusion, prompts_used=("count", "assessment")),
-                               task.problem)["prompts"]
+    no_position = condition(dataclasses.replace(cfg.diffusion, prompts_used=("count", "assessment")))["prompts"]
     assert torch.equal(no_position[:, [0, 2]], full[:, [0, 2]]) and not no_position[:, 1].any()
-    code = conditioning(tokenizer, image, dataclasses.replace(cfg.diffusion, condition="mask"), task.problem)
+    code = condition(dataclasses.replace(cfg.diffusion, condition="mask"))
     expected = mask[:, :, 0] if task.problem == "missing-modality" else mask[:, 0, :]
     assert torch.equal(code["mask_code"], expected.float())  # derived from the zero-filled image alone
-    assert conditioning(tokenizer, image, dataclasses.replace(cfg.diffusion, condition="none"), task.problem) == {}
+    assert condition(dataclasses.replace(cfg.diffusion, condition="none")) == {}
 
 
 @pytest.mark.parametrize("changes", [{"condition": "none"}, {"condition": "mask"}, {"inject": "both"},
@@ -138,8 +147,10 @@ def test_ablation_networks_train_a_step(task, zero_filled, changes):
     tokenizer = build_tokenizer(cfg.tokenizer, task).eval()
     network = build_network(diffusion, cfg.tokenizer, task)
     latents = tokenizer.encode(image)
+    available, _ = tokenizer.available_latents(image)
     output = network(latents, torch.zeros(len(image), dtype=torch.long),
-                     **conditioning(tokenizer, image, diffusion, task.problem))
+                     **conditioning(tokenizer, available, observed_from_zero_filled(image, task.problem), diffusion,
+                                    task.problem))
     assert output.shape == latents.shape
     output.square().mean().backward()
     assert any(p.grad is not None for p in network.parameters())
@@ -187,3 +198,23 @@ def test_perceptual_term_uses_local_weights_only(brain, tmp_path, monkeypatch):
     (tmp_path / "resnet50-imagenet.pth").write_bytes(b"not a state dict")
     with pytest.raises(MribenchError, match="ResNet-50"):
         train_tokenizer(dataclasses.replace(TOKENIZER, steps=1), task, images, tmp_path / "bad", seed=0)
+
+
+def test_stage1_clips_gradients_runs_bf16_and_schedules_the_discriminator(brain, tmp_path):
+    """The paper's appendix gives both stages gradient clipping, mixed precision and LR schedules."""
+    task, images = brain
+    cfg = dataclasses.replace(TOKENIZER, steps=6, adversarial_start=2, warmup_steps=1, grad_clip=1e-3)
+    train_tokenizer(cfg, task, images, tmp_path / "fp32", seed=0)
+    with (tmp_path / "fp32" / "stage1.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and all(row["skipped_update"] == "0" for row in rows)
+    assert all(float(row["grad_norm"]) > cfg.grad_clip for row in rows)  # the norm before clipping is logged
+    saved = torch.load(tmp_path / "fp32" / "stage1.pt", weights_only=True)["objects"]
+    assert saved["scheduler_d"]["last_epoch"] == cfg.steps - cfg.adversarial_start  # stepped with its optimiser only
+    # bf16 autocast: a non-finite gradient (seen intermittently from CPU bf16 3D convolutions) skips the update, as
+    # a loss scaler does, so nothing non-finite ever reaches the weights
+    tokenizer, _ = train_tokenizer(dataclasses.replace(cfg, bf16=True), task, images, tmp_path / "bf16", seed=0)
+    with (tmp_path / "bf16" / "stage1.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and all(np.isfinite(float(row["loss"])) for row in rows)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in tokenizer.parameters())
