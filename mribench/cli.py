@@ -137,11 +137,24 @@ class Layout(str, Enum):
     paper = "paper"
 
 
-def task_names(tasks: list[str]) -> list[str]:
-    """Registered names of ``--task`` values given as names or YAML paths (unknown names: "did you mean")."""
-    from mribench.tasks import get_task
+def task_names(tasks: list[str], runs: Path | None = None) -> list[str]:
+    """Names of ``--task`` values given as registered names or YAML paths; with ``runs``, also the name of any task
+    that has results there (a task run from a YAML file). Unknown names get "did you mean"."""
+    from mribench.errors import UnknownNameError
+    from mribench.tasks import get_task, task_registry
 
-    return list(dict.fromkeys(get_task(task).name for task in tasks))
+    names = []
+    for task in tasks:
+        if runs is not None and not task.endswith((".yaml", ".yml")) and (Path(runs) / task).is_dir():
+            names.append(task)
+            continue
+        try:
+            names.append(get_task(task).name)
+        except UnknownNameError:
+            with_results = [p.name for p in Path(runs).iterdir() if p.is_dir() and not p.name.startswith("_")] \
+                if runs is not None and Path(runs).is_dir() else []
+            raise UnknownNameError("task", task, set(task_registry().names()) | set(with_results)) from None
+    return list(dict.fromkeys(names))
 
 
 # -- run -----------------------------------------------------------------------------------------------------
@@ -485,7 +498,7 @@ def leaderboard(
     if output:
         extension = {"latex": "tex"}.get(fmt.value, fmt.value)
         check_output_file(output, "--output", f"leaderboard.{extension}")
-    task = task_names(task)
+    task = task_names(task, runs)
     grids = build_paper_tables(task, runs, reference) if layout is Layout.paper else build_table(task, runs)
     text = render(grids, fmt.value)
     if output:
@@ -541,7 +554,7 @@ def report(
         check_output_file(output, "--output", "report.html")
     else:
         check_output_folder(output, "--output")
-    for path in write_report(task_names(task), runs, output, data_root=data_root, subjects=subjects):
+    for path in write_report(task_names(task, runs), runs, output, data_root=data_root, subjects=subjects):
         err.print(f"wrote {path}")
 
 

@@ -344,9 +344,9 @@ def footnote(collection: Collection, tasks: list[str], rows: dict[RowKey, str], 
 
 
 LEGEND = ("mean ± std over test subjects (std averaged over seeds); [s]: std over seeds of the per-seed means; "
-          "↑/↓: higher/lower is better; best bold, second underlined (italic in Markdown); †: best vs second "
-          "significant (paired Wilcoxon over subjects, p < 0.05, in every seed); n/a: not computed (the cell's reason "
-          "is in the CSV and the HTML tooltip); –: no result of this method on this task")
+          "best bold, second underlined (italic in Markdown); †: best vs second significant (paired Wilcoxon over "
+          "subjects, p < 0.05, in every seed); n/a: not computed (the cell's reason is in the CSV and the HTML "
+          "tooltip); –: no result of this method on this task")
 
 
 # -- plain layout --------------------------------------------------------------------------------------------
@@ -367,7 +367,7 @@ def build_table(tasks: list[str], runs: Path, metrics: list[str] | None = None) 
         values = [by_column[column].get(row, GridCell("–")) for column in columns]
         values += [GridCell(str(collection.task_info(t)["n_test"]) if collection.get(t, row) else "–") for t in tasks]
         grid.rows.append(GridRow(label, values))
-    grid.footnote = footnote(collection, tasks, rows, LEGEND)
+    grid.footnote = footnote(collection, tasks, rows, "↑/↓: higher/lower is better; " + LEGEND)
     return grid
 
 
