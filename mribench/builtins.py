@@ -1,33 +1,48 @@
-"""mribench's built-in plugin: its datasets, metrics and task folder, registered through the public hooks."""
+"""mribench's built-in plugin: its datasets, metrics and task folder, registered through the public hooks.
+
+Classes are registered lazily (by import path, with the facts the listings read), so listing them imports neither
+torch nor MONAI; each is imported when first used.
+"""
 from __future__ import annotations
 
-from mribench.plugins import hookimpl
+from mribench.plugins import LazyClass, hookimpl
 from mribench.tasks import TASKS_DIR
 
 
-@hookimpl
-def mribench_register_datasets() -> list[type]:
-    from mribench.data.acdc import ACDCDataset
-    from mribench.data.brats import Brats2021Dataset
-    from mribench.data.ixi import IXIDataset
-    from mribench.data.nifti_folder import NiftiFolderDataset
-    from mribench.data.phantom_brain import PhantomBratsDataset, PhantomIXIDataset
-    from mribench.data.phantom_cardiac import PhantomCardiacDataset
+def _dataset(target: str, name: str, generated: bool) -> LazyClass:
+    return LazyClass(f"mribench.data.{target}", name, {"generated": generated})
 
-    return [Brats2021Dataset, IXIDataset, ACDCDataset, NiftiFolderDataset, PhantomBratsDataset, PhantomIXIDataset,
-            PhantomCardiacDataset]
+
+def _metric(target: str, name: str, higher_is_better: bool) -> LazyClass:
+    return LazyClass(f"mribench.metrics.{target}", name, {"higher_is_better": higher_is_better})
 
 
 @hookimpl
-def mribench_register_metrics() -> list[type]:
-    from mribench.metrics.dice import Dice
-    from mribench.metrics.fdseg import FDSeg
-    from mribench.metrics.fid import FID
-    from mribench.metrics.fvd import FVD
-    from mribench.metrics.psnr import MAE, PSNR
-    from mribench.metrics.ssim import SSIM, SSIMNonTumour, SSIMTumour
+def mribench_register_datasets() -> list[LazyClass]:
+    return [
+        _dataset("brats:Brats2021Dataset", "brats2021", generated=False),
+        _dataset("ixi:IXIDataset", "ixi", generated=False),
+        _dataset("acdc:ACDCDataset", "acdc", generated=False),
+        _dataset("nifti_folder:NiftiFolderDataset", "nifti-folder", generated=False),
+        _dataset("phantom_brain:PhantomBratsDataset", "phantom-brats", generated=True),
+        _dataset("phantom_brain:PhantomIXIDataset", "phantom-ixi", generated=True),
+        _dataset("phantom_cardiac:PhantomCardiacDataset", "phantom-cardiac", generated=True),
+    ]
 
-    return [PSNR, MAE, SSIM, SSIMTumour, SSIMNonTumour, FID, FVD, FDSeg, Dice]
+
+@hookimpl
+def mribench_register_metrics() -> list[LazyClass]:
+    return [
+        _metric("psnr:PSNR", "psnr", higher_is_better=True),
+        _metric("psnr:MAE", "mae", higher_is_better=False),
+        _metric("ssim:SSIM", "ssim", higher_is_better=True),
+        _metric("ssim:SSIMTumour", "ssim-tumour", higher_is_better=True),
+        _metric("ssim:SSIMNonTumour", "ssim-nontumour", higher_is_better=True),
+        _metric("fid:FID", "fid", higher_is_better=False),
+        _metric("fvd:FVD", "fvd", higher_is_better=False),
+        _metric("fdseg:FDSeg", "fd-seg", higher_is_better=False),
+        _metric("dice:Dice", "dice", higher_is_better=True),
+    ]
 
 
 @hookimpl

@@ -10,10 +10,31 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from mribench.errors import MribenchError
+
+
+def _keep_argument_help() -> None:
+    """typer 0.20 stores an argument's help before click's ``Parameter.__init__``, which in recent click (8.5 here)
+    resets ``help`` to None, so positional arguments lose their help text; store it again after that ``__init__``."""
+    original = typer.core.TyperArgument.__init__
+    if getattr(original, "keeps_help", False):
+        return
+
+    @functools.wraps(original)
+    def init(self, *args, help: str | None = None, **kwargs):  # noqa: A002 - click's keyword
+        original(self, *args, help=help, **kwargs)
+        self.help = help
+
+    init.keeps_help = True
+    typer.core.TyperArgument.__init__ = init
+
+
+_keep_argument_help()
 
 app = typer.Typer(name="mribench", help="Benchmark for missing-MRI synthesis (missing modalities, missing slices).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -24,9 +45,26 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(methods_app, name="methods")
 app.add_typer(data_app, name="data")
 
-out = Console()
-err = Console(stderr=True)
+PIPE_WIDTH = 100_000  # a pipe or file gets every character: paths and problem texts are never cut to 80 columns
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console for user-facing text: rich markup and highlighting off (paths contain '['); in a pipe or file, no
+    width limit, so nothing is truncated or wrapped. Styles are given explicitly as ``Text`` or ``style=``."""
+    console = Console(stderr=stderr, markup=False, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, markup=False, highlight=False, width=PIPE_WIDTH)
+    return console
+
+
+out = make_console()
+err = make_console(stderr=True)
 _state = {"debug": False}
+
+
+def error_line(message: object) -> Text:
+    """``error: <message>`` with the message taken literally (no markup, no highlighting) on one line."""
+    return Text.assemble(("error:", "bold red"), " ", " ".join(str(message).split()))
 
 
 def handle_errors(func):
@@ -41,7 +79,7 @@ def handle_errors(func):
         except MribenchError as exc:
             if _state["debug"]:
                 raise
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err.print(error_line(exc), soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted: nothing half-written was kept; rerun the same command to resume", soft_wrap=True)
@@ -49,15 +87,29 @@ def handle_errors(func):
         except Exception as exc:  # noqa: BLE001
             if _state["debug"]:
                 raise
-            err.print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                      soft_wrap=True, markup=False)
+            err.print(" ".join(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
+                               .split()), soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import importlib.metadata
+
+        out.print(f"mribench {importlib.metadata.version('mribench')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version,
+                                          is_eager=True)] = False,
+) -> None:
+    global out, err
+    out, err = make_console(), make_console(stderr=True)  # the streams may have changed since import (tests, pipes)
     _state["debug"] = debug
 
 
@@ -83,6 +135,26 @@ class Format(str, Enum):
 class Layout(str, Enum):
     plain = "plain"
     paper = "paper"
+
+
+def task_names(tasks: list[str], runs: Path | None = None) -> list[str]:
+    """Names of ``--task`` values given as registered names or YAML paths; with ``runs``, also the name of any task
+    that has results there (a task run from a YAML file). Unknown names get "did you mean"."""
+    from mribench.errors import UnknownNameError
+    from mribench.tasks import get_task, task_registry
+
+    names = []
+    for task in tasks:
+        if runs is not None and not task.endswith((".yaml", ".yml")) and (Path(runs) / task).is_dir():
+            names.append(task)
+            continue
+        try:
+            names.append(get_task(task).name)
+        except UnknownNameError:
+            with_results = [p.name for p in Path(runs).iterdir() if p.is_dir() and not p.name.startswith("_")] \
+                if runs is not None and Path(runs).is_dir() else []
+            raise UnknownNameError("task", task, set(task_registry().names()) | set(with_results)) from None
+    return list(dict.fromkeys(names))
 
 
 # -- run -----------------------------------------------------------------------------------------------------
@@ -114,6 +186,11 @@ def run(
     if outcome.status == "complete":
         out.print(f"complete: {outcome.folder / 'result.json'} exists (use --overwrite always to redo)")
     elif outcome.status == "done":
+        for skipped in outcome.result.skipped:
+            err.print(f"skipped {skipped['subject']}: {skipped['reason']}", soft_wrap=True)
+        if outcome.result.skipped:
+            err.print(f"--skip-bad: {len(outcome.result.skipped)} bad subject(s) skipped (listed in result.json); "
+                      "this result is not comparable with a run on every subject", soft_wrap=True)
         summary = ", ".join(f"{name} {m['aggregate']['mean']:.4g}" for name, m in outcome.result.metrics.items()
                             if m["status"] == "ok" and m["aggregate"])
         out.print(f"wrote {outcome.folder / 'result.json'}: {summary}")
@@ -126,7 +203,7 @@ def tasks_list(ctx: typer.Context) -> None:
     """List every registered task and whether its data is available."""
     if ctx.invoked_subcommand:
         return
-    from mribench.data.base import data_available
+    from mribench.locations import data_available
     from mribench.plugins import registry
     from mribench.tasks import task_registry
 
@@ -136,7 +213,8 @@ def tasks_list(ctx: typer.Context) -> None:
     for name in tasks.names():
         spec = tasks.get(name)
         if spec.dataset in reg.names("dataset"):
-            available = "yes" if data_available(reg.dataset(spec.dataset), spec.dataset_options) else "absent"
+            generated = reg.get("dataset", spec.dataset).fact("generated")
+            available = "yes" if data_available(spec.dataset, generated) else "absent"
         else:
             available = "no loader installed"
         table.add_row(name, spec.problem, spec.dataset, f"{spec.missing}/{spec.n_elements}", str(spec.version),
@@ -151,7 +229,7 @@ def tasks_show(name: Annotated[str, typer.Argument(help="Task name.")]) -> None:
     from mribench.tasks import get_task
 
     spec = get_task(name)
-    out.print(f"[bold]{spec.name}[/] v{spec.version} — {spec.description}")
+    out.print(Text.assemble((spec.name, "bold"), f" v{spec.version} — {spec.description}"), soft_wrap=True)
     out.print(f"task hash: {spec.hash}")
     out.print_json(json.dumps(spec.model_dump(mode="json", exclude={"reference"})))
     if spec.reference:
@@ -175,8 +253,8 @@ def methods_list(ctx: typer.Context) -> None:
     table = RichTable("method", "plugin", "problems", "presets", "status")
     table.columns[0].no_wrap = True
     for item in registry().items("method"):
-        reason = item.cls.unavailable_reason()
-        table.add_row(item.name, item.plugin, ", ".join(sorted(item.cls.problems)), ", ".join(item.cls.presets),
+        reason = item.fact("unavailable_reason")()
+        table.add_row(item.name, item.plugin, ", ".join(sorted(item.fact("problems"))), ", ".join(item.fact("presets")),
                       f"unavailable: {reason}" if reason else "ok")
     out.print(table)
 
@@ -195,19 +273,20 @@ def methods_show(
 
     item = registry().get("method", name)
     spec = get_task(task) if task else None
-    out.print(f"[bold]{item.name}[/] (plugin {item.plugin}, version {item.cls.version}) — {item.cls.summary}")
+    out.print(Text.assemble((item.name, "bold"), f" (plugin {item.plugin}, version {item.cls.version}) — "
+                            f"{item.cls.summary}"), soft_wrap=True)
     for preset, config in item.cls.presets.items():
-        out.print(f"[bold]{preset}[/]")
+        out.print(preset, style="bold")
         for field, value in dataclasses.asdict(config).items():
             out.print(f"  {field}: {json.dumps(value, default=str)}", soft_wrap=True, highlight=False)
         for key, value in item.cls.describe(preset, spec).items():
             if isinstance(value, dict):
-                out.print(f"  [bold]{key}[/]")
+                out.print(f"  {key}", style="bold")
                 for inner, number in value.items():
                     shown = f"{number:,}" if isinstance(number, int) and not isinstance(number, bool) else number
                     out.print(f"    {inner}: {shown}", soft_wrap=True, highlight=False)
             else:
-                out.print(f"  [bold]{key}[/]: {value}", soft_wrap=True, highlight=False)
+                out.print(Text.assemble("  ", (key, "bold"), f": {value}"), soft_wrap=True)
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -221,8 +300,10 @@ def data_show(
 ) -> None:
     """Draw every contrast of one subject in three planes, with its labels, into a PNG."""
     from mribench.data.show import show_subject
+    from mribench.preflight import check_output_file
     from mribench.training import make_progress
 
+    check_output_file(output, "--output", f"{subject}.png")
     with make_progress() as progress:
         path = show_subject(dataset, subject, output, data_root=data_root, progress=progress)
     out.print(f"wrote {path}")
@@ -232,13 +313,14 @@ def data_show(
 @handle_errors
 def data_verify(
     dataset: Annotated[str, typer.Option(help="Registered dataset name, e.g. brats2021, ixi, acdc, nifti-folder.")],
-    root: Annotated[Path, typer.Option(help="Folder holding the dataset in its official layout.")],
+    data_root: Annotated[Path, typer.Option("--data-root", "--root",
+                                            help="Folder holding the dataset in its official layout.")],
 ) -> None:
     """Check every subject (contrasts present, readable, 3D, one grid, finite, foreground, labels); exit 1 on errors."""
     from mribench.data.verify import open_dataset, problems_table, summary, verify_dataset
     from mribench.training import make_progress
 
-    opened = open_dataset(dataset, root)
+    opened = open_dataset(dataset, data_root)
     with make_progress() as progress:
         problems = verify_dataset(opened, progress)
     if problems:
@@ -296,20 +378,33 @@ def data_calibrate(
 # -- plugins -------------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
-def plugins() -> None:
+def plugins(
+    check: Annotated[bool, typer.Option("--check", help="Also import every registered class (slow: loads torch) and "
+                                                        "show the plugins whose classes fail to import.")] = False,
+) -> None:
     """List loaded plugins, what they provide, and the error of any that failed."""
+    from mribench.errors import PluginError
     from mribench.plugins import registry
 
+    reg = registry()
+    if check:
+        for kind in ("method", "dataset", "metric"):
+            for item in reg.items(kind):
+                try:
+                    item.cls
+                except PluginError:
+                    pass  # recorded as the plugin's error, shown below
     table = RichTable("plugin", "source", "module", "status", "provides")
     table.columns[0].no_wrap = True
-    plugins_found = registry().plugins.values()
+    plugins_found = reg.plugins.values()
     for info in plugins_found:
         provides = "; ".join(f"{k}s: {', '.join(v)}" for k, v in info.provides.items())
-        table.add_row(info.name, info.source, info.module, "ok" if info.ok else "[red]failed[/]", provides)
+        table.add_row(info.name, info.source, info.module, "ok" if info.ok else Text("failed", "red"), provides)
     out.print(table)
     for info in plugins_found:
         if not info.ok:
-            out.print(f"[red]plugin {info.name!r} ({info.module}) failed:[/] {info.error}", soft_wrap=True)
+            out.print(Text.assemble((f"plugin {info.name!r} ({info.module}) failed:", "red"), f" {info.error}"),
+                      soft_wrap=True)
 
 
 # -- weights and scoring -------------------------------------------------------------------------------------
@@ -322,9 +417,9 @@ def _print_weights() -> None:
     from mribench.metrics.features import list_weights
 
     for status in list_weights():
-        out.print(f"[bold]{status.spec.key}[/] ({status.spec.metric}): {status.spec.filename} — {status.describe()}"
-                  f"{' sha256 ' + status.sha256 if status.sha256 else ''}; looked in {'; '.join(status.looked)}",
-                  soft_wrap=True)
+        out.print(Text.assemble((status.spec.key, "bold"), f" ({status.spec.metric}): {status.spec.filename} — "
+                                f"{status.describe()}{' sha256 ' + status.sha256 if status.sha256 else ''}; "
+                                f"looked in {'; '.join(status.looked)}"), soft_wrap=True)
 
 
 @weights_app.callback()
@@ -367,8 +462,12 @@ def score(
     from mribench.tasks import get_task
     from mribench.training import make_progress
 
+    from mribench.preflight import check_task
+
+    spec = get_task(task)
+    check_task(spec)
     with make_progress(err) as progress:
-        outcome = score_predictions(get_task(task), predictions, data_root, preset, progress)
+        outcome = score_predictions(spec, predictions, data_root, preset, progress)
     sys.stdout.write(json.dumps({"metrics": {name: asdict(r) for name, r in outcome.results.items()},
                                  "clipped_voxels": outcome.clipped_voxels}, indent=2, default=str) + "\n")
 
@@ -377,7 +476,8 @@ def score(
 @app.command()
 @handle_errors
 def leaderboard(
-    task: Annotated[list[str], typer.Option("--task", "-t", help="Task(s) to tabulate (repeatable).")],
+    task: Annotated[list[str], typer.Option("--task", "-t", help="Task name(s) or YAML path(s) to tabulate "
+                                                             "(repeatable).")],
     runs: Annotated[Path, typer.Option(help="Folder of runs.")] = Path("runs"),
     fmt: Annotated[Format, typer.Option("--format", help="md, csv, latex or html (one self-contained page).")]
     = Format.md,
@@ -390,10 +490,15 @@ def leaderboard(
     """Methods as rows, tasks × metrics as columns, mean ± std, best bold, second underlined (or the paper's tables)."""
     from mribench.leaderboard import build_table, render
     from mribench.paper_layouts import build_paper_tables
+    from mribench.preflight import check_output_file
     from mribench.results import atomic_write_text
 
     if reference and layout is not Layout.paper:
         raise MribenchError("--reference needs --layout paper")
+    if output:
+        extension = {"latex": "tex"}.get(fmt.value, fmt.value)
+        check_output_file(output, "--output", f"leaderboard.{extension}")
+    task = task_names(task, runs)
     grids = build_paper_tables(task, runs, reference) if layout is Layout.paper else build_table(task, runs)
     text = render(grids, fmt.value)
     if output:
@@ -421,7 +526,7 @@ def bench(name: Annotated[Optional[str], typer.Argument(help="Benchmark name (e.
     if name is None:
         for key, path in scripts.items():
             doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-            out.print(f"[bold]{key}[/]  {doc.splitlines()[0] if doc else ''}", soft_wrap=True)
+            out.print(Text.assemble((key, "bold"), f"  {doc.splitlines()[0] if doc else ''}"), soft_wrap=True)
         return
     if name not in scripts:
         raise UnknownNameError("benchmark", name, scripts)
@@ -432,7 +537,8 @@ def bench(name: Annotated[Optional[str], typer.Argument(help="Benchmark name (e.
 @app.command()
 @handle_errors
 def report(
-    task: Annotated[list[str], typer.Option("--task", "-t", help="Task(s) to show (repeatable).")],
+    task: Annotated[list[str], typer.Option("--task", "-t", help="Task name(s) or YAML path(s) to show "
+                                                             "(repeatable).")],
     runs: Annotated[Path, typer.Option(help="Folder of runs.")] = Path("runs"),
     output: Annotated[Path, typer.Option(help="report.html (one self-contained page) or a folder for PNGs.")]
     = Path("report.html"),
@@ -441,9 +547,14 @@ def report(
     subjects: Annotated[int, typer.Option(help="Test subjects in each qualitative grid.")] = 3,
 ) -> None:
     """Qualitative grids, per-subject PSNR box plots and PSNR against missing count, with the paper tables."""
+    from mribench.preflight import check_output_file, check_output_folder
     from mribench.report import write_report
 
-    for path in write_report(task, runs, output, data_root=data_root, subjects=subjects):
+    if output.suffix.lower() in (".html", ".htm"):
+        check_output_file(output, "--output", "report.html")
+    else:
+        check_output_folder(output, "--output")
+    for path in write_report(task_names(task, runs), runs, output, data_root=data_root, subjects=subjects):
         err.print(f"wrote {path}")
 
 
@@ -454,7 +565,8 @@ def reproduce(
     runs: Annotated[Path, typer.Option(help="Where the runs are kept (resumable).")] = Path("runs/leaderboard"),
     output: Annotated[Path, typer.Option(help="The leaderboard folder to regenerate.")] = Path("leaderboard"),
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Only these methods.")] = None,
-    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Only these tasks.")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Only these tasks (names or YAML "
+                                                                         "paths).")] = None,
     preset: Annotated[str, typer.Option(help="Preset of every run.")] = "cpu",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the estimate only.")] = False,
     readme: Annotated[Optional[Path], typer.Option(help="Also rewrite this README's generated results block (between "
@@ -467,8 +579,8 @@ def reproduce(
     from mribench.reproduce import PHANTOM_TASKS, ReproducePlan, refresh
     from mribench.reproduce import reproduce as reproduce_all
 
-    the_plan = ReproducePlan(tasks=task or list(PHANTOM_TASKS), preset=preset, runs=runs, out=output,
-                             methods=method or None, readme=readme)
+    the_plan = ReproducePlan(tasks=task_names(task) if task else list(PHANTOM_TASKS), preset=preset, runs=runs,
+                             out=output, methods=method or None, readme=readme)
     if from_results:
         refresh(the_plan, console=err)
     else:

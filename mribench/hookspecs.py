@@ -3,6 +3,8 @@
 Plugins implement them with ``@mribench.hookimpl`` in a module registered under the ``mribench`` entry-point
 group (``[project.entry-points.mribench] name = "package.plugin"``). Built-in pieces use the same hooks.
 Each hook returns a list; the plugin manager merges the lists of all plugins and refuses duplicate names.
+The register hooks' items are classes, or :class:`mribench.plugins.LazyClass` entries naming a class by import path
+(imported on first use, so listing plugins imports none of their code).
 """
 from __future__ import annotations
 

@@ -279,12 +279,33 @@ class Grid:
         self.rows.append(GridRow(label, [GridCell("") for _ in self.columns], kind="section"))
 
 
+SIGNIFICANT_DIGITS = 3  # every mean is shown with at least this many significant digits
+MAX_DECIMALS = 8
+
+
 def digits(metric: str) -> int:
+    """The fewest decimals a metric is shown with (a column gets more when its values need them)."""
     return 4 if metric in ("ssim", "mae") or metric.startswith("ssim") else 2
+
+
+def column_digits(cells: list[Cell], minimum: int) -> int:
+    """Decimals that show every mean of a column with at least SIGNIFICANT_DIGITS significant digits (one count
+    for the whole column, so its numbers stay aligned), and never fewer than ``minimum``."""
+    magnitudes = [abs(cell.mean) for cell in cells if cell.ok and cell.mean != 0]
+    if not magnitudes:
+        return minimum
+    needed = SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(min(magnitudes)))
+    return min(max(minimum, needed), MAX_DECIMALS)
+
+
+def arrow(metric: str) -> str:
+    """↑ when higher is better, ↓ when lower is, nothing when the metric is not installed."""
+    return {True: " ↑", False: " ↓", None: ""}[higher_is_better(metric)]
 
 
 def marked_cells(cells: dict[RowKey, Cell], metric: str, digits_: int) -> dict[RowKey, GridCell]:
     """Grid cells of one column with best/second marks and the significance dagger."""
+    digits_ = column_digits(list(cells.values()), digits_)
     marks, is_significant = rank(cells, higher_is_better(metric))
     return {row: GridCell(cell.text(digits_), cell, marks.get(row), marks.get(row) == "best" and is_significant)
             for row, cell in cells.items()}
@@ -324,7 +345,8 @@ def footnote(collection: Collection, tasks: list[str], rows: dict[RowKey, str], 
 
 LEGEND = ("mean ± std over test subjects (std averaged over seeds); [s]: std over seeds of the per-seed means; "
           "best bold, second underlined (italic in Markdown); †: best vs second significant (paired Wilcoxon over "
-          "subjects, p < 0.05, in every seed); n/a: not computed")
+          "subjects, p < 0.05, in every seed); n/a: not computed (the cell's reason is in the CSV and the HTML "
+          "tooltip); –: no result of this method on this task")
 
 
 # -- plain layout --------------------------------------------------------------------------------------------
@@ -340,12 +362,12 @@ def build_table(tasks: list[str], runs: Path, metrics: list[str] | None = None) 
         cells = {row: metric_cell(collection.get(task, row), metric) for row in rows if collection.get(task, row)}
         by_column[(task, metric)] = marked_cells(cells, metric, digits(metric))
     grid = Grid(key="leaderboard", title=", ".join(tasks),
-                columns=[(t, m) for t, m in columns] + [(t, f"n ({t})") for t in tasks], rows=[])
+                columns=[(t, f"{m}{arrow(m)}") for t, m in columns] + [(t, "n") for t in tasks], rows=[])
     for row, label in rows.items():
         values = [by_column[column].get(row, GridCell("–")) for column in columns]
         values += [GridCell(str(collection.task_info(t)["n_test"]) if collection.get(t, row) else "–") for t in tasks]
         grid.rows.append(GridRow(label, values))
-    grid.footnote = footnote(collection, tasks, rows, LEGEND)
+    grid.footnote = footnote(collection, tasks, rows, "↑/↓: higher/lower is better; " + LEGEND)
     return grid
 
 

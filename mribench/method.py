@@ -32,6 +32,7 @@ from typing import Any, Callable, ClassVar, Iterator
 import torch
 
 from mribench.data.base import SubjectSet
+from mribench.errors import MribenchError
 from mribench.protocol import Batch
 from mribench.tasks import TaskSpec
 
@@ -163,7 +164,12 @@ class Method:
 
         payload = load_checkpoint(path, expect={"method": cls.name, "config_hash": config_hash(config)})
         method = cls(config, seed=seed)
-        method.load_state(payload["state"], task)
+        try:
+            method.load_state(payload.get("state") or {}, task)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            detail = f"missing entry {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise MribenchError(f"{path}: the checkpoint's header is valid but its state is not a usable "
+                                f"{cls.name} model ({detail}); delete it to retrain") from None
         return method
 
 

@@ -2,12 +2,16 @@
 
 A plugin that fails to import or to register is isolated: it is listed as failed with its error and every other
 plugin keeps working. Two plugins registering one name is an error naming both.
+
+A hook may return classes, or :class:`LazyClass` entries naming a class by import path: those are imported on first
+use, so ``mribench tasks``, ``methods`` and ``plugins`` import no plugin code (no torch, no MONAI) and answer at once.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,12 +49,86 @@ class PluginInfo:
 
 
 @dataclass(frozen=True)
-class Registered:
-    """One registered class and the plugin that registered it."""
+class LazyClass:
+    """A class registered by import path (``"package.module:ClassName"``) and imported on first use.
 
+    ``facts`` are the class attributes the listings read without importing it (methods: ``problems`` and
+    ``presets`` (names); datasets: ``generated``; metrics: ``higher_is_better``); a callable fact
+    ``unavailable_reason`` stands for the class method of that name. When the class is imported, its ``name`` and
+    every non-callable fact must agree with it, so a listing can never show what the class is not.
+    """
+
+    target: str
     name: str
-    cls: type
-    plugin: str
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+    def load(self) -> type:
+        module_name, _, attribute = self.target.partition(":")
+        cls = getattr(importlib.import_module(module_name), attribute)
+        differing = [key for key, declared in [("name", self.name), *self.facts.items()]
+                     if not callable(declared) and not _same_fact(declared, getattr(cls, key, None))]
+        if differing:
+            details = ", ".join(f"{key}: declared {_fact_text(self.facts.get(key, self.name))}, class has "
+                                f"{_fact_text(getattr(cls, key, None))}" for key in differing)
+            raise TypeError(f"{self.target} does not match its registration ({details})")
+        return cls
+
+
+def always_available() -> None:
+    """The ``unavailable_reason`` fact of a lazily registered method that needs nothing beyond its plugin."""
+    return None
+
+
+def _same_fact(declared: Any, actual: Any) -> bool:
+    if isinstance(actual, dict):  # presets: the declared names, in order
+        return tuple(declared) == tuple(actual)
+    if isinstance(actual, (set, frozenset)):
+        return frozenset(declared) == actual
+    return declared == actual
+
+
+def _fact_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return repr(tuple(value))
+    if isinstance(value, (set, frozenset)):
+        return repr(sorted(value))
+    return repr(value)
+
+
+class Registered:
+    """One registered class (imported on first use when it was registered as a :class:`LazyClass`) and the plugin
+    that registered it."""
+
+    def __init__(self, name: str, entry: type | LazyClass, plugin: str, on_import_error: Callable[[str], None]):
+        self.name, self.plugin = name, plugin
+        self._entry = entry
+        self._cls: type | None = None if isinstance(entry, LazyClass) else entry
+        self._on_import_error = on_import_error
+
+    @property
+    def cls(self) -> type:
+        if self._cls is None:
+            try:
+                self._cls = self._entry.load()
+            except Exception as exc:  # noqa: BLE001 - any failure of third-party code isolates that plugin
+                error = f"importing {self._entry.target} failed: {_one_line(exc)}"
+                self._on_import_error(error)
+                raise PluginError(f"{self.name!r} is not available: plugin {self.plugin!r} failed to load: "
+                                  f"{error}") from None
+        return self._cls
+
+    @property
+    def source(self) -> str:
+        """Where the class lives (``module:Class``), known without importing it."""
+        if isinstance(self._entry, LazyClass):
+            return self._entry.target
+        return f"{self._entry.__module__}:{self._entry.__qualname__}"
+
+    def fact(self, attribute: str) -> Any:
+        """A class attribute, read from the registration's facts while the class is not imported."""
+        if self._cls is None and isinstance(self._entry, LazyClass) and attribute in self._entry.facts:
+            return self._entry.facts[attribute]
+        return getattr(self.cls, attribute)
 
 
 class Registry:
@@ -112,18 +190,24 @@ class Registry:
             for name in [n for n, r in items.items() if not self.plugins[r.plugin].ok]:
                 del items[name]
 
-    def _register(self, kind: str, cls: type, info: PluginInfo) -> None:
-        name = getattr(cls, "name", None)
+    def _register(self, kind: str, entry: type | LazyClass, info: PluginInfo) -> None:
+        name = getattr(entry, "name", None)
         if not isinstance(name, str) or not name:
-            raise TypeError(f"{kind} class {cls.__qualname__} has no 'name'")
+            raise TypeError(f"{kind} {getattr(entry, '__qualname__', entry)!r} has no 'name'")
+        registered = Registered(name, entry, info.name, lambda error: self._import_failed(info, error))
         items = self._items[kind]
-        if name in items and items[name].cls is not cls:
+        if name in items and items[name].source != registered.source:
             raise PluginError(
                 f"{kind} name {name!r} is registered twice: by plugin {items[name].plugin!r} "
-                f"({items[name].cls.__module__}) and by plugin {info.name!r} ({cls.__module__})"
+                f"({items[name].source}) and by plugin {info.name!r} ({registered.source})"
             )
-        items[name] = Registered(name, cls, info.name)
+        items[name] = registered
         info.provides.setdefault(kind, []).append(name)
+
+    @staticmethod
+    def _import_failed(info: PluginInfo, error: str) -> None:
+        """A lazily registered class failed to import: the plugin is shown as failed from then on."""
+        info.error = info.error or error
 
     # -- lookup ----------------------------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
@@ -174,4 +258,4 @@ def set_registry(new: Registry | None) -> None:
     _current = new
 
 
-__all__ = ["hookimpl", "Registry", "PluginInfo", "Registered", "registry", "set_registry"]
+__all__ = ["hookimpl", "LazyClass", "always_available", "Registry", "PluginInfo", "Registered", "registry", "set_registry"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.text import Text
 
 from mribench.plugins import registry
 from mribench.results import RESULT_FILE, find_results
@@ -96,8 +97,9 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
         check_readme(the_plan.readme)
     requests = the_plan.requests()
     minutes, pending = estimate_minutes(requests)
-    console.print(f"[bold]make leaderboard[/]: {len(requests)} runs ({pending} to do) over {len(the_plan.tasks)} "
-                  f"tasks at the {the_plan.preset} preset; estimated {minutes:.0f} min remaining")
+    console.print(Text.assemble(("make leaderboard", "bold"), f": {len(requests)} runs ({pending} to do) over "
+                                f"{len(the_plan.tasks)} tasks at the {the_plan.preset} preset; estimated "
+                                f"{minutes:.0f} min remaining"), markup=False, highlight=False)
     if dry_run:
         for request in requests:
             console.print(f"  {request.task}  {request.method}  seed {request.seed}")

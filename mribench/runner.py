@@ -36,6 +36,7 @@ from mribench.metrics.base import MetricResult
 from mribench.metrics.evaluate import evaluate
 from mribench.metrics.features import weights_dir
 from mribench.plugins import registry
+from mribench.preflight import check_output_folder, check_task
 from mribench.protocol import Batch, derive_seed, evaluation_pattern
 from mribench.results import (RESULT_FILE, DamagedResultError, Result, provenance, read_result, run_dir,
                               write_result)
@@ -119,8 +120,8 @@ def plan(request: RunRequest) -> Plan:
                             f"(it supports: {', '.join(sorted(method_cls.problems))})")
     if request.preset not in method_cls.presets:
         raise UnknownNameError(f"preset of {request.method}", request.preset, method_cls.presets)
-    for spec in task.metrics:
-        reg.get("metric", spec.name)
+    check_task(task)
+    check_output_folder(request.out, "--out")
     return Plan(task=task, method_cls=method_cls, plugin=registered.plugin, config=method_cls.presets[request.preset],
                 folder=run_dir(request.out, task.name, request.method, request.preset, request.seed),
                 models=Path(request.out) / "_models", method=request.method, preset=request.preset,

@@ -17,7 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mribench.errors import MribenchError, UnknownNameError
 
 PROBLEMS = ("missing-modality", "missing-slice")
-TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+
+
+def _tasks_dir() -> Path:
+    """The task specs: installed as the package data ``mribench/task_specs`` (a wheel), else ``tasks/`` at the
+    repository root (a source checkout or an editable install)."""
+    package = Path(__file__).resolve().parent
+    installed = package / "task_specs"
+    return installed if installed.is_dir() else package.parent / "tasks"
+
+
+TASKS_DIR = _tasks_dir()
 
 
 class _Strict(BaseModel):

@@ -128,7 +128,7 @@ def test_cli_run_then_complete_then_leaderboard(tiny_registry, tmp_path):
     board = cli.invoke(app, ["leaderboard", "--task", "tiny-brain-missing1", "--runs", str(tmp_path)])
     assert board.exit_code == 0
     lines = board.output.splitlines()
-    assert lines[0].startswith("| method | psnr") and "n (tiny-brain-missing1)" in lines[0]
+    assert lines[0] == "| method | psnr ↑ | ssim ↑ | mae ↓ | n |"
     mean_row = next(line for line in lines if line.startswith("| mean-available (smoke)"))
     assert "**" in mean_row.split("|")[2], "the better method is bold in the PSNR column"
     latex = cli.invoke(app, ["leaderboard", "--task", "tiny-brain-missing1", "--runs", str(tmp_path), "--format",

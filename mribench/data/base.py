@@ -6,7 +6,6 @@ generate that same layout into the cache on first use and then read it with the 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +13,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import yaml
 
-from mribench.errors import DataMissingError, MribenchError
+from mribench.errors import DataMissingError
+from mribench.locations import DATA_ENV, cache_dir, config_file, first_nonempty, root_candidates
 
-CONFIG_FILE_ENV = "MRIBENCH_CONFIG"
-DATA_ENV = "MRIBENCH_DATA"
-CACHE_ENV = "MRIBENCH_CACHE"
+__all__ = ["Subject", "SubjectSet", "Dataset", "resolve_root", "cache_dir", "config_file"]
 
 
 @dataclass
@@ -112,54 +109,13 @@ class Dataset:
                 f"or ${DATA_ENV}=DIR holding DIR/{cls.name}/, or 'data: {{{cls.name}: PATH}}' in {config_file()}")
 
 
-def config_file() -> Path:
-    return Path(os.environ.get(CONFIG_FILE_ENV, Path.home() / ".config" / "mribench" / "config.yaml"))
-
-
-def cache_dir() -> Path:
-    """Root of mribench's caches (phantoms, preprocessed arrays, trained segmenters)."""
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "mribench"))
-
-
-def _config_root(dataset: str) -> str | None:
-    path = config_file()
-    if not path.is_file():
-        return None
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise MribenchError(f"{path}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
-    data = raw.get("data", {}) if isinstance(raw, dict) else {}
-    value = data.get(dataset) if isinstance(data, dict) else None
-    return str(value) if value else None
-
-
 def resolve_root(dataset_cls: type[Dataset], options: dict[str, Any], data_root: str | Path | None,
                  progress=None) -> Path:
     """The root folder of a dataset: --data-root, then $MRIBENCH_DATA/<name>, then the config file."""
     if dataset_cls.generated and data_root is None:
         return dataset_cls.prepare_root(options, progress)
-    candidates: list[tuple[str, Path]] = []
-    if data_root is not None:
-        candidates.append(("--data-root", Path(data_root)))
-    else:
-        if os.environ.get(DATA_ENV):
-            candidates.append((f"${DATA_ENV}", Path(os.environ[DATA_ENV]) / dataset_cls.name))
-        configured = _config_root(dataset_cls.name)
-        if configured:
-            candidates.append((str(config_file()), Path(configured)))
-    for _, path in candidates:
-        if path.is_dir() and any(path.iterdir()):
-            return path
-    raise DataMissingError(dataset_cls.missing_message([f"{how}: {p}" for how, p in candidates]))
-
-
-def data_available(dataset_cls: type[Dataset], options: dict[str, Any]) -> bool:
-    """Whether a task's data can be had without the user doing anything (phantoms) or is configured."""
-    if dataset_cls.generated:
-        return True
-    try:
-        resolve_root(dataset_cls, options, None)
-    except DataMissingError:
-        return False
-    return True
+    candidates = root_candidates(dataset_cls.name, data_root)
+    root = first_nonempty(candidates)
+    if root is None:
+        raise DataMissingError(dataset_cls.missing_message([f"{how}: {p}" for how, p in candidates]))
+    return root

@@ -450,6 +450,7 @@ class PhantomBratsDataset(PhantomDataset, Brats2021Dataset):
     source = "generated on first use (mribench.data.phantom_brain)"
     options_model = BrainPhantomOptions
     subject_writer = staticmethod(write_brats_subject)
+    subject_namer = staticmethod(lambda options, index: brats_id(index))
 
 
 class PhantomIXIDataset(PhantomDataset, IXIDataset):
@@ -461,3 +462,4 @@ class PhantomIXIDataset(PhantomDataset, IXIDataset):
     source = "generated on first use (mribench.data.phantom_brain)"
     options_model = BrainPhantomOptions
     subject_writer = staticmethod(write_ixi_subject)
+    subject_namer = staticmethod(ixi_id)

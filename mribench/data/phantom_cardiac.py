@@ -329,3 +329,4 @@ class PhantomCardiacDataset(PhantomDataset, ACDCDataset):
     source = "generated on first use (mribench.data.phantom_cardiac)"
     options_model = CardiacPhantomOptions
     subject_writer = staticmethod(write_cardiac_subject)
+    subject_namer = staticmethod(lambda options, index: patient_id(index))

@@ -258,6 +258,7 @@ class PhantomDataset:
     option_keys: ClassVar[tuple[str, ...]] = tuple(PhantomOptions.model_fields)
     options_model: ClassVar[type[PhantomOptions]] = PhantomOptions
     subject_writer: ClassVar[Callable[[Path, PhantomOptions, int], None]]
+    subject_namer: ClassVar[Callable[[PhantomOptions, int], str]]  # (options, index) -> the subject's ID
 
     def __init__(self, root: Path, options: dict[str, Any] | None = None):
         super().__init__(root, options)
@@ -268,3 +269,9 @@ class PhantomDataset:
         """Generate the phantom (once per generator version, seed, subject count and size) and return its root."""
         parsed = parse_options(cls.options_model, cls.name, options)
         return generate_root(cls.name, parsed, cls.subject_writer, progress)
+
+    @classmethod
+    def planned_subject_ids(cls, options: dict[str, Any]) -> list[str]:
+        """The sorted IDs the phantom will have, known without generating anything."""
+        parsed = parse_options(cls.options_model, cls.name, options)
+        return sorted(cls.subject_namer(parsed, index) for index in range(parsed.subjects))

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,14 @@ def default_options(dataset: str) -> dict[str, Any]:
     return {}
 
 
+def _check_subject(dataset: str, subject_id: str, ids: list[str]) -> None:
+    if subject_id not in ids:
+        close = difflib.get_close_matches(subject_id, ids, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        sample = ", ".join(ids[:3]) + (" ..." if len(ids) > 3 else "")
+        raise MribenchError(f"dataset {dataset!r} has no subject {subject_id!r}; {hint}(subjects: {sample or 'none'})")
+
+
 def show_subject(dataset: str, subject_id: str, output: Path, data_root: Path | None = None,
                  options: dict[str, Any] | None = None, progress=None) -> Path:
     """Montage of one subject of a registered dataset, read from its source files (brain: reoriented to RAS;
@@ -105,14 +114,13 @@ def show_subject(dataset: str, subject_id: str, output: Path, data_root: Path | 
 
     dataset_cls = registry().dataset(dataset)
     options = default_options(dataset) if options is None else options
+    if not hasattr(dataset_cls, "read_raw"):
+        raise MribenchError(f"dataset {dataset!r} does not read NIfTI source files; it cannot be shown")
+    if dataset_cls.generated and data_root is None:
+        _check_subject(dataset, subject_id, dataset_cls.planned_subject_ids(options))  # before generating anything
     root = resolve_root(dataset_cls, options, data_root, progress)
     loader = dataset_cls(root, options)
-    if not hasattr(loader, "read_raw"):
-        raise MribenchError(f"dataset {dataset!r} does not read NIfTI source files; it cannot be shown")
-    ids = loader.subject_ids()
-    if subject_id not in ids:
-        sample = ", ".join(ids[:3]) + (" ..." if len(ids) > 3 else "")
-        raise MribenchError(f"dataset {dataset!r} has no subject {subject_id!r} (subjects: {sample or 'none'})")
+    _check_subject(dataset, subject_id, loader.subject_ids())
     raw = loader.read_raw(subject_id)
     directions = raw.affine[:3, :3] / np.linalg.norm(raw.affine[:3, :3], axis=0)
     axis_aligned = np.abs(directions).max(axis=0).min() > 0.9

@@ -37,19 +37,21 @@ def open_dataset(name: str, root: str | Path, options: dict[str, Any] | None = N
     root = Path(root)
     if not root.is_dir() or not any(root.iterdir()):
         state = "does not exist" if not root.exists() else "is empty" if root.is_dir() else "is not a folder"
-        raise DataMissingError(f"{root} {state}: {dataset_cls.missing_message([f'--root: {root}'])}")
+        raise DataMissingError(f"{root} {state}: {dataset_cls.missing_message([f'--data-root: {root}'])}")
     return dataset_cls(root, options)
 
 
 def problems_table(problems: list[Problem]):
     """A rich table of problems: subject, file, problem, severity."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("subject", "file", "problem", "severity")
     table.columns[0].no_wrap = True
     for problem in problems:
         style = "red" if problem.severity == "error" else "yellow"
-        table.add_row(problem.subject_id, problem.file, problem.problem, f"[{style}]{problem.severity}[/]")
+        table.add_row(Text(problem.subject_id), Text(problem.file), Text(problem.problem),
+                      Text(problem.severity, style))
     return table
 
 

@@ -67,9 +67,28 @@ class Metric:
     name: ClassVar[str]
     higher_is_better: ClassVar[bool]
     description: ClassVar[str] = ""
+    # The options a task spec may give this metric, with their types; any other option is refused before work.
+    option_types: ClassVar[dict[str, type]] = {}
 
     def __init__(self, **options: Any):
         self.options = options
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """Raise ValueError naming an unknown option or a value of the wrong type."""
+        for key, value in options.items():
+            if key not in cls.option_types:
+                accepted = ", ".join(sorted(cls.option_types)) or "none"
+                raise ValueError(f"unknown option {key!r} (accepted: {accepted})")
+            expected = cls.option_types[key]
+            numeric = expected is float and isinstance(value, int)
+            if isinstance(value, bool) or not (isinstance(value, expected) or numeric):
+                raise ValueError(f"option {key!r} must be {expected.__name__}, got {value!r}")
+
+    @classmethod
+    def shape_problem(cls, problem: str, shape: tuple[int, int, int]) -> str | None:
+        """Why volumes of ``shape`` (D, H, W) of a ``problem`` task cannot be scored (e.g. too small), else None."""
+        return None
 
     def prepare(self, context: EvalContext) -> None:
         """Called once before the first ``update`` (load weights, train or load a cached segmenter ...)."""

@@ -32,6 +32,7 @@ class PSNR(ElementMetric):
 
     name: ClassVar[str] = "psnr"
     higher_is_better: ClassVar[bool] = True
+    option_types: ClassVar[dict[str, type]] = {"data_range": float}
     description: ClassVar[str] = "PSNR (dB, data range 1) of each missing element: 3D per modality / 2D per slice"
 
     def score(self, pred: torch.Tensor, target: torch.Tensor, meta: dict[str, Any],

@@ -84,6 +84,14 @@ def ssim_map(pred: torch.Tensor, target: torch.Tensor, spatial_dims: int, data_r
     return numerator / denominator
 
 
+def window_problem(spatial: tuple[int, ...]) -> str | None:
+    """Why SSIM cannot be computed on elements of this spatial shape (a side shorter than the window), else None."""
+    window = gaussian_taps().numel()
+    if min(spatial) < window:
+        return f"SSIM needs every side of an element >= its {window}-voxel window, got {tuple(spatial)}"
+    return None
+
+
 def ssim(pred: torch.Tensor, target: torch.Tensor, spatial_dims: int, data_range: float = 1.0) -> torch.Tensor:
     """Mean SSIM over the last ``spatial_dims`` axes: (..., *spatial) → (...) float64."""
     return ssim_map(pred, target, spatial_dims, data_range).double().flatten(-spatial_dims).mean(-1)
@@ -102,6 +110,11 @@ class SSIM(ElementMetric):
     name: ClassVar[str] = "ssim"
     higher_is_better: ClassVar[bool] = True
     description: ClassVar[str] = "SSIM (Gaussian σ 1.5, 11 taps) of each missing element: 3D per modality / 2D per slice"
+    option_types: ClassVar[dict[str, type]] = {"data_range": float}
+
+    @classmethod
+    def shape_problem(cls, problem: str, shape: tuple[int, int, int]) -> str | None:
+        return window_problem(shape if problem == "missing-modality" else shape[1:])
 
     def score(self, pred: torch.Tensor, target: torch.Tensor, meta: dict[str, Any],
               element: tuple[int, int | None]) -> float | None:
@@ -112,10 +125,15 @@ class _RegionalSSIM(ElementMetric):
     """SSIM map averaged over a region derived from the tumour label (brain tasks with labels only)."""
 
     higher_is_better: ClassVar[bool] = True
+    option_types: ClassVar[dict[str, type]] = {"data_range": float}
 
     def __init__(self, **options: Any):
         super().__init__(**options)
         self.skip_reason: str | None = None
+
+    @classmethod
+    def shape_problem(cls, problem: str, shape: tuple[int, int, int]) -> str | None:
+        return window_problem(shape) if problem == "missing-modality" else None
 
     def region(self, label: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

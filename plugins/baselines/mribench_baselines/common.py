@@ -29,6 +29,7 @@ from mribench.protocol import Batch, draw_missing, expand_mask, seeded_rng
 from mribench.tasks import TaskSpec
 from mribench.training import (CSVLog, EMA, TrainState, atomic_torch_save, dist_info, load_checkpoint, progress_task,
                                unwrap, warmup_cosine, wrap_ddp)
+from mribench_baselines.plugin import copedit_missing_reason
 
 BRAIN = "missing-modality"
 IN_MEMORY_LIMIT_BYTES = 2 * 1024**3  # stack the training set in RAM below this size, else load subjects per step
@@ -227,15 +228,6 @@ def frozen_tokenizer(train: SubjectSet, task: TaskSpec, preset: str, seed: int, 
     if shared_dir is None:
         raise MribenchError(f"task {task.name}: +Prompts methods need the runner's shared folder for the tokenizer")
     return copedit_tokenizer(train, task, preset, seed, shared_dir, progress)
-
-
-def copedit_missing_reason() -> str | None:
-    """Why the +Prompts variants cannot run here (the copedit plugin is absent), else None."""
-    from mribench.plugins import registry
-
-    if "copedit" in registry().names("method"):
-        return None
-    return "needs the copedit plugin (mribench-copedit), which is not installed"
 
 
 def restore_tokenizer(state: dict[str, Any], task: TaskSpec, preset: str):

@@ -1,15 +1,43 @@
-"""Entry point of the mribench-baselines distribution: registers its methods through mribench's hooks."""
+"""Entry point of the mribench-baselines distribution: registers its methods through mribench's hooks.
+
+Registered lazily (by import path, with the facts ``mribench methods`` shows), so listing methods imports neither
+torch nor MONAI; a method's module is imported when it is first used.
+"""
 from __future__ import annotations
 
-from mribench.plugins import hookimpl
+from mribench.plugins import LazyClass, always_available, hookimpl
+
+BOTH = frozenset({"missing-modality", "missing-slice"})
+PRESET_NAMES = ("smoke", "cpu", "paper")
+
+
+def copedit_missing_reason() -> str | None:
+    """Why the +Prompts variants cannot run here (the copedit plugin is absent), else None."""
+    from mribench.plugins import registry
+
+    if "copedit" in registry().names("method"):
+        return None
+    return "needs the copedit plugin (mribench-copedit), which is not installed"
+
+
+def _method(target: str, name: str, problems: frozenset[str] = BOTH, prompts: bool = False) -> LazyClass:
+    facts = {"problems": problems, "presets": PRESET_NAMES,
+             "unavailable_reason": copedit_missing_reason if prompts else always_available}
+    return LazyClass(f"mribench_baselines.{target}", name, facts)
 
 
 @hookimpl
-def mribench_register_methods() -> list[type]:
-    from mribench_baselines.floors import FLOORS
-    from mribench_baselines.hypergae import HyperGAE, HyperGAEPrompts
-    from mribench_baselines.m2dn import M2DN, M2DNPrompts
-    from mribench_baselines.mmgan import MMGAN
-    from mribench_baselines.mmt import MMT, MMTPrompts
-
-    return [*FLOORS, MMGAN, MMT, M2DN, HyperGAE, MMTPrompts, M2DNPrompts, HyperGAEPrompts]
+def mribench_register_methods() -> list[LazyClass]:
+    return [
+        _method("floors:ZeroFill", "zero-fill"),
+        _method("floors:MeanAvailable", "mean-available"),
+        _method("floors:NearestContrast", "nearest-contrast", frozenset({"missing-modality"})),
+        _method("floors:SliceInterp", "slice-interp", frozenset({"missing-slice"})),
+        _method("mmgan:MMGAN", "mmgan"),
+        _method("mmt:MMT", "mmt"),
+        _method("m2dn:M2DN", "m2dn"),
+        _method("hypergae:HyperGAE", "hypergae"),
+        _method("mmt:MMTPrompts", "mmt+prompts", prompts=True),
+        _method("m2dn:M2DNPrompts", "m2dn+prompts", prompts=True),
+        _method("hypergae:HyperGAEPrompts", "hypergae+prompts", prompts=True),
+    ]
