@@ -38,7 +38,7 @@ class FDSeg(FrechetMetric):
             self.unavailable = "the dataset has no segmentation labels, so there is no downstream segmenter"
             return
         segmenter = get_segmenter(context.task, context.train, context.preset, list(range(context.task.channels)),
-                                  context.progress)
+                                  context.progress, context.validation)
         self.extractor = SegmenterFeatures(segmenter)
 
     def samples(self, pred: torch.Tensor, target: torch.Tensor, availability_mask: torch.Tensor,
