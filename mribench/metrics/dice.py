@@ -7,8 +7,12 @@ DiceMetric (brain WT/TC/ET, cardiac RV/MYO/LV), in three settings:
 * ``synthesis``: the Full segmenter on the volume completed by the method (the per-subject value of ``dice``).
 
 Per-subject value: mean Dice over the regions with synthesis. The aggregate adds per-region means of the three
-settings (``synthesis``, ``full``, ``missing``). Not computed when the dataset has no labels. A region empty in
-both reference and prediction counts as Dice 1 (MONAI ``ignore_empty=False``).
+settings (``synthesis``, ``full``, ``missing``) and ``segmenter_validation``, the Full segmenter's own Dice on the
+protocol's validation subjects (None when it was trained without them). Not computed when the dataset has no labels.
+A region empty in both reference and prediction counts as Dice 1 (MONAI ``ignore_empty=False``).
+
+The numbers are only as good as the segmenter: ``full`` is the ceiling a perfect synthesis reaches, and a ``full``
+below ``missing`` means the segmenter has not learned (the paper-layout Dice table then refuses to render).
 """
 from __future__ import annotations
 
