@@ -2,14 +2,17 @@
 temporary folder, never the segmenter cache), score the protocol's VALIDATION subjects every ``--every`` steps, and
 write validation Dice against steps and training seconds as CSV + PNG to ``benchmarks/curves/``. The preset sits on
 its plateau when the Dice at ``factor`` × its steps exceeds the Dice at its steps by less than ``--tolerance``.
-Test subjects are never read.
+The network at the preset's steps is the one ``get_segmenter`` trains (same seed, same batches). Test subjects are
+read only with ``--test``, once at the end: the Dice of that network on the all-real test volumes (the Dice
+table's Full row).
 
 Usage: python benchmarks/segmenter_curve.py --task phantom-brats-missing1 [--preset cpu] [--variant full]
-       [--factor 2] [--every 50] [--tolerance 0.01] [--out benchmarks/curves]
+       [--factor 2] [--every 50] [--tolerance 0.01] [--out benchmarks/curves] [--test]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import dataclasses
 import os
@@ -33,15 +36,16 @@ def main() -> int:
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--out", type=Path, default=HERE / "curves")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--test", action="store_true", help="at the end, score the preset's network on the test split")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     from mribench.data import load_task_data
     from mribench.errors import MribenchError
-    from mribench.metrics.segmenter import (PRESETS, Segmenter, _build, regions_for, train_network, validation_dice,
-                                            variant_name)
+    from mribench.metrics.segmenter import (PRESETS, Segmenter, initial_network, mean_dice, regions_for,
+                                            train_network, variant_name)
     from mribench.tasks import get_task
-    from mribench.training import TrainState, seed_everything
+    from mribench.training import TrainState
 
     try:
         task = get_task(args.task)
@@ -51,8 +55,9 @@ def main() -> int:
             channels = list(range(task.channels))
         else:
             names = args.variant.split("+")
-            unknown = [n for n in names if n not in task.element_names]
-            if unknown or task.problem != "missing-modality":
+            if task.problem != "missing-modality":
+                raise MribenchError(f"task {task.name} has one segmenter, 'full'; not {args.variant!r}")
+            if any(n not in task.element_names for n in names):
                 raise MribenchError(f"variant {args.variant!r}: not full, nor a '+'-joined subset of "
                                     f"{'+'.join(task.element_names)}")
             channels = sorted(task.element_names.index(n) for n in names)
@@ -67,22 +72,27 @@ def main() -> int:
     config = dataclasses.replace(preset, steps=preset.steps * args.factor, save_every=10 ** 9)
     regions = regions_for(task.problem)
     variant = variant_name(channels, task.element_names, task.channels)
-    seed_everything(0)
-    net = _build(config, len(channels), len(regions))
+    net = initial_network(task, args.preset, channels)
     stride = 2 ** (len(config.blocks_down) - 1)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     segmenter = Segmenter(net, channels, regions, stride, {}, slicewise=bool(config.slices))
     rows: list[dict[str, float]] = []
-    clock = {"start": time.perf_counter(), "scoring": 0.0}
+    at_preset_weights: dict[str, torch.Tensor] = {}
+    # wall and CPU seconds of training only (scoring excluded); CPU seconds do not grow with the machine's load
+    clock = {"wall": -time.perf_counter(), "cpu": -time.process_time()}
 
     def score(step: int) -> None:
         if step % args.every and step != config.steps:
             return
-        started = time.perf_counter()
-        dice = validation_dice(segmenter, data.validation)
-        rows.append({"step": step, "train_seconds": round(started - clock["start"] - clock["scoring"], 1),
-                     **{k: round(v, 4) for k, v in dice.items()}})
-        clock["scoring"] += time.perf_counter() - started
+        clock["wall"] += time.perf_counter()
+        clock["cpu"] += time.process_time()
+        dice = mean_dice(segmenter, data.validation)
+        if step == preset.steps:
+            at_preset_weights.update(copy.deepcopy(net.state_dict()))
+        rows.append({"step": step, "train_seconds": round(clock["wall"], 1),
+                     "train_cpu_seconds": round(clock["cpu"], 1), **{k: round(v, 4) for k, v in dice.items()}})
+        clock["wall"] -= time.perf_counter()
+        clock["cpu"] -= time.process_time()
         print(f"step {step:5d}  {rows[-1]['train_seconds']:7.1f} s  " +
               "  ".join(f"{k} {v:.3f}" for k, v in dice.items()), flush=True)
 
@@ -97,15 +107,21 @@ def main() -> int:
     at_preset = next(r for r in rows if r["step"] == preset.steps)
     gain = rows[-1]["mean"] - at_preset["mean"]
     verdict = "plateau" if gain < args.tolerance else "NOT on its plateau"
-    title = (f"{stem}: validation Dice ({len(data.validation)} subjects); x{args.factor} steps gains {gain:+.3f} "
-             f"({verdict})")
+    title = (f"{stem}: validation Dice ({len(data.validation)} subjects)\n{args.factor}x the steps gains "
+             f"{gain:+.3f} ({verdict})")
     _plot(args.out / f"{stem}.png", rows, list(regions) + ["mean"], preset.steps, title)
     load = os.getloadavg()[0]
     print(f"{task.dataset} {args.preset} {variant}: validation mean Dice {at_preset['mean']:.4f} at {preset.steps} "
-          f"steps ({at_preset['train_seconds']:.0f} s), {rows[-1]['mean']:.4f} at {config.steps} "
-          f"({rows[-1]['train_seconds']:.0f} s); gain {gain:+.4f} (tolerance {args.tolerance}): {verdict}; "
+          f"steps ({at_preset['train_seconds']:.0f} s, {at_preset['train_cpu_seconds']:.0f} CPU s), "
+          f"{rows[-1]['mean']:.4f} at {config.steps} ({rows[-1]['train_seconds']:.0f} s, "
+          f"{rows[-1]['train_cpu_seconds']:.0f} CPU s); gain {gain:+.4f} (tolerance {args.tolerance}): {verdict}; "
           f"load average {load:.1f}")
     print(f"wrote {args.out / stem}.csv and .png")
+    if args.test:
+        net.load_state_dict(at_preset_weights)
+        test = mean_dice(segmenter, data.test)
+        print(f"test ({len(data.test)} subjects, all real) Dice of the {preset.steps}-step network: " +
+              "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
     return 0
 
 

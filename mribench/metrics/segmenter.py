@@ -12,7 +12,7 @@ them among the slices that show a labelled region (a third of the slices of a Br
 the regions cover ~1 % of the voxels), and minimises Dice + cross-entropy with the Dice computed over the whole batch
 (a per-slice Dice is ~1 on every slice without the region whatever the network does, which is what kept the first
 ``cpu`` preset at a loss of ~0.98). When the protocol's validation subjects are given, the finished network's mean
-Dice on them (:func:`validation_dice`) is stored in the checkpoint and travels with the segmenter, so a reader can
+Dice on them (:func:`mean_dice`) is stored in the checkpoint and travels with the segmenter, so a reader can
 tell whether the Dice table measures the methods or a segmenter that learned nothing.
 """
 from __future__ import annotations
@@ -57,9 +57,10 @@ class SegmenterConfig:
 
 PRESETS: dict[str, SegmenterConfig] = {
     "smoke": SegmenterConfig(init_filters=4, blocks_down=(1, 1), blocks_up=(1,), steps=6, batch_size=2, lr=3e-3,
-                             save_every=3, slices=8),
-    "cpu": SegmenterConfig(init_filters=8, blocks_down=(1, 2, 2), blocks_up=(1, 1), steps=150, batch_size=2,
-                           lr=2e-3, save_every=25, slices=16),
+                             save_every=3, slices=8, foreground_share=0.75),
+    # on its plateau on the phantom twins: benchmarks/curves/segmenter-*-cpu-full.{csv,png}
+    "cpu": SegmenterConfig(init_filters=8, blocks_down=(1, 2, 2), blocks_up=(1, 1), steps=400, batch_size=2,
+                           lr=1e-2, save_every=50, slices=16, foreground_share=0.75),
     "paper": SegmenterConfig(init_filters=16, blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), steps=20000,
                              batch_size=2, lr=1e-4, save_every=500),
 }
@@ -86,7 +87,7 @@ class Segmenter:
 
     ``predict(image)`` (C_in, D, H, W) in [0, 1] → (R, D, H, W) bool; ``features(image)`` → (F,) global mean of
     the deepest encoder features. Inputs are zero-padded to a multiple of the network's total stride.
-    ``validation_dice``: :func:`validation_dice` on the protocol's validation subjects when it was trained, or None.
+    ``validation_dice``: :func:`mean_dice` on the protocol's validation subjects when it was trained, or None.
     """
 
     def __init__(self, net: torch.nn.Module, channels: list[int], regions: dict[str, tuple[int, ...]],
@@ -118,6 +119,13 @@ class Segmenter:
         return deepest.mean(dim=0).flatten(1).mean(dim=1) if self.slicewise else deepest.mean(dim=(2, 3, 4))[0]
 
 
+def initial_network(task: Any, preset: str, channels: list[int]) -> torch.nn.Module:
+    """The untrained network of (task.model_key, preset, input channels), from its own derived seed."""
+    variant = variant_name(channels, task.element_names, task.channels)
+    seed_everything(derive_seed("mribench-segmenter", task.model_key, preset, variant))
+    return _build(PRESETS[preset], len(channels), len(regions_for(task.problem)))
+
+
 def _build(config: SegmenterConfig, in_channels: int, out_channels: int) -> torch.nn.Module:
     from monai.networks.nets import SegResNet
 
@@ -143,7 +151,7 @@ def region_dice(prediction: torch.Tensor, reference: torch.Tensor) -> torch.Tens
     return metric(prediction[None].float(), reference[None].float())[0]
 
 
-def validation_dice(segmenter: Segmenter, subjects: Any) -> dict[str, float]:
+def mean_dice(segmenter: Segmenter, subjects: Any) -> dict[str, float]:
     """Mean Dice of ``segmenter`` on its input channels of ``subjects`` (a SubjectSet with labels): region → mean
     over subjects, plus ``mean`` (over regions)."""
     scores = torch.stack([region_dice(segmenter.predict(torch.from_numpy(np.array(s.image, dtype=np.float32))),
@@ -171,8 +179,7 @@ def get_segmenter(task: Any, train: Any, preset: str, channels: list[int], progr
         return _LOADED[path]
     identity = {"config": asdict(config), "channels": channels, "regions": regions, "model_key": task.model_key}
     config_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    seed_everything(derive_seed("mribench-segmenter", task.model_key, preset, variant))
-    net = _build(config, len(channels), len(regions))
+    net = initial_network(task, preset, channels)
     stride = 2 ** (len(config.blocks_down) - 1)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     state = TrainState(path, config_hash, model=net, opt=opt)
@@ -182,7 +189,7 @@ def get_segmenter(task: Any, train: Any, preset: str, channels: list[int], progr
                       f"segmenter {variant}")
         if validation is not None and len(validation) > 0:
             scored = Segmenter(net, channels, regions, stride, {}, slicewise=bool(config.slices))
-            state.extra["validation_dice"] = validation_dice(scored, validation)
+            state.extra["validation_dice"] = mean_dice(scored, validation)
             state.save(config.steps)
     payload = load_checkpoint(path, expect={"config_hash": config_hash})
     net.load_state_dict(payload["objects"]["model"])
