@@ -45,7 +45,7 @@ def main() -> int:
     from mribench.metrics.segmenter import (PRESETS, Segmenter, initial_network, mean_dice, regions_for,
                                             train_network, variant_name)
     from mribench.tasks import get_task
-    from mribench.training import TrainState
+    from mribench.training import EMA, TrainState
 
     try:
         task = get_task(args.task)
@@ -75,7 +75,8 @@ def main() -> int:
     net = initial_network(task, args.preset, channels)
     stride = 2 ** (len(config.blocks_down) - 1)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    segmenter = Segmenter(net, channels, regions, stride, {}, slicewise=bool(config.slices))
+    ema = EMA(net, config.ema_decay)
+    segmenter = Segmenter(ema.model, channels, regions, stride, {}, slicewise=bool(config.slices))
     rows: list[dict[str, float]] = []
     at_preset_weights: dict[str, torch.Tensor] = {}
     # wall and CPU seconds of training only (scoring excluded); CPU seconds do not grow with the machine's load
@@ -88,7 +89,7 @@ def main() -> int:
         clock["cpu"] += time.process_time()
         dice = mean_dice(segmenter, data.validation)
         if step == preset.steps:
-            at_preset_weights.update(copy.deepcopy(net.state_dict()))
+            at_preset_weights.update(copy.deepcopy(ema.model.state_dict()))
         rows.append({"step": step, "train_seconds": round(clock["wall"], 1),
                      "train_cpu_seconds": round(clock["cpu"], 1), **{k: round(v, 4) for k, v in dice.items()}})
         clock["wall"] -= time.perf_counter()
@@ -97,8 +98,8 @@ def main() -> int:
               "  ".join(f"{k} {v:.3f}" for k, v in dice.items()), flush=True)
 
     with tempfile.TemporaryDirectory() as folder:
-        state = TrainState(Path(folder) / "curve.pt", "curve", model=net, opt=opt)
-        train_network(net, opt, state, 0, config, data.train, channels, regions, stride, None,
+        state = TrainState(Path(folder) / "curve.pt", "curve", model=net, opt=opt, ema=ema)
+        train_network(net, opt, ema, state, 0, config, data.train, channels, regions, stride, None,
                       f"segmenter {variant}", after_step=score)
 
     stem = f"segmenter-{task.dataset}-{args.preset}-{variant}"
@@ -118,7 +119,7 @@ def main() -> int:
           f"load average {load:.1f}")
     print(f"wrote {args.out / stem}.csv and .png")
     if args.test:
-        net.load_state_dict(at_preset_weights)
+        ema.model.load_state_dict(at_preset_weights)
         test = mean_dice(segmenter, data.test)
         print(f"test ({len(data.test)} subjects, all real) Dice of the {preset.steps}-step network: " +
               "  ".join(f"{k} {v:.4f}" for k, v in test.items()))

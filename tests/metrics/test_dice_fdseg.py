@@ -185,3 +185,15 @@ def test_training_learns_separable_regions(monkeypatch):
     train, validation = _subjects(4, 3, shape=(8, 16, 16)), _subjects(2, 3, shape=(8, 16, 16))
     segmenter = get_segmenter(_brain_task(), train, "smoke", [0, 1, 2], validation=validation)
     assert segmenter.validation_dice["WT"] > 0.9
+
+
+def test_segmenter_predicts_with_the_moving_average_of_its_weights(monkeypatch):
+    config = SegmenterConfig(init_filters=4, blocks_down=(1, 1), blocks_up=(1,), steps=4, batch_size=2, lr=1e-2,
+                             save_every=4, slices=4, foreground_share=0.5, ema_decay=0.5)
+    monkeypatch.setitem(PRESETS, "smoke", config)
+    task = _brain_task()
+    segmenter = get_segmenter(task, _subjects(2, 3), "smoke", [0, 1, 2])
+    saved = torch.load(segmenter_path(task, "smoke", "full"), weights_only=True)["objects"]
+    name = "convInit.conv.weight"
+    assert torch.equal(segmenter.net.state_dict()[name], saved["ema"][name])
+    assert not torch.equal(saved["ema"][name], saved["model"][name])
