@@ -63,7 +63,7 @@ PRESETS: dict[str, SegmenterConfig] = {
     "smoke": SegmenterConfig(init_filters=4, blocks_down=(1, 1), blocks_up=(1,), steps=6, batch_size=2, lr=3e-3,
                              save_every=3, slices=8, foreground_share=0.75),
     # on its plateau on the phantom twins: benchmarks/curves/segmenter-*-cpu-full.{csv,png}
-    "cpu": SegmenterConfig(init_filters=8, blocks_down=(1, 2, 2), blocks_up=(1, 1), steps=300, batch_size=2,
+    "cpu": SegmenterConfig(init_filters=8, blocks_down=(1, 2, 2), blocks_up=(1, 1), steps=600, batch_size=2,
                            lr=1e-2, save_every=50, slices=16, foreground_share=0.75, ema_decay=0.98),
     "paper": SegmenterConfig(init_filters=16, blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), steps=20000,
                              batch_size=2, lr=1e-4, save_every=500),
