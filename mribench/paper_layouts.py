@@ -31,6 +31,7 @@ from mribench.leaderboard import (
     metric_cell,
     significant,
 )
+from mribench.metrics.dice import SEGMENTER_VALIDATION
 from mribench.plugins import registry
 from mribench.tasks import get_task
 
@@ -266,7 +267,10 @@ def _delta(base: Cell, prompts: Cell, metric: str) -> GridCell:
 
 
 def dice_grid(collection: Collection, dataset: str, tasks: list[str], reference: bool) -> Grid | None:
-    """Dice (%) per region and average: Full (all real) and Missing (available only) rows, then each method."""
+    """Dice (%) per region and average: Full (all real) and Missing (available only) rows, then each method.
+
+    Refused (MribenchError) when a task's Full average is below its Missing average: see
+    :func:`_refuse_inverted_references`."""
     rows = [row for row in collection.rows() if any(collection.get(t, row) for t in tasks)]
     regions: dict[str, list[str]] = {}
     for task in tasks:
@@ -292,11 +296,14 @@ def dice_grid(collection: Collection, dataset: str, tasks: list[str], reference:
     grid.section("Segmenter references")
     for preset in sorted({p for _, p in rows}):
         suffix = f" ({preset})" if len({p for _, p in rows}) > 1 else ""
+        samples = {task: next((collection.get(task, row)[:1] for row in rows if row[1] == preset
+                               and collection.get(task, row)), []) for task in tasks}
+        for task, sample in samples.items():
+            _refuse_inverted_references(dataset, task, preset, sample)
         for setting, label in (("full", "Full (all real)"), ("missing", "Missing (available only)")):
             values = []
             for task, region in columns:
-                sample = next((collection.get(task, row)[:1] for row in rows if row[1] == preset
-                               and collection.get(task, row)), [])
+                sample = samples[task]
                 key = f"{setting}.{'mean' if region == 'avg' else region}"
                 cell = metric_cell(sample, "dice", key, 100.0)
                 values.append(GridCell(cell.text(2), cell))
@@ -309,6 +316,23 @@ def dice_grid(collection: Collection, dataset: str, tasks: list[str], reference:
     grid.footnote = footnote(collection, tasks, labels, "Dice in %; avg: mean over regions per subject; " + LEGEND) \
         + _reported_note(reported)
     return grid
+
+
+def _refuse_inverted_references(dataset: str, task: str, preset: str, sample: list) -> None:
+    """A Dice table whose Full (all real) average is below its Missing (available only) average measures a segmenter
+    that has not learned to segment, not the methods: refuse it, naming the segmenter and its validation Dice."""
+    full, missing = (metric_cell(sample, "dice", f"{setting}.mean", 100.0) for setting in ("full", "missing"))
+    if not (full.ok and missing.ok) or full.mean >= missing.mean:
+        return
+    entry = sample[0].metrics["dice"]
+    segmenter = (entry.get("extractor") or {}).get("name", "unnamed segmenter")
+    validation = entry["aggregate"].get(SEGMENTER_VALIDATION)
+    scored = ("validation Dice " + ", ".join(f"{region} {value:.3f}" for region, value in validation.items())
+              if validation else "no validation Dice recorded")
+    raise MribenchError(f"{dataset} Dice table refused: on {task} ({preset}) Full (all real) averages "
+                        f"{full.mean:.2f} % but Missing (available only) {missing.mean:.2f} %; the downstream "
+                        f"segmenter {segmenter} ({scored}) has not learned to segment, so the table would not measure "
+                        "the methods; retrain it with a preset that converges")
 
 
 def build_paper_tables(tasks: list[str], runs: Path, reference: bool = False) -> list[Grid]:

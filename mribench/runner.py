@@ -294,7 +294,8 @@ def _evaluate(task: TaskSpec, data, predictions: dict[str, Path], request: RunRe
             changed_subjects.append(subject.subject_id)
         return np.where(observed, subject.image, np.clip(raw, 0, 1)).astype(np.float32)
 
-    results = evaluate(task, data.train, data.test, completed_prediction, request.preset, request.seed, progress)
+    results = evaluate(task, data.train, data.test, completed_prediction, request.preset, request.seed, progress,
+                       data.validation)
     return results, {"subjects": changed_subjects, "count": len(changed_subjects),
                      "clipped_voxels": clipped["voxels"],
                      "note": "observed elements are written back before scoring"}

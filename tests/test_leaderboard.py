@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mribench.cli import app
+from mribench.errors import MribenchError
 from mribench.leaderboard import build_table, collect, metric_cell, render
 from mribench.metrics.aggregate import summarize
 from mribench.paper_layouts import build_paper_tables, family, reported_for
@@ -164,6 +165,28 @@ def test_dice_table_has_full_missing_and_methods_in_percent(tmp_path):
     assert _row(table, "Missing (available only)")[1] == "80.00"
     assert _row(table, "*Missing — reported (paper)*")[1:] == ["*86.08*", "*84.67*", "*81.59*", "*84.11*"]
     assert _row(table, "CoPeDiT")[1] == "**93.00**" and _row(table, "MMGAN")[1] == "_90.00_"
+
+
+def test_dice_table_refuses_full_below_missing_naming_the_segmenter_and_its_validation_dice(tmp_path):
+    values = dict(zip(SUBJECTS, [0.1] * len(SUBJECTS)))
+    entry = _metric(values, synthesis={"WT": 0.2, "TC": 0.03, "ET": 0.1, "mean": 0.11},
+                    full={"WT": 0.25, "TC": 0.03, "ET": 0.08, "mean": 0.121},
+                    missing={"WT": 0.5, "TC": 0.03, "ET": 0.31, "mean": 0.28},
+                    segmenter_validation={"WT": 0.31, "TC": 0.02, "ET": 0.05, "mean": 0.127})
+    entry["extractor"] = {"name": "segmenter-cpu-full", "sha256": "e" * 64}
+    fabricate(tmp_path, "phantom-brats-missing1", "mmgan", BASE, dice=entry)
+    with pytest.raises(MribenchError) as refused:
+        build_paper_tables(["phantom-brats-missing1"], tmp_path)
+    message = str(refused.value)
+    assert "Full (all real) averages 12.10 % but Missing (available only) 28.00 %" in message
+    assert "segmenter-cpu-full" in message and "WT 0.310, TC 0.020, ET 0.050, mean 0.127" in message
+    result = cli.invoke(app, ["leaderboard", "--task", "phantom-brats-missing1", "--runs", str(tmp_path),
+                              "--layout", "paper"])
+    assert result.exit_code == 2 and "segmenter-cpu-full" in result.output and "Traceback" not in result.output
+    # the same results with the Full row above the Missing row render
+    entry["aggregate"]["full"] = {"WT": 0.95, "TC": 0.9, "ET": 0.85, "mean": 0.9}
+    fabricate(tmp_path, "phantom-brats-missing1", "mmgan", BASE, dice=entry)
+    assert any(grid.key == "phantom-brats-dice" for grid in build_paper_tables(["phantom-brats-missing1"], tmp_path))
 
 
 def test_family_comes_from_the_class_or_the_mapping():

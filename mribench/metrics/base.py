@@ -46,7 +46,8 @@ class EvalContext:
     """What a metric may need besides the predictions, handed to :meth:`Metric.prepare` once per run.
 
     task: the TaskSpec; train: the training SubjectSet (e.g. to train a downstream segmenter once and cache it);
-    preset: the method's preset name (segmenters follow it); seed; progress: a rich Progress or None.
+    preset: the method's preset name (segmenters follow it); seed; progress: a rich Progress or None;
+    validation: the protocol's validation SubjectSet (scores the downstream segmenter when it is trained), or None.
     """
 
     task: Any
@@ -54,6 +55,7 @@ class EvalContext:
     preset: str
     seed: int = 0
     progress: Any = None
+    validation: Any = None
 
 
 class Metric:

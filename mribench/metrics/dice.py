@@ -7,8 +7,12 @@ DiceMetric (brain WT/TC/ET, cardiac RV/MYO/LV), in three settings:
 * ``synthesis``: the Full segmenter on the volume completed by the method (the per-subject value of ``dice``).
 
 Per-subject value: mean Dice over the regions with synthesis. The aggregate adds per-region means of the three
-settings (``synthesis``, ``full``, ``missing``). Not computed when the dataset has no labels. A region empty in
-both reference and prediction counts as Dice 1 (MONAI ``ignore_empty=False``).
+settings (``synthesis``, ``full``, ``missing``) and ``segmenter_validation``, the Full segmenter's own Dice on the
+protocol's validation subjects (None when it was trained without them). Not computed when the dataset has no labels.
+A region empty in both reference and prediction counts as Dice 1 (MONAI ``ignore_empty=False``).
+
+The numbers are only as good as the segmenter: ``full`` is the ceiling a perfect synthesis reaches, and a ``full``
+below ``missing`` means the segmenter has not learned (the paper-layout Dice table then refuses to render).
 """
 from __future__ import annotations
 
@@ -20,17 +24,11 @@ import torch
 
 from mribench.metrics.aggregate import summarize
 from mribench.metrics.base import EvalContext, Metric, MetricResult
-from mribench.metrics.segmenter import get_segmenter, region_targets
+from mribench.metrics.segmenter import get_segmenter, region_dice, region_targets
 
 SETTINGS = ("synthesis", "full", "missing")
-
-
-def region_dice(prediction: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """MONAI DiceMetric of binary region maps (R, D, H, W) → (R,)."""
-    from monai.metrics import DiceMetric
-
-    metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
-    return metric(prediction[None].float(), reference[None].float())[0]
+# aggregate key of the Full segmenter's own validation Dice (region → mean, plus "mean"; None when not measured)
+SEGMENTER_VALIDATION = "segmenter_validation"
 
 
 def has_labels(train: Any) -> bool:
@@ -47,6 +45,7 @@ class Dice(Metric):
         self.context: EvalContext | None = None
         self.unavailable: str | None = None
         self.extractor: dict[str, str] | None = None
+        self.segmenter_validation: dict[str, float] | None = None
         self.per_subject: dict[str, float] = {}
         self.per_region: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in SETTINGS}
 
@@ -57,7 +56,7 @@ class Dice(Metric):
 
     def _segmenter(self, channels: list[int]):
         ctx = self.context
-        return get_segmenter(ctx.task, ctx.train, ctx.preset, channels, ctx.progress)
+        return get_segmenter(ctx.task, ctx.train, ctx.preset, channels, ctx.progress, ctx.validation)
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor, availability_mask: torch.Tensor,
@@ -83,6 +82,7 @@ class Dice(Metric):
                 self.per_region[setting][region].append(value)
         self.per_subject[str(meta["subject_id"])] = float(scores["synthesis"].mean())
         self.extractor = full.info
+        self.segmenter_validation = full.validation_dice
 
     def compute(self) -> MetricResult:
         if self.unavailable is not None:
@@ -94,4 +94,6 @@ class Dice(Metric):
         for values in breakdown.values():
             values["mean"] = float(np.mean(list(values.values())))
         return MetricResult(per_subject=dict(self.per_subject),
-                            aggregate={**summarize(self.per_subject), **breakdown}, extractor=self.extractor)
+                            aggregate={**summarize(self.per_subject), **breakdown,
+                                       SEGMENTER_VALIDATION: self.segmenter_validation},
+                            extractor=self.extractor)

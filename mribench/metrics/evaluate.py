@@ -16,15 +16,17 @@ from mribench.training import progress_task
 
 def evaluate(task: TaskSpec, train: SubjectSet, test: SubjectSet,
              completed_prediction: Callable[[Subject, np.ndarray], np.ndarray], preset: str, seed: int = 0,
-             progress=None) -> dict[str, MetricResult]:
-    """Score each test subject with the task's metrics.
+             progress=None, validation: SubjectSet | None = None) -> dict[str, MetricResult]:
+    """Score each test subject with the task's metrics (``validation``: the protocol's validation subjects, which
+    score the downstream segmenter when a metric trains it).
 
     completed_prediction(subject, availability (C, D) bool) → (C, D, H, W) float32 in [0, 1] with the observed
     elements equal to the subject's image (the caller clips and writes them back).
     """
     reg = registry()
     metrics = {spec.name: reg.metric(spec.name)(**spec.options) for spec in task.metrics}
-    context = EvalContext(task=task, train=train, preset=preset, seed=seed, progress=progress)
+    context = EvalContext(task=task, train=train, preset=preset, seed=seed, progress=progress,
+                          validation=validation)
     for metric in metrics.values():
         metric.prepare(context)
     with progress_task(progress, f"evaluate {task.name}", len(test)) as advance:

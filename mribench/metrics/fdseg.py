@@ -2,6 +2,11 @@
 benchmark's own downstream Full segmenter (:mod:`mribench.metrics.segmenter`). It runs offline wherever the
 segmenter can be trained (datasets with labels), has its own name and column, and is never presented as FID.
 
+What it means: how far, in the feature space the segmenter uses to find the anatomy and lesions, the completed
+volumes sit from the real ones (0: indistinguishable to it). It is only as good as that segmenter: features of a
+network that has not learned to segment (see its validation Dice, recorded in the ``dice`` result) measure little
+more than intensity statistics.
+
 Features: the global mean of the SegResNet's deepest encoder features of the complete volume (real: all real;
 synthesised: observed elements real, missing elements synthesised), one vector per test subject.
 """
@@ -38,7 +43,7 @@ class FDSeg(FrechetMetric):
             self.unavailable = "the dataset has no segmentation labels, so there is no downstream segmenter"
             return
         segmenter = get_segmenter(context.task, context.train, context.preset, list(range(context.task.channels)),
-                                  context.progress)
+                                  context.progress, context.validation)
         self.extractor = SegmenterFeatures(segmenter)
 
     def samples(self, pred: torch.Tensor, target: torch.Tensor, availability_mask: torch.Tensor,

@@ -101,5 +101,6 @@ def score_predictions(task: TaskSpec, predictions_dir: Path, data_root: str | Pa
         completed, clipped[subject.subject_id] = read_prediction(task, subject, availability, predictions_dir)
         return completed
 
-    results = evaluate(task, data.train, data.test, completed_prediction, preset, progress=progress)
+    results = evaluate(task, data.train, data.test, completed_prediction, preset, progress=progress,
+                       validation=data.validation)
     return ScoreOutcome(results, clipped)

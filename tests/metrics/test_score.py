@@ -34,7 +34,8 @@ def _data(monkeypatch, channels):
                 for i in range(2)}
     test = SubjectSet(sorted(subjects), subjects.__getitem__)
     monkeypatch.setattr(score_module, "load_task_data",
-                        lambda task, root, progress=None: SimpleNamespace(train=test, test=test))
+                        lambda task, root, progress=None: SimpleNamespace(train=test, validation=test,
+                                                                          test=test))
     return subjects
 
 

@@ -59,14 +59,14 @@ import sys
 from mribench.cli import app
 from mribench.metrics import segmenter
 
-train, log_path = segmenter._train, sys.argv[1]
+train, log_path = segmenter.train_network, sys.argv[1]
 
 def counted(*args, **kwargs):
     with open(log_path, "a") as log:
         log.write(args[-1] + "\\n")  # the description: "segmenter <variant>"
     return train(*args, **kwargs)
 
-segmenter._train = counted
+segmenter.train_network = counted
 sys.argv = ["mribench", *sys.argv[2:]]
 app()
 """
