@@ -335,13 +335,28 @@ def _refuse_inverted_references(dataset: str, task: str, preset: str, sample: li
                         "the methods; retrain it with a preset that converges")
 
 
-def build_paper_tables(tasks: list[str], runs: Path, reference: bool = False) -> list[Grid]:
-    """Every paper-shaped table the results of ``tasks`` allow: main tables per dataset, +Prompts, Dice."""
+def build_paper_tables(tasks: list[str], runs: Path, reference: bool = False,
+                       withhold_refused: bool = False) -> list[Grid]:
+    """Every paper-shaped table the results of ``tasks`` allow: main tables per dataset, +Prompts, Dice.
+
+    A refused Dice table (Full below Missing) raises, unless ``withhold_refused``: then a one-cell table in its
+    place says why it is withheld (the committed leaderboard folder and the report are written that way)."""
     collection = collect(tasks, runs)
     datasets = by_dataset(collection)
     grids = [main_grid(collection, dataset, dataset_tasks, reference) for dataset, dataset_tasks in datasets.items()]
     prompts = prompts_grid(collection, reference)
     grids += [prompts] if prompts else []
-    grids += [grid for dataset, dataset_tasks in datasets.items()
-              if (grid := dice_grid(collection, dataset, dataset_tasks, reference))]
+    for dataset, dataset_tasks in datasets.items():
+        try:
+            grid = dice_grid(collection, dataset, dataset_tasks, reference)
+        except MribenchError as refusal:
+            if not withhold_refused:
+                raise
+            grid = withheld_grid(f"{dataset}-dice", f"{dataset}: downstream segmentation Dice (%)", str(refusal))
+        grids += [grid] if grid else []
     return grids
+
+
+def withheld_grid(key: str, title: str, reason: str) -> Grid:
+    """A table that is not shown, with the reason in its one cell."""
+    return Grid(key=key, title=f"{title}: withheld", columns=[("", "why")], rows=[GridRow("withheld", [GridCell(reason)])])

@@ -314,7 +314,8 @@ def write_report(tasks: list[str], runs: Path, output: Path, data_root: Path | N
 
 def _write_page(tasks: list[str], runs: Path, output: Path, figures: list[tuple[str, str]]) -> Path:
     """The paper tables with the reported numbers, then ``figures`` as (caption, image URL)."""
-    page = render(build_paper_tables(tasks, runs, reference=True), "html", title="mribench report", figures=figures)
+    page = render(build_paper_tables(tasks, runs, reference=True, withhold_refused=True), "html",
+                  title="mribench report", figures=figures)
     atomic_write_text(output, page)
     return output
 
@@ -342,12 +343,13 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     result copies of runs no longer present are removed."""
     out = Path(out)
     collection = collect(tasks, runs)
-    grids = build_paper_tables(tasks, runs)
+    grids = build_paper_tables(tasks, runs, withhold_refused=True)
     written = []
     for fmt, name in TABLE_FILES.items():
         atomic_write_text(out / name, render(grids, fmt, title="mribench leaderboard"))
         written.append(out / name)
-    extra = {"leaderboard-reference.md": render(build_paper_tables(tasks, runs, reference=True), "md"),
+    extra = {"leaderboard-reference.md": render(build_paper_tables(tasks, runs, reference=True, withhold_refused=True),
+                                                "md"),
              "plain.md": render(build_table(tasks, runs), "md")}
     for name, text in extra.items():
         atomic_write_text(out / name, text)
@@ -417,14 +419,16 @@ def readme_block(tasks: list[str], results: Path) -> str:
                    "several; best bold, second italic; †: the paired Wilcoxon test against the runner-up holds in "
                    "every seed. The full tables (SSIM, FID, FVD, Dice, provenance) are in "
                    "[`leaderboard/`](leaderboard/)."), ""]
-    main = {grid.key: grid for grid in build_paper_tables(tasks, results)}
+    main = {grid.key: grid for grid in build_paper_tables(tasks, results, withhold_refused=True)}
     for dataset, dataset_tasks in by_dataset(collection).items():
         psnr = _columns_of(main[dataset], lambda group, label: label == METRIC_LABELS["psnr"], lambda g, _: g)
         subjects = " / ".join(sorted({str(collection.task_info(task)["n_test"]) for task in dataset_tasks}))
         parts += [f"**{main[dataset].title}** ({subjects} test subjects)", "", render(psnr, "md").rstrip("\n"), ""]
         parts += [comparison, ""] if (comparison := _floor_comparison(psnr)) else []
-    prompts = next((grid for grid in build_paper_tables(tasks, results, reference=True) if grid.key == "prompts"),
-                   None)
+    parts += [_wrap(f"**{grid.title}**: {grid.rows[0].cells[0].text}") + "\n"
+              for grid in main.values() if grid.title.endswith(": withheld")]
+    prompts = next((grid for grid in build_paper_tables(tasks, results, reference=True, withhold_refused=True)
+                    if grid.key == "prompts"), None)
     if prompts:
         suffix = f" {METRIC_LABELS['psnr']}"
         delta = _columns_of(prompts, lambda group, label: label == "Δ" and group.endswith(suffix),

@@ -183,6 +183,11 @@ def test_dice_table_refuses_full_below_missing_naming_the_segmenter_and_its_vali
     result = cli.invoke(app, ["leaderboard", "--task", "phantom-brats-missing1", "--runs", str(tmp_path),
                               "--layout", "paper"])
     assert result.exit_code == 2 and "segmenter-cpu-full" in result.output and "Traceback" not in result.output
+    # the committed folder and the report withhold the table instead, saying why in its place
+    withheld = [grid for grid in build_paper_tables(["phantom-brats-missing1"], tmp_path, withhold_refused=True)
+                if grid.key == "phantom-brats-dice"]
+    assert withheld[0].title.endswith(": withheld") and "segmenter-cpu-full" in withheld[0].rows[0].cells[0].text
+    assert "12.10" in render(withheld, "md") and "Full (all real)" not in withheld[0].title
     # the same results with the Full row above the Missing row render
     entry["aggregate"]["full"] = {"WT": 0.95, "TC": 0.9, "ET": 0.85, "mean": 0.9}
     fabricate(tmp_path, "phantom-brats-missing1", "mmgan", BASE, dice=entry)
