@@ -82,6 +82,8 @@ class Method:
         self.shared_dir: Path | None = None
         # Set by a caller before ``fit`` to watch training (``mribench curve``); see the module docs.
         self.step_hook: StepHook | None = None
+        # Wall time of the fit that made this model, set by the runner and kept in the checkpoint (None if unknown).
+        self.fit_seconds: float | None = None
 
     # -- availability and description -------------------------------------------------------------------
     @classmethod
@@ -146,12 +148,29 @@ class Method:
         finally:
             set_rng_state(saved)
 
+    # -- training facts (recorded in every result, shown in the leaderboard footnote) --------------------------
+    @classmethod
+    def training_steps(cls, config: Any) -> int | None:
+        """Optimisation steps of a fit under ``config`` (all stages), None for methods that take no steps."""
+        steps = getattr(config, "steps", None)
+        return None if steps is None else int(steps)
+
+    @classmethod
+    def budget_capped(cls, config: Any) -> bool:
+        """Whether ``config`` stops at the training-time cap before its validation plateau (``mribench curve``)."""
+        return bool(getattr(config, "budget_capped", False))
+
+    def parameter_count(self) -> int | None:
+        """Parameters ``fit`` trained (frozen parts borrowed from elsewhere excluded); None when it trains none."""
+        return None
+
     # -- persistence (shared) ---------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         from mribench.training import atomic_torch_save
 
         atomic_torch_save({"method": self.name, "version": self.version, "config_hash": config_hash(self.config),
-                           "config": config_json(self.config), "seed": self.seed, "state": self.state()}, path)
+                           "config": config_json(self.config), "seed": self.seed, "fit_seconds": self.fit_seconds,
+                           "state": self.state()}, path)
 
     @classmethod
     def load(cls, path: Path, config: Any, seed: int, task: TaskSpec) -> "Method":
@@ -161,6 +180,7 @@ class Method:
         payload = load_checkpoint(path, expect={"method": cls.name, "config_hash": config_hash(config)})
         method = cls(config, seed=seed)
         method.load_state(payload["state"], task)
+        method.fit_seconds = payload.get("fit_seconds")  # absent in checkpoints older than this field
         return method
 
 
