@@ -12,7 +12,8 @@ Verdict: ``plateau`` when the longer run gains < 0.5 dB validation PSNR over the
 
 Files, next to the model the runner trains (``<out>/_models/<dataset>-<key>/<method>/<preset>-seed<k>/``):
 ``curve.csv`` (one row per scored step), ``curve.json`` (the verdict, its numbers and provenance), ``curve.png``.
-Work goes to ``curve-work/`` there: a killed curve resumes from the runs' checkpoints and its scored points.
+Work goes to ``curve-work/<run>-<config hash>/`` there: a killed curve resumes from the runs' checkpoints and its
+scored points; a changed preset starts afresh.
 """
 from __future__ import annotations
 
@@ -140,6 +141,8 @@ def _train_and_score(the_plan: Plan, request: CurveRequest, config: Any, steps: 
 def curve(request: CurveRequest, console: Console | None = None) -> CurveOutcome:
     """Train, score validation along the way, write curve.csv / curve.json / curve.png (see the module docs)."""
     console = console or Console(stderr=True)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise MribenchError("mribench curve runs in one process; start it without torchrun")
     if request.points < 1:
         raise MribenchError(f"--points must be at least 1, got {request.points}")
     if request.scale < 2:
@@ -150,20 +153,25 @@ def curve(request: CurveRequest, console: Console | None = None) -> CurveOutcome
     if not the_plan.method_cls.calls_step_hook:
         raise MribenchError(f"method {request.method!r} does not call the step hook during training, so it has no "
                             "curve (learning-free methods have nothing to converge)")
+    cls, config = the_plan.method_cls, the_plan.config
+    preset_steps = cls.hooked_steps(config)
+    if request.points > preset_steps:
+        raise MribenchError(f"--points {request.points} is more than the preset's {preset_steps} steps")
     folder, work = the_plan.model_dir, the_plan.model_dir / CURVE_WORK
     if request.overwrite == "always":
         shutil.rmtree(work, ignore_errors=True)
         for name in (CURVE_CSV, CURVE_JSON, CURVE_PNG):
             (folder / name).unlink(missing_ok=True)
     elif (folder / CURVE_JSON).exists():
-        return CurveOutcome("complete", folder, json.loads((folder / CURVE_JSON).read_text()))
+        summary = json.loads((folder / CURVE_JSON).read_text())
+        if summary["method"]["config_hash"] != config_hash(config) or summary["scale"] != request.scale \
+                or summary["points"] != request.points:
+            raise MribenchError(f"{folder / CURVE_JSON} was made with another config, --scale or --points; "
+                                "use --overwrite always to redo it")
+        return CurveOutcome("complete", folder, summary)
     elif request.overwrite == "never" and work.exists():
         raise MribenchError(f"{work}: a partial curve exists and --overwrite never forbids touching it; "
                             "use --overwrite missing to resume it")
-    cls, config = the_plan.method_cls, the_plan.config
-    preset_steps = cls.hooked_steps(config)
-    if request.points > preset_steps:
-        raise MribenchError(f"--points {request.points} is more than the preset's {preset_steps} steps")
     long_config = cls.with_hooked_steps(config, request.scale * preset_steps)
     load_before = os.getloadavg()
     started = time.perf_counter()
@@ -176,7 +184,7 @@ def curve(request: CurveRequest, console: Console | None = None) -> CurveOutcome
             steps = cls.hooked_steps(run_config)
             runs[steps] = _train_and_score(the_plan, request, run_config,
                                            score_steps(preset_steps, request.points, steps), data,
-                                           work / f"steps{steps}", progress)
+                                           work / f"steps{steps}-{config_hash(run_config)[:12]}", progress)
     summary = _summary(the_plan, request, data, runs, preset_steps, load_before, time.perf_counter() - started)
     _write_csv(folder / CURVE_CSV, runs)
     atomic_write_bytes(folder / CURVE_PNG, _plot(runs, summary))
@@ -199,6 +207,8 @@ def _summary(the_plan: Plan, request: CurveRequest, data, runs: dict[int, list[C
         "seed": request.seed,
         "metric": "validation PSNR (dB), mean over validation subjects",
         "preset_steps": preset_steps,
+        "scale": request.scale,
+        "points": request.points,
         "scaled_steps": long_steps,
         "psnr_at_preset_steps": round(at_preset.validation_psnr, 4),
         "psnr_at_scaled_steps": round(at_long.validation_psnr, 4),

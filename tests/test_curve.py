@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -75,6 +76,10 @@ def test_curve_writes_csv_json_png_scoring_validation_subjects_only(tiny_registr
     again = CliRunner().invoke(app, ["curve", "--method", "mmgan", "--task", TASK, "--preset", "smoke",
                                      "--points", "4", "--out", str(tmp_path)])
     assert again.exit_code == 0 and again.output.startswith("complete:")
+    monkeypatch.setitem(MMGAN.presets, "smoke", dataclasses.replace(MMGAN.presets["smoke"], lr=1e-4))
+    changed = CliRunner().invoke(app, ["curve", "--method", "mmgan", "--task", TASK, "--preset", "smoke",
+                                       "--points", "4", "--out", str(tmp_path)])
+    assert changed.exit_code == 2 and "made with another config" in changed.output
 
 
 def test_a_killed_curve_resumes_to_the_same_numbers(tiny_registry, tmp_path, monkeypatch):
@@ -110,4 +115,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_registry, tmp_path
     result = CliRunner().invoke(app, ["curve", "--task", TASK, "--preset", "smoke", "--out", str(tmp_path), *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.rglob("*"))
+
+
+def test_curve_refuses_torchrun(tiny_registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(app, ["curve", "--method", "mmgan", "--task", TASK, "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "without torchrun" in result.output
     assert not list(tmp_path.rglob("*"))
