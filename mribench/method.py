@@ -24,10 +24,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -128,11 +128,10 @@ class Method:
         """``config`` with the hooked stage running ``steps`` steps, everything else (schedules included) alike."""
         return dataclasses.replace(config, steps=steps)
 
-    @contextmanager
-    def synthesis_ready(self) -> Iterator[None]:
-        """During ``fit``: make ``synthesize`` work as it would after fit; restore the training state on exit."""
+    def synthesis_ready(self) -> AbstractContextManager[None]:
+        """During ``fit``: a context in which ``synthesize`` works as after fit; the training state is restored on
+        exit. Methods with ``calls_step_hook`` implement it (e.g. with :func:`contextlib.contextmanager`)."""
         raise NotImplementedError(f"method {self.name} does not support the step hook")
-        yield  # pragma: no cover - makes this a generator
 
     def after_training_step(self, step: int, training_seconds: float) -> None:
         """Training loops call this after each step of the hooked stage; fires ``step_hook`` at its steps."""
