@@ -12,7 +12,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def rows() -> list[str]:
-    lines = ["| dataset | method | preset steps | val. PSNR (dB) | 2x steps | val. PSNR (dB) | gain (dB) | verdict | "
+    lines = ["| task | method | preset steps | val. PSNR (dB) | 2x steps | val. PSNR (dB) | gain (dB) | verdict | "
              "training min (preset / 2x) | load avg (1 min, start / end) |",
              "|---|---|---:|---:|---:|---:|---:|---|---|---|"]
     for path in sorted(HERE.glob("*/*.json")):
