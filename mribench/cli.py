@@ -196,6 +196,36 @@ def run(
         out.print(f"wrote {outcome.folder / 'result.json'}: {summary}")
 
 
+@app.command()
+@handle_errors
+def curve(
+    method: Annotated[str, typer.Option("--method", "-m", help="A learned method (see 'mribench methods').")],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name (see 'mribench tasks') or a YAML path.")],
+    preset: Annotated[str, typer.Option(help="smoke (seconds), cpu (minutes), paper (GPU).")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed of training and sampling.")] = 0,
+    points: Annotated[int, typer.Option(help="Validation scores per preset length of training.")] = 8,
+    scale: Annotated[int, typer.Option(help="The longer run trains scale x the preset's steps.")] = 2,
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder of the task's dataset.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where runs (and their models) are stored.")] = Path("runs"),
+    overwrite: Annotated[Overwrite, typer.Option(help="never | missing (resume) | always (redo).")] = Overwrite.missing,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad subjects (recorded) instead of stopping.")]
+    = False,
+) -> None:
+    """Validation PSNR against training steps and time (preset vs scale x its steps) and the plateau verdict."""
+    from mribench.curve import CurveRequest
+    from mribench.curve import curve as make_curve
+
+    outcome = make_curve(CurveRequest(method=method, task=task, preset=preset, seed=seed, points=points, scale=scale,
+                                      data_root=data_root, out=out_dir, overwrite=overwrite.value, skip_bad=skip_bad),
+                         console=err)
+    summary = outcome.summary
+    prefix = "complete: " if outcome.status == "complete" else "wrote "
+    out.print(f"{prefix}{outcome.folder / 'curve.csv'}: validation PSNR {summary['psnr_at_preset_steps']:.2f} dB "
+              f"at {summary['preset_steps']} steps, {summary['psnr_at_scaled_steps']:.2f} dB at "
+              f"{summary['scaled_steps']} ({summary['gain_db']:+.2f} dB): {summary['verdict']}",
+              markup=False, highlight=False, soft_wrap=True)
+
+
 # -- tasks ---------------------------------------------------------------------------------------------------
 @tasks_app.callback()
 @handle_errors

@@ -320,9 +320,10 @@ def footnote(collection: Collection, tasks: list[str], rows: dict[RowKey, str], 
                      f"{info['split_hash'][:12]}, {info['n_test']} test subjects")
     runs = []
     for row, label in rows.items():
-        seeds = sorted({r.seed for t in tasks for r in collection.get(t, row)})
+        results = [r for t in tasks for r in collection.get(t, row)]
+        seeds = sorted({r.seed for r in results})
         if seeds:
-            runs.append(f"{label}: {row[1]} preset, seeds {', '.join(map(str, seeds))}")
+            runs.append(f"{label}: {row[1]} preset, seeds {', '.join(map(str, seeds))}{training_note(results)}")
     if runs:
         lines.append("runs — " + "; ".join(runs))
     extractors: dict[str, dict[str, dict[str, None]]] = {}  # dataset → metric → extractor descriptions
@@ -341,6 +342,28 @@ def footnote(collection: Collection, tasks: list[str], rows: dict[RowKey, str], 
                        for r in collection.get(t, row)})
     lines.append(f"mribench {', '.join(versions)}; {legend}")
     return lines
+
+
+def training_note(results: list) -> str:
+    """", 1200 steps, 1.4 min fit, 1.93 M parameters, budget-capped" from the results' recorded training facts.
+
+    Minutes are the mean over the distinct fits (one per seed; the missing counts of a dataset share a model).
+    Empty when the results predate these facts or the method learns nothing.
+    """
+    facts = [r.method.get("training") or {} for r in results]
+    steps = sorted({f["steps"] for f in facts if f.get("steps")})
+    minutes = {(r.seed, f["fit_minutes"]) for r, f in zip(results, facts) if f.get("fit_minutes") is not None}
+    parameters = sorted({f["parameters"] for f in facts if f.get("parameters")})
+    parts = []
+    if steps:
+        parts.append("/".join(map(str, steps)) + " steps")
+    if steps and minutes:
+        parts.append(f"{sum(m for _, m in minutes) / len(minutes):.1f} min fit")
+    if parameters:
+        parts.append("/".join(f"{p / 1e6:.2f} M" for p in parameters) + " parameters")
+    if any(f.get("budget_capped") for f in facts):
+        parts.append("budget-capped (no validation plateau within 15 min of training)")
+    return "".join(f", {part}" for part in parts)
 
 
 LEGEND = ("mean ± std over test subjects (std averaged over seeds); [s]: std over seeds of the per-seed means; "

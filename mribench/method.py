@@ -24,10 +24,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -86,6 +86,8 @@ class Method:
         self.validation: SubjectSet | None = None
         # Set by a caller before ``fit`` to watch training (``mribench curve``); see the module docs.
         self.step_hook: StepHook | None = None
+        # Wall time of the fit that made this model, set by the runner and kept in the checkpoint (None if unknown).
+        self.fit_seconds: float | None = None
 
     # -- availability and description -------------------------------------------------------------------
     @classmethod
@@ -130,11 +132,10 @@ class Method:
         """``config`` with the hooked stage running ``steps`` steps, everything else (schedules included) alike."""
         return dataclasses.replace(config, steps=steps)
 
-    @contextmanager
-    def synthesis_ready(self) -> Iterator[None]:
-        """During ``fit``: make ``synthesize`` work as it would after fit; restore the training state on exit."""
+    def synthesis_ready(self) -> AbstractContextManager[None]:
+        """During ``fit``: a context in which ``synthesize`` works as after fit; the training state is restored on
+        exit. Methods with ``calls_step_hook`` implement it (e.g. with :func:`contextlib.contextmanager`)."""
         raise NotImplementedError(f"method {self.name} does not support the step hook")
-        yield  # pragma: no cover - makes this a generator
 
     def after_training_step(self, step: int, training_seconds: float) -> None:
         """Training loops call this after each step of the hooked stage; fires ``step_hook`` at its steps."""
@@ -150,12 +151,29 @@ class Method:
         finally:
             set_rng_state(saved)
 
+    # -- training facts (recorded in every result, shown in the leaderboard footnote) --------------------------
+    @classmethod
+    def training_steps(cls, config: Any) -> int | None:
+        """Optimisation steps of a fit under ``config`` (all stages), None for methods that take no steps."""
+        steps = getattr(config, "steps", None)
+        return None if steps is None else int(steps)
+
+    @classmethod
+    def budget_capped(cls, config: Any) -> bool:
+        """Whether ``config`` stops at the training-time cap before its validation plateau (``mribench curve``)."""
+        return bool(getattr(config, "budget_capped", False))
+
+    def parameter_count(self) -> int | None:
+        """Parameters ``fit`` trained (frozen parts borrowed from elsewhere excluded); None when it trains none."""
+        return None
+
     # -- persistence (shared) ---------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         from mribench.training import atomic_torch_save
 
         atomic_torch_save({"method": self.name, "version": self.version, "config_hash": config_hash(self.config),
-                           "config": config_json(self.config), "seed": self.seed, "state": self.state()}, path)
+                           "config": config_json(self.config), "seed": self.seed, "fit_seconds": self.fit_seconds,
+                           "state": self.state()}, path)
 
     @classmethod
     def load(cls, path: Path, config: Any, seed: int, task: TaskSpec) -> "Method":
@@ -170,6 +188,7 @@ class Method:
             detail = f"missing entry {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
             raise MribenchError(f"{path}: the checkpoint's header is valid but its state is not a usable "
                                 f"{cls.name} model ({detail}); delete it to retrain") from None
+        method.fit_seconds = payload.get("fit_seconds")  # absent in checkpoints older than this field
         return method
 
 

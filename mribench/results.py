@@ -33,7 +33,7 @@ _PACKAGES = ("mribench", "mribench-copedit", "mribench-baselines", "torch", "tor
 @dataclass
 class Result:
     task: dict[str, Any]  # name, version, hash, split_hash, validation_hash, data_fingerprint, dataset, problem, ...
-    method: dict[str, Any]  # name, version, plugin, preset, config, config_hash, reads_mask
+    method: dict[str, Any]  # name, version, plugin, preset, config, config_hash, reads_mask, training
     seed: int
     metrics: dict[str, dict[str, Any]]  # name -> MetricResult as dict
     subjects: list[str]

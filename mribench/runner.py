@@ -199,7 +199,8 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
               "n_validation": len(data.validation), "n_test": len(data.test)},
         method={"name": request.method, "version": the_plan.method_cls.version, "plugin": the_plan.plugin,
                 "preset": request.preset, "config": config_json(the_plan.config),
-                "config_hash": config_hash(the_plan.config), "reads_mask": the_plan.method_cls.reads_mask},
+                "config_hash": config_hash(the_plan.config), "reads_mask": the_plan.method_cls.reads_mask,
+                "training": _training_facts(the_plan, method)},
         seed=request.seed,
         metrics={name: vars(metric) for name, metric in metrics.items()},
         subjects=list(data.test.subject_ids),
@@ -240,11 +241,21 @@ def _fit_or_load(the_plan: Plan, model_dir: Path, shared_dir: Path, train, valid
     method = the_plan.method_cls(the_plan.config, seed=seed)
     method.shared_dir = shared_dir
     method.validation = validation
+    started = time.perf_counter()
     method.fit(train, the_plan.task, model_dir / "work", progress)
+    method.fit_seconds = round(time.perf_counter() - started, 3)  # a resumed fit counts this process's part only
     if dist_info().is_main:
         method.save(checkpoint)
     barrier()
     return method
+
+
+def _training_facts(the_plan: Plan, method: Method) -> dict[str, Any]:
+    """Steps, fit minutes and trained parameters of the model (the leaderboard footnote shows them)."""
+    return {"steps": the_plan.method_cls.training_steps(the_plan.config),
+            "fit_minutes": None if method.fit_seconds is None else round(method.fit_seconds / 60, 2),
+            "parameters": method.parameter_count(),
+            "budget_capped": the_plan.method_cls.budget_capped(the_plan.config)}
 
 
 def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: int, progress) -> dict[str, Path]:
@@ -256,7 +267,7 @@ def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: 
             torch.inference_mode():
         for index in todo:
             subject = test[index]
-            batch = _batch_for(task, subject)
+            batch = evaluation_batch(task, subject)
             torch.manual_seed(derive_seed("synthesize", seed, task.name, subject.subject_id))
             output = method.synthesize(batch)
             expected = tuple(batch.image.shape)
@@ -271,7 +282,8 @@ def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: 
     return paths
 
 
-def _batch_for(task: TaskSpec, subject) -> Batch:
+def evaluation_batch(task: TaskSpec, subject) -> Batch:
+    """One subject's batch with the protocol's evaluation pattern (test and validation subjects alike)."""
     complete = torch.from_numpy(np.array(subject.image, dtype=np.float32))[None]  # a copy: cache arrays are read-only
     mask = torch.from_numpy(evaluation_pattern(task, subject.subject_id))[None]
     meta: dict[str, Any] = {"affine": torch.from_numpy(np.asarray(subject.affine, dtype=np.float64))[None]}
@@ -328,4 +340,4 @@ def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], folde
             advance()
 
 
-__all__ = ["RunRequest", "RunOutcome", "run", "plan"]
+__all__ = ["RunRequest", "RunOutcome", "run", "plan", "evaluation_batch"]

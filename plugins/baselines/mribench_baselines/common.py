@@ -112,6 +112,9 @@ class TrainConfig:
     save_every: int = 200
     prompt_bank: int = 8  # +Prompts: missing patterns (and their prompts) precomputed per training subject
     infer_chunk: int = 16  # element-stack samples per forward pass at synthesis
+    # True when ``steps`` stops at the 15-minute training cap (2 CPU cores) before the validation plateau
+    # (``mribench curve``: twice the steps still gains >= 0.5 dB); the leaderboard footnote marks the method.
+    budget_capped: bool = False
 
     def samples_per_step(self, n_elements: int) -> int:
         """Element stacks per training step: brain (4 contrasts) 32 → 8 slices, cardiac (32 slices) 32 → 1 volume.
@@ -370,6 +373,10 @@ class ElementMethod(Method):
         self.nets = self.build_networks(spec)
         self.opts = self.build_optimizers()
         self.ema = EMA(self.nets[self.ema_of], self.config.ema_decay) if self.ema_of else None
+
+    def parameter_count(self) -> int:
+        """Every network fit trains (a GAN's discriminator included; +Prompts' frozen tokenizer excluded)."""
+        return sum(p.numel() for net in self.nets.values() for p in unwrap(net).parameters())
 
     # -- synthesis ------------------------------------------------------------------------------------------
     def _inference_nets(self) -> dict[str, nn.Module]:
