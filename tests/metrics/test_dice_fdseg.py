@@ -192,8 +192,9 @@ def test_segmenter_predicts_with_the_moving_average_of_its_weights(monkeypatch):
                              save_every=4, slices=4, foreground_share=0.5, ema_decay=0.5)
     monkeypatch.setitem(PRESETS, "smoke", config)
     task = _brain_task()
-    segmenter = get_segmenter(task, _subjects(2, 3), "smoke", [0, 1, 2])
-    saved = torch.load(segmenter_path(task, "smoke", "full"), weights_only=True)["objects"]
+    train = _subjects(2, 3)
+    segmenter = get_segmenter(task, train, "smoke", [0, 1, 2])
+    saved = torch.load(segmenter_path(task, train, "smoke", "full"), weights_only=True)["objects"]
     name = "convInit.conv.weight"
     assert torch.equal(segmenter.net.state_dict()[name], saved["ema"][name])
     assert not torch.equal(saved["ema"][name], saved["model"][name])

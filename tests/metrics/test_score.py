@@ -128,7 +128,7 @@ def test_predictions_on_the_source_grid_are_brought_onto_the_task_grid(tmp_path,
         write_volume(tmp_path / "cut" / sid / element, native[:-1], affine)
     test = SubjectSet(sorted(subjects), subjects.__getitem__)
     monkeypatch.setattr(score_module, "load_task_data",
-                        lambda task, root, progress=None: SimpleNamespace(train=test, test=test))
+                        lambda task, root, progress=None: SimpleNamespace(train=test, validation=test, test=test))
     psnr_values = score_predictions(task, tmp_path / "native").results["psnr"].per_subject
     assert sorted(psnr_values) == ["s0", "s1"] and min(psnr_values.values()) > 60
     with pytest.raises(MribenchError, match="has the source volume's shape but not its affine"):
