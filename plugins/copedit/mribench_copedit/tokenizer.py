@@ -149,9 +149,9 @@ class CoPeVAE(nn.Module):
         batch = complete.shape[0]
         encodings = self.vqvae.encode(self.as_units(window))
         quantized, vq_loss = self._quantize(encodings)
-        reconstruction = self.decode(self._latents_from_units(quantized, batch))
-        targets = PretextTargets.from_mask(availability_mask, self.problem, self.cfg.depth_compression)
         latents = self._latents_from_units(quantized, batch)
+        reconstruction = self.decode(latents)
+        targets = PretextTargets.from_mask(availability_mask, self.problem, self.cfg.depth_compression)
         prompts = self.prompts_from_latents(mask_latents(latents, ~targets.missing_latents))
         pretext, accuracies = self.heads.losses(prompts, self._latents_from_units(encodings, batch), targets)
         return {"reconstruction": reconstruction, "vq": vq_loss, "pretext": pretext, "accuracies": accuracies,
