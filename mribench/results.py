@@ -42,6 +42,7 @@ class Result:
     method_report: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)  # predictions: the grids written ("native", ...), folders
     schema_version: int = SCHEMA_VERSION
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -104,6 +105,7 @@ class _ResultRecord(BaseModel):
     method_report: dict[str, Any]
     timings: dict[str, float]
     provenance: dict[str, Any]
+    outputs: dict[str, Any] = {}  # absent in results written before the field existed
     schema_version: int
     created: str
 

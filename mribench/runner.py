@@ -209,6 +209,7 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
         method_report=method.report(),
         timings={k: round(v, 3) for k, v in timings.items()},
         provenance={**provenance(), "data": _data_provenance(data)},
+        outputs={"predictions": request.predictions, "folders": _prediction_folders(request.predictions)},
     )
     write_per_subject_csv(metrics, folder / "per_subject.csv")
     write_result(result, folder, local_paths={"<data root>": data.root, "<run>": folder, "<cache>": cache_dir(),
@@ -313,13 +314,22 @@ def _evaluate(task: TaskSpec, data, predictions: dict[str, Path], request: RunRe
                      "note": "observed elements are written back before scoring"}
 
 
+def _prediction_grids(choice: PredictionGrids) -> tuple[str, ...]:
+    return ("native", "preprocessed") if choice == "both" else (choice,)
+
+
+def _prediction_folders(choice: PredictionGrids) -> list[str]:
+    """The run folder's prediction folders for ``--predictions`` (recorded in ``result.json``'s outputs)."""
+    return [PREDICTION_FOLDERS[grid] for grid in _prediction_grids(choice)]
+
+
 def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], folder: Path, choice: PredictionGrids,
                        progress) -> None:
     """One 3D NIfTI per missing element and grid: ``<folder>/<PREDICTION_FOLDERS[grid]>/<subject>/<element>.nii.gz``.
 
     native: the source volume's array axes, shape and affine (a subject generated in memory, with no source volume,
     keeps its preprocessed grid); preprocessed: axes (D, H, W) with the preprocessed grid's affine."""
-    grids = ("native", "preprocessed") if choice == "both" else (choice,)
+    grids = _prediction_grids(choice)
     with progress_task(progress, "write predictions", len(test)) as advance:
         for subject in test:
             pred = np.clip(np.load(predictions[subject.subject_id]), 0, 1)

@@ -188,3 +188,5 @@ def test_predictions_preprocessed_only_writes_the_task_grid(tiny_registry, tmp_p
     files = sorted((outcome.folder / "predictions-preprocessed").glob("*/*.nii.gz"))
     assert [f.parent.name for f in files] == outcome.result.subjects
     assert all(nib.load(f).shape == (12, 16, 16) for f in files)
+    recorded = read_result(outcome.folder / "result.json").outputs  # the choice is part of the result
+    assert recorded == {"predictions": "preprocessed", "folders": ["predictions-preprocessed"]}
