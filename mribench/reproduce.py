@@ -22,13 +22,15 @@ from mribench.tasks import get_task
 
 PHANTOM_TASKS = [*(f"phantom-brats-missing{k}" for k in (1, 2, 3)), *(f"phantom-ixi-missing{k}" for k in (1, 2)),
                  *(f"phantom-cardiac-missing{k}" for k in (8, 16, 24))]
-# CoPeDiT and the baselines the paper's text compares it with (and their +Prompts variants) get three seeds on the
-# BraTS twin, the dataset of the paper's main and +Prompts tables; every other run has one seed (an hour's budget).
-THREE_SEEDS = ("copedit", "mmt", "m2dn", "hypergae", "mmt+prompts", "m2dn+prompts", "hypergae+prompts")
+# Every learned method (CoPeDiT, the baselines and their +Prompts variants) gets three seeds on the BraTS twin, the
+# dataset of the paper's main and +Prompts tables; every other run has one seed (the plan's 2.5-hour budget).
+THREE_SEEDS = ("copedit", "mmgan", "mmt", "m2dn", "hypergae", "mmt+prompts", "m2dn+prompts", "hypergae+prompts")
 THREE_SEED_DATASETS = ("phantom-brats",)
-# Torch threads of every reproduction run: CPU float results depend on the thread count, so it is fixed (to the
-# reference machine's 2 cores) for a fresh clone to reproduce the committed numbers on any machine.
-REPRODUCE_THREADS = 2
+# Torch threads of every reproduction run: CPU float results depend on the thread count, so it is fixed for a fresh
+# clone to reproduce the committed numbers on any machine. One thread: the cpu presets' small models gain about 1.2x
+# from a second thread (measured on CoPeDiT's stage I), while two plans side by side (split with --task) use both
+# cores fully, and a single-threaded run does not stall when another process takes a core.
+REPRODUCE_THREADS = 1
 # Minutes per stage at the cpu preset, measured on this project's 2-core machine; used only for the estimate
 # when the runs folder holds no timing of the method yet.
 DEFAULT_FIT_MINUTES = 3.0

@@ -160,16 +160,19 @@ _SMOKE_DIFFUSION = DiffusionStageConfig(
 # cpu: where it departs from the paper, and why (README "CoPeDiT at the cpu preset"):
 # - tokenizer 4x compression instead of 8 (8x8x8 at these widths caps reconstruction at ~19 dB: a capacity limit,
 #   not a quantisation one) and continuous latents for brain (+1.8 dB over VQ at 4x4x4 in the same budget);
-# - small widths, one residual unit, in-plane crops of 32x32 for stage I;
+# - widths 16/32/32 with one residual unit, in-plane crops of 32x32, 3,200 stage-I steps: the stage-I sweep on the
+#   validation subjects of phantom-brats-missing3 (benchmarks/curves/copedit-tokenizer-sweep.md) reconstructs them
+#   at 22.8 dB with widths 8/16/16 and 800 steps, 26.5 dB at 3,200 steps, 25.6 dB with widths 16/32/32 at 1,600 and
+#   27.7 dB at 3,200 (about 6 min on 2 idle cores); 48x48 crops cost twice the time per step;
 # - MDiT3D-XS (0.3 M parameters: 64 wide, 4 blocks, patch 2; (1, 2, 2) on slice-wise cardiac latents), batch 2,
 #   EMA 0.995, 25 DDIM steps: sized to fit the 15-min training budget on 2 cores. Stage II 1,200 steps: its
-#   validation curve (benchmarks/curves/phantom-brats-missing3/copedit-cpu) gained +0.58 dB from 800 to 1,600 steps
-#   and is flat from 1,000 on; 1,200 vs 2,400 is not yet measured.
+#   validation curve (benchmarks/curves/phantom-brats-missing3/copedit-cpu, on the earlier 800-step 8/16/16
+#   tokenizer) gained +0.58 dB from 800 to 1,600 steps and is flat from 1,000 on.
 # Cardiac latents are slice-wise at every preset (the fix of a straddling defect, not a cpu shortcut).
 _CPU_TOKENIZER = TokenizerConfig(
-    channels=(8, 16, 16), compression=4, quantize=False, num_res_layers=1, num_res_channels=(8, 16, 16), codebook_size=256,
-    prompt_dim=64, prompt_channels=(16, 32, 64), discriminator_channels=8, discriminator_layers=2,
-    adversarial_start=600, warmup_steps=20, steps=800, batch_size=2, save_every=100, lr=1e-3, crop=(32, 32))
+    channels=(16, 32, 32), compression=4, quantize=False, num_res_layers=1, num_res_channels=(16, 32, 32),
+    codebook_size=256, prompt_dim=64, prompt_channels=(16, 32, 64), discriminator_channels=8, discriminator_layers=2,
+    adversarial_start=2400, warmup_steps=20, steps=3200, batch_size=2, save_every=100, lr=1e-3, crop=(32, 32))
 _CPU_DIFFUSION = DiffusionStageConfig(
     network="MDiT3D-XS", warmup_steps=50, steps=1200, batch_size=2, ema_decay=0.995, sample_steps=25,
     save_every=100, lr=5e-4)
