@@ -51,6 +51,8 @@ class ReproducePlan:
         return range(3 if method in THREE_SEEDS and dataset in self.three_seed_datasets else 1)
 
     def requests(self) -> list[RunRequest]:
+        """The runs, seed by seed: every task and method at seed 0 first, so an interrupted plan leaves whole
+        single-seed tables, and the extra seeds come last."""
         reg = registry()
         names = self.methods or [n for n in reg.names("method") if reg.method(n).unavailable_reason() is None]
         requests = []
@@ -63,7 +65,7 @@ class ReproducePlan:
                 for seed in self.seeds(name, task.dataset):
                     requests.append(RunRequest(method=name, task=task_name, preset=self.preset, seed=seed,
                                                out=self.runs))
-        return requests
+        return sorted(requests, key=lambda request: request.seed)  # stable: task and method order kept per seed
 
 
 def estimate_minutes(requests: list[RunRequest]) -> tuple[float, int]:

@@ -25,6 +25,8 @@ def test_three_seeds_only_for_compared_methods_on_the_chosen_dataset(tiny_regist
     assert not any(r.method == "slice-interp" and r.task.startswith("tiny-brain") for r in requests), \
         "methods run only on the problems they declare"
     assert all(r.preset == "smoke" and r.out == tmp_path / "runs" for r in requests)
+    seeds = [r.seed for r in requests]
+    assert seeds == sorted(seeds) and seeds[-1] == 2, "every seed-0 run comes before any extra seed"
 
 
 def test_reproduce_runs_resumes_and_regenerates_the_folder(tiny_registry, tmp_path):
