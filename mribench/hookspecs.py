@@ -11,6 +11,7 @@ from __future__ import annotations
 import pluggy
 
 hookspec = pluggy.HookspecMarker("mribench")
+hookimpl = pluggy.HookimplMarker("mribench")  # what plugins decorate their hook functions with (``mribench.hookimpl``)
 
 
 @hookspec

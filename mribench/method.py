@@ -59,7 +59,6 @@ class Method:
         presets: ``smoke`` (tests, seconds), ``cpu`` (minutes on a laptop), ``paper`` (the paper's settings);
             each a dataclass instance.
         reads_mask: whether ``synthesize`` reads ``batch.availability_mask`` (CoPeDiT does not).
-        trainable: whether ``fit`` learns anything (floors that learn nothing may skip checkpoints).
         family: the leaderboard's row group in the paper layout: ``floor``, ``gan`` (GAN/transformer),
             ``diffusion``, ``proposed`` (CoPeDiT) or ``other``.
         calls_step_hook: whether ``fit`` calls :meth:`after_training_step` (see the module docs); ``mribench curve``

@@ -19,11 +19,11 @@ from typing import Any
 import pluggy
 
 from mribench import hookspecs
+from mribench.hookspecs import hookimpl
 from mribench.errors import PluginError, UnknownNameError
 
 PROJECT = "mribench"
 ENTRY_POINT_GROUP = "mribench"
-hookimpl = pluggy.HookimplMarker(PROJECT)
 
 _KINDS = {
     "method": "mribench_register_methods",
