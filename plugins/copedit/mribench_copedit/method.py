@@ -102,6 +102,19 @@ class CoPeDiT(Method):
         ``synthesize`` uses after fit) and the tokenizer is frozen; the training network is never touched."""
         yield
 
+    # -- training facts (the leaderboard footnote) ---------------------------------------------------------------
+    @classmethod
+    def training_steps(cls, config: CoPeDiTConfig) -> int:
+        """Stage I + stage II steps (the larger of the brain and cardiac totals; every preset gives both the same)."""
+        return max(p.tokenizer.steps + p.diffusion.steps for p in (config.brain, config.cardiac))
+
+    def parameter_count(self) -> int | None:
+        """The trained tokenizer (autoencoder, prompt encoders, heads) plus the diffuser; the stage-I discriminator,
+        which synthesis does not use, is not counted."""
+        if self.tokenizer is None or self.network is None:
+            return None
+        return sum(p.numel() for module in (self.tokenizer, self.network) for p in module.parameters())
+
     def state(self) -> dict[str, Any]:
         return {"problem": self.problem, "tokenizer": self.tokenizer.state_dict(),
                 "network": self.network.state_dict(), "latent_scale": self.latent_scale,

@@ -88,6 +88,17 @@ def test_report_has_tokenizer_quality_on_validation_subjects(fitted):
     assert report["reconstruction_psnr"] > 5 and 0 < report["reconstruction_ssim"] <= 1
 
 
+def test_training_facts_count_both_stages(fitted, tmp_path):
+    method, task, _ = fitted
+    smoke = CoPeDiT.presets["smoke"].for_problem(task.problem)
+    assert CoPeDiT.training_steps(CoPeDiT.presets["smoke"]) == smoke.tokenizer.steps + smoke.diffusion.steps
+    kept = sum(p.numel() for module in (method.tokenizer.vqvae, method.tokenizer.prompt_encoders,
+                                        method.tokenizer.heads, method.network) for p in module.parameters())
+    assert method.parameter_count() == kept, "tokenizer + diffuser, without the stage-I discriminator"
+    method.save(tmp_path / "model.pt")
+    assert CoPeDiT.load(tmp_path / "model.pt", CoPeDiT.presets["smoke"], 0, task).parameter_count() == kept
+
+
 def test_save_load_round_trip_and_config_check(fitted, tmp_path):
     method, task, subjects = fitted
     path = tmp_path / "model.pt"
