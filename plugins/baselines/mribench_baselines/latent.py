@@ -211,6 +211,8 @@ class LatentDiffusionMethod(Method):
 
     family = "diffusion"
     calls_step_hook = True
+    # Opt-in for `make leaderboard` (its plan must stay under 2.5 h): run with `mribench reproduce --method NAME`.
+    in_default_plan = False
     trained_network: ClassVar[str]
 
     def __init__(self, config: LatentConfig, seed: int = 0):
@@ -317,14 +319,14 @@ class LatentDiffusionMethod(Method):
         self.scale = float(1 / stacked.std().clamp_min(1e-6))
         return stacked * self.scale
 
+    reads_image: ClassVar[bool] = False  # whether ``loss`` reads ``LatentBatch.image`` (built only then)
+
     def _batch(self, data: TrainingData, latents: torch.Tensor, rng: np.random.Generator) -> LatentBatch:
         indices = [int(rng.integers(len(data))) for _ in range(self.config.batch_volumes)]
         masks = torch.stack([draw_availability(rng, data.task) for _ in indices])  # (B, C, D)
         volumes = torch.stack([data.volume(i) for i in indices]) if self.reads_image else None
         image = volumes * masks[:, :, :, None, None].float() if volumes is not None else None
         return LatentBatch(latents[indices], element_availability(masks, data.problem), image)
-
-    reads_image: ClassVar[bool] = False
 
     @contextmanager
     def synthesis_ready(self) -> Iterator[None]:
