@@ -58,8 +58,8 @@ def on_ldm(ldm: LDMConfig, **fields: Any) -> ControlNetConfig:
 PRESETS = {
     "smoke": on_ldm(LDM_PRESETS["smoke"], embedding=(8, 16), steps=40, batch_volumes=4, lr=2e-3, ema_decay=0.5,
                     save_every=20),
-    # cpu: the control branch's steps, on the cpu LDM; not yet checked against a validation curve.
-    "cpu": on_ldm(LDM_PRESETS["cpu"], embedding=(8, 16, 32), steps=600, batch_volumes=4, lr=5e-4, warmup_steps=30,
+    # cpu: the control branch's steps on the cpu LDM (sized by counted FLOPs, not yet by a validation curve).
+    "cpu": on_ldm(LDM_PRESETS["cpu"], embedding=(8, 16, 16), steps=300, batch_volumes=2, lr=5e-4, warmup_steps=20,
                   ema_decay=0.99, save_every=100),
     # paper: ControlNet's conditioning embedding (16, 32, 96, 256) cut to f = 4's three levels; lr 1e-5 as the
     # ControlNet paper; the step count is ours.

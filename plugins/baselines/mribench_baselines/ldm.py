@@ -32,8 +32,9 @@ class LDMConfig(LatentConfig):
 
 SMOKE_AUTOENCODER = AutoencoderConfig(channels=(8, 8), latent_channels=2, norm_groups=4, steps=30, batch_units=4,
                                       patch=16, lr=2e-3)
-# cpu: f = 4 (brain latents 8 x 24 x 24 per modality, cardiac 24 x 24 per slice), 4 latent channels.
-CPU_AUTOENCODER = AutoencoderConfig(channels=(16, 32, 32), latent_channels=4, norm_groups=8, steps=400,
+# cpu: f = 4 (brain latents 8 x 24 x 24 per modality, cardiac 24 x 24 per slice), 4 latent channels; widths cut to
+# (8, 16, 16) so the brain fit (3D, full-resolution convolutions) stays within the cpu budget (README, baselines).
+CPU_AUTOENCODER = AutoencoderConfig(channels=(8, 16, 16), latent_channels=4, norm_groups=8, steps=300,
                                     batch_units=4, patch=32, lr=1e-3)
 # paper: the LDM paper's f = 4 KL autoencoder widths (128, 256, 512) with 3 latent channels; the KL weight 1e-6 and
 # the patch training are ours.
@@ -44,11 +45,11 @@ PRESETS = {
     "smoke": LDMConfig(preset="smoke", autoencoder=SMOKE_AUTOENCODER, unet=UNetConfig((16, 32), norm_groups=8),
                        steps=40, batch_volumes=4, lr=2e-3, timesteps=100, sample_steps=5, ema_decay=0.5,
                        save_every=20),
-    # cpu: step counts set from step times measured niced on the 2-core machine (see the README's baselines
-    # section); not yet checked against a validation curve (`mribench curve`).
-    "cpu": LDMConfig(preset="cpu", autoencoder=CPU_AUTOENCODER, unet=UNetConfig((32, 64, 64), norm_groups=8),
-                     steps=1500, batch_volumes=4, lr=1e-3, warmup_steps=50, timesteps=500, sample_steps=20,
-                     ema_decay=0.99, save_every=250),
+    # cpu: sized by counted FLOPs against M2DN's measured cpu step (README, baselines), not yet by a validation
+    # curve (`mribench curve`): about 3-5 min of training on 2 idle cores for the brain twins, less for cardiac.
+    "cpu": LDMConfig(preset="cpu", autoencoder=CPU_AUTOENCODER, unet=UNetConfig((16, 32), norm_groups=8),
+                     steps=600, batch_volumes=2, lr=1e-3, warmup_steps=30, timesteps=500, sample_steps=20,
+                     ema_decay=0.99, save_every=100),
     # paper: LDM's U-Net widths (224-wide models scaled to 3D by us: 128, 256, 512), 1000 steps, DDIM 50.
     "paper": LDMConfig(preset="paper", autoencoder=PAPER_AUTOENCODER,
                        unet=UNetConfig((128, 256, 512), norm_groups=32, res_blocks=2), steps=200_000,
