@@ -23,7 +23,7 @@ from torch import nn
 from mribench.data.base import SubjectSet
 from mribench.errors import MribenchError
 from mribench.tasks import TaskSpec
-from mribench_baselines.common import BRAIN
+from mribench_baselines.common import BRAIN, TrainingData
 from mribench_baselines.latent import (LatentBatch, LatentConfig, LatentDiffusionMethod, build_unet,
                                        count_parameters, spatial_dims)
 from mribench_baselines.ldm import LDM, LDMConfig, PRESETS as LDM_PRESETS, shared_model_path
@@ -86,6 +86,7 @@ class ControlNet(LDM):
         super().__init__(config, seed)
         self._frozen_denoiser: dict[str, torch.Tensor] | None = None
         self._control_input: torch.Tensor | None = None
+        self._ldm_scale = 1.0
 
     @classmethod
     def training_steps(cls, config: ControlNetConfig) -> int:
@@ -122,19 +123,24 @@ class ControlNet(LDM):
         return {**super().describe(preset, task), "trained": "the control branch only (autoencoder and denoiser "
                                                              "are the frozen ldm's)"}
 
-    def prepare(self, train: SubjectSet, task: TaskSpec, workdir: Path, progress) -> None:
+    def prepare(self, data: TrainingData, workdir: Path, progress) -> None:
         """Load the published ``ldm`` (same dataset, preset, seed), or train it first; freeze it."""
         path = shared_model_path(self.shared_dir, self.config.preset, self.seed) if self.shared_dir else None
         if path is not None and path.exists():
-            ldm = LDM.load(path, self.config.ldm, self.seed, task)
+            ldm = LDM.load(path, self.config.ldm, self.seed, data.task)
         else:
             ldm = LDM(self.config.ldm, seed=self.seed)
             ldm.shared_dir = self.shared_dir
-            ldm.fit(train, task, Path(workdir) / "ldm", progress)
+            ldm.fit(data.train, data.task, Path(workdir) / "ldm", progress)
         if ldm.scale <= 0 or math.isnan(ldm.scale):
             raise MribenchError(f"controlnet: the ldm at {path or workdir} has no usable latent scale")
         self.autoencoder = ldm.autoencoder.eval().requires_grad_(False)
         self._frozen_denoiser = ldm.network().state_dict()
+        self._ldm_scale = ldm.scale
+
+    def latent_scale(self, latents: torch.Tensor) -> float:
+        """The frozen LDM's own scale: its denoiser was trained on latents scaled by it."""
+        return self._ldm_scale
 
     # -- the LDM with control residuals -------------------------------------------------------------------------
     def predict_noise(self, net: nn.Module, inputs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

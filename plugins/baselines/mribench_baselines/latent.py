@@ -234,10 +234,9 @@ class LatentDiffusionMethod(Method):
     def sample(self, latents: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def prepare(self, train: SubjectSet, task: TaskSpec, workdir: Path, progress) -> None:
+    def prepare(self, data: TrainingData, workdir: Path, progress) -> None:
         """Stage I (and anything else before stage II); default: train this method's own autoencoder."""
-        self.autoencoder = fit_autoencoder(self.config.autoencoder, train, task, workdir, self.seed, self.name,
-                                           progress)
+        self.autoencoder = fit_autoencoder(self.config.autoencoder, data, workdir, self.seed, self.name, progress)
 
     # -- description -----------------------------------------------------------------------------------------
     @property
@@ -276,8 +275,8 @@ class LatentDiffusionMethod(Method):
         workdir = Path(workdir)
         check_shape(task, self.config.autoencoder, self.name)
         self.task = task
-        self.prepare(train, task, workdir, progress)
         data = TrainingData(train, task)
+        self.prepare(data, workdir, progress)
         latents = self._training_latents(data, progress)
         self.nets = self.build_networks()
         net = self.nets[self.trained_network]
@@ -316,8 +315,12 @@ class LatentDiffusionMethod(Method):
                 latents.append(encode(self.autoencoder, data.volume(index)[None], data.problem))
                 adv()
         stacked = torch.cat(latents)
-        self.scale = float(1 / stacked.std().clamp_min(1e-6))
+        self.scale = self.latent_scale(stacked)
         return stacked * self.scale
+
+    def latent_scale(self, latents: torch.Tensor) -> float:
+        """The factor that brings the training latents to unit variance (Rombach et al.'s scale factor)."""
+        return float(1 / latents.std().clamp_min(1e-6))
 
     reads_image: ClassVar[bool] = False  # whether ``loss`` reads ``LatentBatch.image`` (built only then)
 
@@ -388,14 +391,13 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-def fit_autoencoder(cfg: AutoencoderConfig, train: SubjectSet, task: TaskSpec, workdir: Path, seed: int,
-                    method: str, progress) -> AutoencoderKL:
+def fit_autoencoder(cfg: AutoencoderConfig, data: TrainingData, workdir: Path, seed: int, method: str,
+                    progress) -> AutoencoderKL:
     """Stage I, resumable in ``workdir / "autoencoder.pt"``: L1 reconstruction + KL on random element patches.
 
     Returns the frozen autoencoder in eval mode.
     """
-    data = TrainingData(train, task)
-    autoencoder = build_autoencoder(cfg, task.problem)
+    autoencoder = build_autoencoder(cfg, data.problem)
     opt = torch.optim.AdamW(autoencoder.parameters(), lr=cfg.lr)
     state = TrainState(Path(workdir) / "autoencoder.pt", config_hash(cfg), autoencoder=autoencoder, opt=opt)
     start = state.resume()
