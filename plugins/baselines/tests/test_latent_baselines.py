@@ -179,7 +179,7 @@ def test_diffm4ri_resampling_jumps_cost_network_passes(tmp_path, monkeypatch):
 def test_controlnet_reuses_the_published_ldm_and_trains_only_the_control_branch(tmp_path):
     ldm, task, subjects = fitted(LDM, "missing-slice", tmp_path, quick(LDM, 3, 2))
     published = shared_model_path(tmp_path / "shared", "smoke", 0)
-    assert published.exists()
+    published_bytes = published.read_bytes()
     config = quick(ControlNet, 3, 2)
     assert config.ldm == ldm.config
     control, _, _ = fitted(ControlNet, "missing-slice", tmp_path, config)
@@ -191,7 +191,7 @@ def test_controlnet_reuses_the_published_ldm_and_trains_only_the_control_branch(
     assert control.scale == ldm.scale
     assert control.parameter_count() == sum(p.numel() for p in control.nets["control"].parameters())
     assert not any(p.requires_grad for p in control.nets["denoiser"].parameters())
-    assert shared_model_path(tmp_path / "shared", "smoke", 0).read_bytes() == published.read_bytes()
+    assert published.read_bytes() == published_bytes, "a controlnet fit overwrote the published ldm"
 
 
 def test_controlnet_trains_its_ldm_first_when_none_is_published(tmp_path):
