@@ -214,6 +214,7 @@ class LatentDiffusionMethod(Method):
     # Opt-in for `make leaderboard` (its plan must stay under 2.5 h): run with `mribench reproduce --method NAME`.
     in_default_plan = False
     trained_network: ClassVar[str]
+    reads_image: ClassVar[bool] = False  # whether ``loss`` reads ``LatentBatch.image`` (built only then)
 
     def __init__(self, config: LatentConfig, seed: int = 0):
         super().__init__(config, seed)
@@ -321,8 +322,6 @@ class LatentDiffusionMethod(Method):
     def latent_scale(self, latents: torch.Tensor) -> float:
         """The factor that brings the training latents to unit variance (Rombach et al.'s scale factor)."""
         return float(1 / latents.std().clamp_min(1e-6))
-
-    reads_image: ClassVar[bool] = False  # whether ``loss`` reads ``LatentBatch.image`` (built only then)
 
     def _batch(self, data: TrainingData, latents: torch.Tensor, rng: np.random.Generator) -> LatentBatch:
         indices = [int(rng.integers(len(data))) for _ in range(self.config.batch_volumes)]
