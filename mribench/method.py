@@ -63,6 +63,8 @@ class Method:
             ``diffusion``, ``proposed`` (CoPeDiT) or ``other``.
         calls_step_hook: whether ``fit`` calls :meth:`after_training_step` (see the module docs); ``mribench curve``
             refuses methods that do not.
+        in_default_plan: whether ``make leaderboard`` (``mribench reproduce`` without ``--method``) runs it; methods
+            too slow for the plan's time budget set False and run only when named with ``--method``.
     """
 
     name: ClassVar[str]
@@ -73,6 +75,7 @@ class Method:
     summary: ClassVar[str] = ""
     family: ClassVar[str] = "other"
     calls_step_hook: ClassVar[bool] = False
+    in_default_plan: ClassVar[bool] = True
 
     def __init__(self, config: Any, seed: int = 0):
         self.config = config

@@ -1,4 +1,5 @@
-"""``make leaderboard``: every registered method on every phantom task at the ``cpu`` preset, then the committed
+"""``make leaderboard``: every registered method (but those whose class sets ``in_default_plan = False``, which run
+only when named with ``--method``) on every phantom task at the ``cpu`` preset, then the committed
 ``leaderboard/`` folder and the README's generated results block regenerated from the results.
 
 Runs go through the ordinary runner, so an interrupted reproduction continues where it stopped and finished runs
@@ -43,7 +44,7 @@ class ReproducePlan:
     preset: str = "cpu"
     runs: Path = Path("runs/leaderboard")
     out: Path = Path("leaderboard")
-    methods: list[str] | None = None  # None: every registered, available method
+    methods: list[str] | None = None  # None: every registered, available method whose class is ``in_default_plan``
     three_seed_datasets: tuple[str, ...] = THREE_SEED_DATASETS
     readme: Path | None = None  # a README whose generated results block is rewritten too
 
@@ -54,7 +55,8 @@ class ReproducePlan:
         """The runs, seed by seed: every task and method at seed 0 first, so an interrupted plan leaves whole
         single-seed tables, and the extra seeds come last."""
         reg = registry()
-        names = self.methods or [n for n in reg.names("method") if reg.method(n).unavailable_reason() is None]
+        names = self.methods or [n for n in reg.names("method") if reg.method(n).unavailable_reason() is None
+                                 and reg.method(n).in_default_plan]
         requests = []
         for task_name in self.tasks:
             task = get_task(task_name)
