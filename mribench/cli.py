@@ -593,7 +593,11 @@ def report(
 @handle_errors
 def reproduce(
     runs: Annotated[Path, typer.Option(help="Where the runs are kept (resumable).")] = Path("runs/leaderboard"),
-    output: Annotated[Path, typer.Option(help="The leaderboard folder to regenerate.")] = Path("leaderboard"),
+    output: Annotated[Optional[Path], typer.Option(help="The leaderboard folder to regenerate (default: leaderboard, "
+                                                        "or leaderboard/ablations with --suite ablations).")] = None,
+    suite: Annotated[str, typer.Option(help="leaderboard: every method but the ablation variants; ablations: "
+                                            "CoPeDiT and its ablation variants on the BraTS twin, missing 1, "
+                                            "3 seeds.")] = "leaderboard",
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Only these methods.")] = None,
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Only these tasks (names or YAML "
                                                                          "paths).")] = None,
@@ -605,12 +609,19 @@ def reproduce(
                                                "report and the README block from OUTPUT/results.")] = False,
 ) -> None:
     """Run every registered method on every phantom task (3 seeds on the BraTS twin for CoPeDiT and its compared
-    baselines) and regenerate the leaderboard folder. Interrupted? Run it again: finished runs are skipped."""
-    from mribench.reproduce import PHANTOM_TASKS, ReproducePlan, refresh
+    baselines) and regenerate the leaderboard folder. Interrupted? Run it again: finished runs are skipped.
+    The ablation variants run only with --suite ablations."""
+    from mribench.errors import UnknownNameError
+    from mribench.reproduce import ABLATION_TASKS, PHANTOM_TASKS, SUITES, ReproducePlan, refresh
     from mribench.reproduce import reproduce as reproduce_all
 
-    the_plan = ReproducePlan(tasks=task_names(task) if task else list(PHANTOM_TASKS), preset=preset, runs=runs,
-                             out=output, methods=method or None, readme=readme)
+    if suite not in SUITES:
+        raise UnknownNameError("suite", suite, SUITES)
+    ablations = suite == "ablations"
+    default_tasks, default_output = (ABLATION_TASKS, Path("leaderboard/ablations")) if ablations else (
+        PHANTOM_TASKS, Path("leaderboard"))
+    the_plan = ReproducePlan(tasks=task_names(task) if task else list(default_tasks), preset=preset, runs=runs,
+                             out=output or default_output, methods=method or None, readme=readme, suite=suite)
     if from_results:
         refresh(the_plan, console=err)
     else:

@@ -61,7 +61,8 @@ class Method:
         reads_mask: whether ``synthesize`` reads ``batch.availability_mask`` (CoPeDiT does not).
         trainable: whether ``fit`` learns anything (floors that learn nothing may skip checkpoints).
         family: the leaderboard's row group in the paper layout: ``floor``, ``gan`` (GAN/transformer),
-            ``diffusion``, ``proposed`` (CoPeDiT) or ``other``.
+            ``diffusion``, ``proposed`` (CoPeDiT), ``ablation`` (a variant of a method with one switch changed:
+            listed and ranked under "Ablations", left out of ``make leaderboard`` unless asked for) or ``other``.
         calls_step_hook: whether ``fit`` calls :meth:`after_training_step` (see the module docs); ``mribench curve``
             refuses methods that do not.
     """

@@ -1,6 +1,11 @@
 """``make leaderboard``: every registered method on every phantom task at the ``cpu`` preset, then the committed
 ``leaderboard/`` folder and the README's generated results block regenerated from the results.
 
+Ablation variants (methods of family ``ablation``, e.g. ``copedit-no-count``) are not part of that plan: they run
+only in their own suite (``--suite ablations``, ``make ablations``): CoPeDiT and every variant on the BraTS twin,
+missing 1, three seeds each, in the same runs folder (so the variants read CoPeDiT's stage-I tokenizers), written to
+``leaderboard/ablations``.
+
 Runs go through the ordinary runner, so an interrupted reproduction continues where it stopped and finished runs
 are skipped. Before starting, the plan and an estimate of the remaining time are printed. :func:`refresh`
 (``make readme``) rebuilds the folder's tables, report and the README block from the folder's own result copies,
@@ -33,6 +38,10 @@ REPRODUCE_THREADS = 2
 # when the runs folder holds no timing of the method yet.
 DEFAULT_FIT_MINUTES = 3.0
 DEFAULT_RUN_MINUTES = 0.5
+SUITES = ("leaderboard", "ablations")
+ABLATION_TASKS = ["phantom-brats-missing1"]
+ABLATION_BASE = "copedit"  # the full model every ablation variant is compared with
+ABLATION_FAMILY = "ablation"
 
 
 @dataclass
@@ -44,13 +53,26 @@ class ReproducePlan:
     methods: list[str] | None = None  # None: every registered, available method
     three_seed_datasets: tuple[str, ...] = THREE_SEED_DATASETS
     readme: Path | None = None  # a README whose generated results block is rewritten too
+    suite: str = "leaderboard"  # one of SUITES: which methods run when ``methods`` is None, and their seeds
 
     def seeds(self, method: str, dataset: str) -> range:
+        if self.suite == "ablations":
+            return range(3)
         return range(3 if method in THREE_SEEDS and dataset in self.three_seed_datasets else 1)
 
-    def requests(self) -> list[RunRequest]:
+    def suite_methods(self) -> list[str]:
+        """The leaderboard suite: every available method but the ablation variants; the ablations suite: CoPeDiT
+        and its available ablation variants."""
         reg = registry()
-        names = self.methods or [n for n in reg.names("method") if reg.method(n).unavailable_reason() is None]
+        available = [n for n in reg.names("method") if reg.method(n).unavailable_reason() is None]
+        variants = [n for n in available if reg.method(n).family == ABLATION_FAMILY]
+        if self.suite == "ablations":
+            return [ABLATION_BASE, *variants]
+        return [n for n in available if n not in variants]
+
+    def requests(self) -> list[RunRequest]:
+        names = self.methods or self.suite_methods()
+        reg = registry()
         requests = []
         for task_name in self.tasks:
             task = get_task(task_name)
@@ -97,7 +119,7 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
         check_readme(the_plan.readme)
     requests = the_plan.requests()
     minutes, pending = estimate_minutes(requests)
-    console.print(Text.assemble(("make leaderboard", "bold"), f": {len(requests)} runs ({pending} to do) over "
+    console.print(Text.assemble((f"make {the_plan.suite}", "bold"), f": {len(requests)} runs ({pending} to do) over "
                                 f"{len(the_plan.tasks)} tasks at the {the_plan.preset} preset; estimated "
                                 f"{minutes:.0f} min remaining"), markup=False, highlight=False)
     if dry_run:
