@@ -428,7 +428,8 @@ def plugins(
     table.columns[0].no_wrap = True
     plugins_found = reg.plugins.values()
     for info in plugins_found:
-        provides = "; ".join(f"{k}s: {', '.join(v)}" for k, v in info.provides.items())
+        provides = "; ".join(f"{'analyses' if k == 'analysis' else k + 's'}: {', '.join(v)}"
+                             for k, v in info.provides.items())
         table.add_row(info.name, info.source, info.module, "ok" if info.ok else Text("failed", "red"), provides)
     out.print(table)
     for info in plugins_found:
@@ -586,6 +587,31 @@ def report(
         check_output_folder(output, "--output")
     for path in write_report(task_names(task, runs), runs, output, data_root=data_root, subjects=subjects):
         err.print(f"wrote {path}")
+
+
+# -- analyze -------------------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def analyze(
+    name: Annotated[str, typer.Argument(help="Analysis name: prompts (CoPeDiT's prompt analyses, test subjects) or "
+                                             "tokenizer (CoPeVAE pretext-task ablation, validation subjects).")],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name or YAML path.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="The trained method to analyse.")] = "copedit",
+    preset: Annotated[str, typer.Option(help="Preset of the method's run.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed of the method's run (and of the analysis' random edits).")] = 0,
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder of the task's dataset.")] = None,
+    runs: Annotated[Path, typer.Option(help="Folder of runs (as 'mribench run --out').")] = Path("runs"),
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Run a registered analysis on a method's run (trained and evaluated first when absent); CSV, PNG and markdown
+    go to <runs>/<task>/<method>/<preset>-seed<k>/analysis/<name>/, which 'mribench report' shows."""
+    from mribench.analyze import AnalyzeRequest
+    from mribench.analyze import analyze as run_analysis
+
+    _state["debug"] = _state["debug"] or debug
+    for path in run_analysis(AnalyzeRequest(analysis=name, task=task, method=method, preset=preset, seed=seed,
+                                            runs=runs, data_root=data_root), console=err):
+        out.print(f"wrote {path}")
 
 
 # -- reproduce (make leaderboard) ----------------------------------------------------------------------------

@@ -18,3 +18,9 @@ def mribench_register_methods() -> list[LazyClass]:
     return [LazyClass("mribench_copedit.method:CoPeDiT", "copedit", _FACTS),
             *(LazyClass(f"mribench_copedit.ablations:{class_name(v.name)}", v.name, {**_FACTS, "family": "ablation"})
               for v in VARIANTS)]
+
+
+@hookimpl
+def mribench_register_analyses() -> list[LazyClass]:
+    return [LazyClass("mribench_copedit.analysis:PromptAnalysis", "prompts"),
+            LazyClass("mribench_copedit.analysis:TokenizerAnalysis", "tokenizer")]

@@ -395,16 +395,19 @@ def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_ide
 
 @torch.no_grad()
 def sample(network: torch.nn.Module, tokenizer: CoPeVAE, latent_scale: float, cfg: DiffusionStageConfig,
-           zero_filled: torch.Tensor, problem: str, generator: torch.Generator) -> torch.Tensor:
+           zero_filled: torch.Tensor, problem: str, generator: torch.Generator, prompts: torch.Tensor | None = None
+           ) -> torch.Tensor:
     """Complete volumes (B, C, D, H, W) in [0, 1] from zero-filled ones, without any availability mask.
 
     The observed elements are recognised in the input itself (all-zero modality channels / slices, see
     ``observed_from_zero_filled``); their latents (the same tensors stage II trained on) are held fixed during DDIM,
-    the prompts read them, and their voxels are returned as given.
+    the prompts read them, and their voxels are returned as given. ``prompts`` (B, 3, P), when given, replace the ones
+    read from the input (the prompt analyses: corruption, interventions).
     """
     observed = observed_from_zero_filled(zero_filled, problem)
     available_latents, availability = tokenizer.available_latents(zero_filled)
-    inputs = conditioning(tokenizer, available_latents, observed, cfg, problem)
+    inputs = (conditioning(tokenizer, available_latents, observed, cfg, problem) if prompts is None
+              else {"prompts": prompts})
     x0 = GaussianDiffusion().ddim_sample(partial(network, **inputs), available_latents / latent_scale, availability,
                                          cfg.sample_steps, generator)
     volumes = tokenizer.decode(x0 * latent_scale).clamp(0, 1)
