@@ -350,7 +350,7 @@ class PromptAnalysis(Analysis):
                                 f"{kind} attention\n")]
         size = next(iter(maps.values())).shape[0]
         labels = (context.task.element_names if kind == "modal" else [str(i) for i in range(size)])
-        missing = batch.availability_mask[0].all(dim=1) if kind == "modal" else batch.availability_mask[0, 0]
+        observed = batch.availability_mask[0].all(dim=1) if kind == "modal" else batch.availability_mask[0, 0]
         rows = [{"subject": subject.subject_id, "block": index, "query": labels[q], "key": labels[k],
                  "weight": float(weights[q, k])}
                 for index, weights in maps.items() for q in range(size) for k in range(size)]
@@ -362,9 +362,9 @@ class PromptAnalysis(Analysis):
             if kind == "modal":
                 axis.set(xticks=range(size), yticks=range(size), xticklabels=labels, yticklabels=labels)
         figure.colorbar(shown, ax=axes[0].tolist(), shrink=0.8)
-        observed = ", ".join(name for name, seen in zip(context.task.element_names, missing.tolist()) if not seen) \
-            if kind == "modal" else f"{int((~missing).sum())} slices"
-        figure.suptitle(f"{subject.subject_id}: missing {observed} (mean over heads, positions, DDIM steps)")
+        missing = (", ".join(name for name, seen in zip(context.task.element_names, observed.tolist()) if not seen)
+                   if kind == "modal" else f"{int((~observed).sum())} slices")
+        figure.suptitle(f"{subject.subject_id}: missing {missing} (mean over heads, positions, DDIM steps)")
         return [_write_csv(context.output / "attention.csv", rows),
                 _save_figure(figure, context.output / "attention.png")]
 
