@@ -192,7 +192,7 @@ class PromptAnalysis(Analysis):
 
     def run(self, context: AnalysisContext) -> list[Path]:
         method: CoPeDiT = context.method
-        task, out = context.task, context.output
+        task = context.task
         subjects = [context.data.test[i] for i in range(len(context.data.test))]
         if len(subjects) < 2:
             raise MribenchError(f"task {task.name}: the prompt analyses need at least 2 test subjects")
@@ -205,7 +205,7 @@ class PromptAnalysis(Analysis):
         written += self._tsne(context, method, subjects)
         written += self._attention(context, method, subjects[0], batches[0])
         context.say(f"analysis prompts: {len(subjects)} test subjects of {task.name}, unmodified PSNR "
-                    f"{np.mean(baseline):.3f} dB; files in {out.name}")
+                    f"{np.mean(baseline):.3f} dB (the run's own)")
         return written
 
     @staticmethod
