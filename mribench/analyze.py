@@ -11,6 +11,7 @@ Layering: this module sits beside the runner; it knows analyses only through the
 """
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,15 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from mribench.atomic import atomic_write_text
 from mribench.data import TaskData, load_task_data
 from mribench.errors import MribenchError
-from mribench.method import Method
+from mribench.method import Method, config_hash
 from mribench.metrics.elements import element_arrays
 from mribench.metrics.psnr import psnr
 from mribench.plugins import registry
 from mribench.protocol import Batch, derive_seed
+from mribench.results import provenance
 from mribench.runner import Plan, RunRequest, evaluation_batch, plan, run
 from mribench.tasks import TaskSpec
 from mribench.training import make_progress
@@ -154,12 +157,30 @@ def analyze(request: AnalyzeRequest, console: Console | None = None) -> list[Pat
                                       shared_dir=model_root / "shared", output=staging, progress=progress, say=say)
             with torch.no_grad():
                 written = analysis_cls().run(context)
+            written.append(_write_provenance(request, analysis_cls, the_plan, data, staging, written))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     return [final / Path(path).relative_to(staging) for path in written]
+
+
+def _write_provenance(request: AnalyzeRequest, analysis_cls: type[Analysis], the_plan: Plan, data: TaskData,
+                      folder: Path, written: list[Path]) -> Path:
+    """``analysis.json``: what was analysed (task and split hashes, method config hash, seed, the subjects' split),
+    the files, and the provenance a result carries (versions, git commit, host)."""
+    task = the_plan.task
+    facts = {"analysis": request.analysis, "split": analysis_cls.split,
+             "subjects": len(data.test if analysis_cls.split == "test" else data.validation),
+             "task": {"name": task.name, "version": task.version, "hash": task.hash, "split_hash": data.split.hash,
+                      "validation_hash": data.split.validation_hash},
+             "method": {"name": request.method, "preset": request.preset, "seed": request.seed,
+                        "config_hash": config_hash(the_plan.config)},
+             "files": sorted(Path(path).name for path in written), "provenance": provenance()}
+    path = folder / "analysis.json"
+    atomic_write_text(path, json.dumps(facts, indent=2, sort_keys=True, default=str) + "\n")
+    return path
 
 
 def analysis_figures(run_folder: Path) -> list[tuple[str, Path]]:

@@ -45,10 +45,13 @@ def test_analyze_prompts_at_smoke_writes_every_file_and_starts_from_the_run(task
     folder = analysis_folder(run_folder, "prompts")
     assert {p.name for p in written} == {"corruption.csv", "corruption.png", "corruption.md", "interventions.csv",
                                          "interventions.png", "interventions.md", "tsne.csv", "tsne.png",
-                                         "attention.csv", "attention.png"}
+                                         "attention.csv", "attention.png", "analysis.json"}
     assert all(path.parent == folder and path.stat().st_size > 0 for path in written)
     assert not list(folder.parent.glob(".*staging*")), "the staging folder is gone"
     result = json.loads((run_folder / "result.json").read_text())
+    facts = json.loads((folder / "analysis.json").read_text())
+    assert facts["split"] == "test" and facts["task"]["split_hash"] == result["task"]["split_hash"]
+    assert facts["method"]["config_hash"] == result["method"]["config_hash"] and "git" in json.dumps(facts)
     run_psnr = result["metrics"]["psnr"]["aggregate"]["mean"]
 
     corruption = _rows(folder / "corruption.csv")
