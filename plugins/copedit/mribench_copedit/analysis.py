@@ -312,8 +312,9 @@ class PromptAnalysis(Analysis):
                              "run_start": "" if task.problem == "missing-modality" else int(np.argmax(missing))})
         features = torch.stack(vectors).numpy().astype(np.float64)
         perplexity = float(min(30.0, max(2.0, (len(features) - 1) / 3)))
-        embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=context.seed
-                         ).fit_transform(features)
+        # exact gradients: a few hundred points, and no thread-order dependence (Barnes-Hut sums in parallel)
+        embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", method="exact",
+                         random_state=context.seed).fit_transform(features)
         for row, (x, y) in zip(rows, embedding):
             row.update(tsne_x=float(x), tsne_y=float(y))
         plt = _pyplot()
