@@ -13,7 +13,7 @@ STAMP := $(VENV)/.mribench-installed
 DEMO_TASK ?= phantom-brats-missing2
 DEMO_FLOORS := zero-fill mean-available nearest-contrast
 
-.PHONY: install demo test bench leaderboard readme clean
+.PHONY: install demo test bench leaderboard ablations readme clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench: install
 # (resumes when rerun).
 leaderboard: install
 	$(BIN)/mribench reproduce --runs runs/leaderboard --output leaderboard --readme README.md
+
+# CoPeDiT and its ablation variants (copedit-no-count, copedit-unet, ...) on the BraTS twin, missing 1, 3 seeds, in
+# leaderboard's runs folder (the variants read CoPeDiT's stage-I tokenizers), then leaderboard/ablations/ regenerated.
+# Not part of `make leaderboard` (its time budget); `mribench reproduce --suite ablations --dry-run` prints the estimate.
+ablations: install
+	$(BIN)/mribench reproduce --suite ablations --runs runs/leaderboard --output leaderboard/ablations
 
 # Runs nothing: leaderboard/'s tables and report, and README.md's results block, rebuilt from leaderboard/results.
 readme: install

@@ -418,7 +418,7 @@ def plugins(
 
     reg = registry()
     if check:
-        for kind in ("method", "dataset", "metric"):
+        for kind in ("method", "dataset", "metric", "analysis"):
             for item in reg.items(kind):
                 try:
                     item.cls
@@ -428,7 +428,8 @@ def plugins(
     table.columns[0].no_wrap = True
     plugins_found = reg.plugins.values()
     for info in plugins_found:
-        provides = "; ".join(f"{k}s: {', '.join(v)}" for k, v in info.provides.items())
+        provides = "; ".join(f"{'analyses' if k == 'analysis' else k + 's'}: {', '.join(v)}"
+                             for k, v in info.provides.items())
         table.add_row(info.name, info.source, info.module, "ok" if info.ok else Text("failed", "red"), provides)
     out.print(table)
     for info in plugins_found:
@@ -588,12 +589,41 @@ def report(
         err.print(f"wrote {path}")
 
 
+# -- analyze -------------------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def analyze(
+    name: Annotated[str, typer.Argument(help="Analysis name: prompts (CoPeDiT's prompt analyses, test subjects) or "
+                                             "tokenizer (CoPeVAE pretext-task ablation, validation subjects).")],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name or YAML path.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="The trained method to analyse.")] = "copedit",
+    preset: Annotated[str, typer.Option(help="Preset of the method's run.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed of the method's run (and of the analysis' random edits).")] = 0,
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder of the task's dataset.")] = None,
+    runs: Annotated[Path, typer.Option(help="Folder of runs (as 'mribench run --out').")] = Path("runs"),
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Run a registered analysis on a method's run (trained and evaluated first when absent); CSV, PNG and markdown
+    go to <runs>/<task>/<method>/<preset>-seed<k>/analysis/<name>/, which 'mribench report' shows."""
+    from mribench.analyze import AnalyzeRequest
+    from mribench.analyze import analyze as run_analysis
+
+    _state["debug"] = _state["debug"] or debug
+    for path in run_analysis(AnalyzeRequest(analysis=name, task=task, method=method, preset=preset, seed=seed,
+                                            runs=runs, data_root=data_root), console=err):
+        out.print(f"wrote {path}")
+
+
 # -- reproduce (make leaderboard) ----------------------------------------------------------------------------
 @app.command()
 @handle_errors
 def reproduce(
     runs: Annotated[Path, typer.Option(help="Where the runs are kept (resumable).")] = Path("runs/leaderboard"),
-    output: Annotated[Path, typer.Option(help="The leaderboard folder to regenerate.")] = Path("leaderboard"),
+    output: Annotated[Optional[Path], typer.Option(help="The leaderboard folder to regenerate (default: leaderboard, "
+                                                        "or leaderboard/ablations with --suite ablations).")] = None,
+    suite: Annotated[str, typer.Option(help="leaderboard: every method but the ablation variants; ablations: "
+                                            "CoPeDiT and its ablation variants on the BraTS twin, missing 1, "
+                                            "3 seeds.")] = "leaderboard",
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Only these methods.")] = None,
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Only these tasks (names or YAML "
                                                                          "paths).")] = None,
@@ -605,12 +635,19 @@ def reproduce(
                                                "report and the README block from OUTPUT/results.")] = False,
 ) -> None:
     """Run every registered method on every phantom task (3 seeds on the BraTS twin for CoPeDiT and its compared
-    baselines) and regenerate the leaderboard folder. Interrupted? Run it again: finished runs are skipped."""
-    from mribench.reproduce import PHANTOM_TASKS, ReproducePlan, refresh
+    baselines) and regenerate the leaderboard folder. Interrupted? Run it again: finished runs are skipped.
+    The ablation variants run only with --suite ablations."""
+    from mribench.errors import UnknownNameError
+    from mribench.reproduce import ABLATION_TASKS, PHANTOM_TASKS, SUITES, ReproducePlan, refresh
     from mribench.reproduce import reproduce as reproduce_all
 
-    the_plan = ReproducePlan(tasks=task_names(task) if task else list(PHANTOM_TASKS), preset=preset, runs=runs,
-                             out=output, methods=method or None, readme=readme)
+    if suite not in SUITES:
+        raise UnknownNameError("suite", suite, SUITES)
+    ablations = suite == "ablations"
+    default_tasks, default_output = (ABLATION_TASKS, Path("leaderboard/ablations")) if ablations else (
+        PHANTOM_TASKS, Path("leaderboard"))
+    the_plan = ReproducePlan(tasks=task_names(task) if task else list(default_tasks), preset=preset, runs=runs,
+                             out=output or default_output, methods=method or None, readme=readme, suite=suite)
     if from_results:
         refresh(the_plan, console=err)
     else:

@@ -48,3 +48,13 @@ def mribench_task_dirs() -> list[str]:
 
     A task name defined in two folders is an error naming both files.
     """
+
+
+@hookspec
+def mribench_register_analyses() -> list[type]:
+    """Return the analyses this plugin provides (``mribench analyze NAME``).
+
+    Each item is a subclass of :class:`mribench.analyze.Analysis` with a unique ``name``; it receives an
+    :class:`mribench.analyze.AnalysisContext` (task, data, the trained model) and writes CSV / PNG files that
+    ``mribench report`` shows.
+    """

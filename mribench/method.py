@@ -60,7 +60,8 @@ class Method:
             each a dataclass instance.
         reads_mask: whether ``synthesize`` reads ``batch.availability_mask`` (CoPeDiT does not).
         family: the leaderboard's row group in the paper layout: ``floor``, ``gan`` (GAN/transformer),
-            ``diffusion``, ``proposed`` (CoPeDiT) or ``other``.
+            ``diffusion``, ``proposed`` (CoPeDiT), ``ablation`` (a variant of a method with one switch changed:
+            listed and ranked under "Ablations", left out of ``make leaderboard`` unless asked for) or ``other``.
         calls_step_hook: whether ``fit`` calls :meth:`after_training_step` (see the module docs); ``mribench curve``
             refuses methods that do not.
         in_default_plan: whether ``make leaderboard`` (``mribench reproduce`` without ``--method``) runs it; methods

@@ -1,7 +1,7 @@
 """The paper's table shapes, built from stored results (``mribench leaderboard --layout paper``).
 
 * one main table per dataset: PSNR ± std, SSIM ± std, FID, FVD for each missing count of the dataset's tasks,
-  rows grouped by method family (floors, GAN-based, diffusion-based, CoPeDiT);
+  rows grouped by method family (floors, GAN-based, diffusion-based, CoPeDiT, then CoPeDiT's ablation variants);
 * the +Prompts table: each baseline beside its "+prompts" variant, with the signed difference;
 * one Dice table per dataset with segmentation labels: Full (all real), Missing (available only), each method.
 
@@ -39,9 +39,9 @@ PROMPTS_SUFFIX = "+prompts"
 MAIN_METRICS = ("psnr", "ssim", "fid", "fvd")
 PROMPT_METRICS = ("psnr", "ssim")
 METRIC_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "fid": "FID", "fvd": "FVD", "mae": "MAE", "dice": "Dice"}
-GROUP_ORDER = ("floor", "gan", "diffusion", "other", "proposed")
+GROUP_ORDER = ("floor", "gan", "diffusion", "other", "proposed", "ablation")
 GROUP_TITLES = {"floor": "Floors", "gan": "GAN-based", "diffusion": "Diffusion-based", "other": "Other methods",
-                "proposed": "CoPeDiT (the paper's method)"}
+                "proposed": "CoPeDiT (the paper's method)", "ablation": "Ablations (CoPeDiT variants)"}
 # Family of methods whose class does not declare one, and of methods only the paper reports (reference rows).
 FAMILY_BY_NAME = {"zero-fill": "floor", "mean-available": "floor", "nearest-contrast": "floor",
                   "slice-interp": "floor", "mmgan": "gan", "mmt": "gan", "hypergae": "gan", "m2dn": "diffusion",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mribench.analyze import analysis_figures
 from mribench.atomic import atomic_write_bytes
 from mribench.errors import MribenchError
 from mribench.leaderboard import Collection, Grid, GridRow, build_table, collect, metric_cell, render
@@ -296,7 +297,20 @@ def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, 
             figures.append(qualitative_figure(task, collection, data_root, subjects)
                            if _has_predictions(collection, task) else _kept_qualitative(task, runs, kept))
             figures += [box] if (box := psnr_boxplot(task, collection)) else []
+            figures += stored_analysis_figures(task, collection)
         figures += [curve] if (curve := psnr_vs_missing(dataset, dataset_tasks, collection)) else []
+    return figures
+
+
+def stored_analysis_figures(task: str, collection: Collection) -> list[Figure]:
+    """The PNGs ``mribench analyze`` stored in the task's run folders (e.g. CoPeDiT's prompt corruption curves)."""
+    figures = []
+    for row in collection.rows(task):
+        for path, result in collection.results[(task, *row)]:
+            for analysis, png in analysis_figures(path.parent):
+                figures.append(Figure(f"{task}-{row[0]}-{row[1]}-seed{result.seed}-{analysis}-{png.stem}",
+                                      f"{task}: {row[0]} ({row[1]}, seed {result.seed}), analysis {analysis}: "
+                                      f"{png.stem} (mribench analyze {analysis})", png.read_bytes()))
     return figures
 
 

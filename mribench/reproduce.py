@@ -2,6 +2,11 @@
 only when named with ``--method``) on every phantom task at the ``cpu`` preset, then the committed
 ``leaderboard/`` folder and the README's generated results block regenerated from the results.
 
+Ablation variants (methods of family ``ablation``, e.g. ``copedit-no-count``) are not part of that plan: they run
+only in their own suite (``--suite ablations``, ``make ablations``): CoPeDiT and every variant on the BraTS twin,
+missing 1, three seeds each, in the same runs folder (so the variants read CoPeDiT's stage-I tokenizers), written to
+``leaderboard/ablations``.
+
 Runs go through the ordinary runner, so an interrupted reproduction continues where it stopped and finished runs
 are skipped. Before starting, the plan and an estimate of the remaining time are printed. :func:`refresh`
 (``make readme``) rebuilds the folder's tables, report and the README block from the folder's own result copies,
@@ -36,6 +41,10 @@ REPRODUCE_THREADS = 1
 # when the runs folder holds no timing of the method yet.
 DEFAULT_FIT_MINUTES = 3.0
 DEFAULT_RUN_MINUTES = 0.5
+SUITES = ("leaderboard", "ablations")
+ABLATION_TASKS = ["phantom-brats-missing1"]
+ABLATION_BASE = "copedit"  # the full model every ablation variant is compared with
+ABLATION_FAMILY = "ablation"
 
 
 @dataclass
@@ -47,16 +56,28 @@ class ReproducePlan:
     methods: list[str] | None = None  # None: every registered, available method whose class is ``in_default_plan``
     three_seed_datasets: tuple[str, ...] = THREE_SEED_DATASETS
     readme: Path | None = None  # a README whose generated results block is rewritten too
+    suite: str = "leaderboard"  # one of SUITES: which methods run when ``methods`` is None, and their seeds
 
     def seeds(self, method: str, dataset: str) -> range:
+        if self.suite == "ablations":
+            return range(3)
         return range(3 if method in THREE_SEEDS and dataset in self.three_seed_datasets else 1)
+
+    def suite_methods(self) -> list[str]:
+        """The leaderboard suite: every available method that is ``in_default_plan``, but the ablation variants; the
+        ablations suite: CoPeDiT and its available ablation variants."""
+        reg = registry()
+        available = [n for n in reg.names("method") if reg.method(n).unavailable_reason() is None]
+        variants = [n for n in available if reg.method(n).family == ABLATION_FAMILY]
+        if self.suite == "ablations":
+            return [ABLATION_BASE, *variants]
+        return [n for n in available if n not in variants and reg.method(n).in_default_plan]
 
     def requests(self) -> list[RunRequest]:
         """The runs, seed by seed: every task and method at seed 0 first, so an interrupted plan leaves whole
         single-seed tables, and the extra seeds come last."""
+        names = self.methods or self.suite_methods()
         reg = registry()
-        names = self.methods or [n for n in reg.names("method") if reg.method(n).unavailable_reason() is None
-                                 and reg.method(n).in_default_plan]
         requests = []
         for task_name in self.tasks:
             task = get_task(task_name)
@@ -103,7 +124,7 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
         check_readme(the_plan.readme)
     requests = the_plan.requests()
     minutes, pending = estimate_minutes(requests)
-    console.print(Text.assemble(("make leaderboard", "bold"), f": {len(requests)} runs ({pending} to do) over "
+    console.print(Text.assemble((f"make {the_plan.suite}", "bold"), f": {len(requests)} runs ({pending} to do) over "
                                 f"{len(the_plan.tasks)} tasks at the {the_plan.preset} preset; estimated "
                                 f"{minutes:.0f} min remaining"), markup=False, highlight=False)
     if dry_run:

@@ -57,3 +57,18 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tiny_registry, tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 runs (2 to do)" in result.output and "tiny-brain-missing1  mean-available  seed 0" in result.output
     assert not (tmp_path / "runs").exists() and not (tmp_path / "lb").exists()
+
+
+def test_ablation_variants_run_only_in_their_own_suite(tiny_registry, tmp_path):
+    from mribench.reproduce import ABLATION_FAMILY
+
+    variants = {n for n in tiny_registry.names("method") if tiny_registry.method(n).family == ABLATION_FAMILY}
+    assert "copedit-no-count" in variants and "copedit-unet" in variants
+    leaderboard = ReproducePlan(tasks=TASKS, preset="smoke", runs=tmp_path / "runs", out=tmp_path / "lb").requests()
+    assert "copedit" in {r.method for r in leaderboard}
+    assert not {r.method for r in leaderboard} & variants, "make leaderboard never runs an ablation variant"
+    ablations = ReproducePlan(tasks=["tiny-brain-missing1"], preset="smoke", runs=tmp_path / "runs",
+                              out=tmp_path / "lb", suite="ablations").requests()
+    assert {(r.method, r.seed) for r in ablations} == {(m, s) for m in variants | {"copedit"} for s in range(3)}
+    result = CliRunner().invoke(app, ["reproduce", "--suite", "everything", "--dry-run"])
+    assert result.exit_code == 2 and "unknown suite 'everything'" in result.output

@@ -25,7 +25,7 @@ def test_listing_commands_import_neither_torch_nor_monai():
 def test_every_lazy_registration_agrees_with_its_class():
     registry = Registry()
     checked = 0
-    for kind in ("method", "dataset", "metric"):
+    for kind in ("method", "dataset", "metric", "analysis"):
         for item in registry.items(kind):
             facts = dict(getattr(item._entry, "facts", {}))
             cls = item.cls  # imports it and checks name and facts

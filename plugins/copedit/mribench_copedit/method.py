@@ -18,6 +18,7 @@ from mribench_copedit.trainer import (
     TrainImages,
     build_network,
     build_tokenizer,
+    conditioning,
     freeze,
     sample,
     tokenizer_report,
@@ -78,9 +79,21 @@ class CoPeDiT(Method):
 
     def synthesize(self, batch: Batch) -> torch.Tensor:
         """(B, C, D, H, W) complete volumes; reads ``batch.image`` only (seeded by the global torch RNG)."""
+        return self.synthesize_with_prompts(batch, None)
+
+    def synthesize_with_prompts(self, batch: Batch, prompts: torch.Tensor | None) -> torch.Tensor:
+        """``synthesize`` with the prompts ``(B, 3, P)`` given instead of read from the input (the prompt analyses);
+        ``None`` reads them as ``synthesize`` does. Same RNG use, so ``prompts_of(batch)`` reproduces ``synthesize``."""
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
         return sample(self.network, self.tokenizer, self.latent_scale, self.config.for_problem(self.problem).diffusion,
-                      batch.image.float(), self.problem, generator)
+                      batch.image.float(), self.problem, generator, prompts=prompts)
+
+    def prompts_of(self, batch: Batch) -> torch.Tensor:
+        """The prompts ``(B, 3, P)`` (count, position, assessment) the diffuser receives for ``batch``, read from the
+        zero-filled image alone (unused prompts zeroed as the config says)."""
+        diffusion = self.config.for_problem(self.problem).diffusion
+        available_latents, _ = self.tokenizer.available_latents(batch.image.float())
+        return conditioning(self.tokenizer, available_latents, None, diffusion, self.problem)["prompts"]
 
     def report(self) -> dict[str, Any]:
         return self.training_report

@@ -18,14 +18,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from monai.losses import PatchAdversarialLoss
 
+from mribench.atomic import file_lock, wait_notice
 from mribench.data.base import SubjectSet
 from mribench.errors import BadDataError
 from mribench.method import config_hash
@@ -122,9 +124,27 @@ def train_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, f
     """Stage I in ``folder`` (resumable). Returns the frozen tokenizer (eval mode) and its identity facts
     (``tokenizer_hash``, ``perceptual``); its quality is measured on validation subjects by ``tokenizer_report``.
 
-    Reuses ``folder/tokenizer.pt`` when it exists (refusing one written with another configuration).
+    Reuses ``folder/tokenizer.pt`` when it exists (refusing one written with another configuration). The folder is
+    shared by every method of the dataset, preset and seed (CoPeDiT, its ablation variants, the +Prompts baselines):
+    ``tokenizer_lock`` makes a second concurrent run wait for the first to finish stage I, then read its tokenizer.
     """
     folder = Path(folder)
+    with tokenizer_lock(folder, wait_notice(getattr(progress, "console", None))):
+        return _train_or_load_tokenizer(cfg, task, images, folder, seed, progress)
+
+
+@contextmanager
+def tokenizer_lock(folder: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """An exclusive file lock beside ``folder`` (``.<name>.lock``), held by the main rank only: torchrun's other ranks
+    wait at the barrier, so every rank decides train-or-load only once rank 0 holds the lock."""
+    lock = folder.with_name(f".{folder.name}.lock")
+    with file_lock(lock, on_wait) if dist_info().is_main else nullcontext():
+        barrier()
+        yield
+
+
+def _train_or_load_tokenizer(cfg: TokenizerConfig, task: TaskSpec, images: TrainImages, folder: Path, seed: int,
+                             progress) -> tuple[CoPeVAE, dict[str, Any]]:
     perceptual_info = perceptual_weights()
     identity = tokenizer_hash(cfg, task, perceptual_info)
     final = folder / "tokenizer.pt"
@@ -375,16 +395,19 @@ def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_ide
 
 @torch.no_grad()
 def sample(network: torch.nn.Module, tokenizer: CoPeVAE, latent_scale: float, cfg: DiffusionStageConfig,
-           zero_filled: torch.Tensor, problem: str, generator: torch.Generator) -> torch.Tensor:
+           zero_filled: torch.Tensor, problem: str, generator: torch.Generator, prompts: torch.Tensor | None = None
+           ) -> torch.Tensor:
     """Complete volumes (B, C, D, H, W) in [0, 1] from zero-filled ones, without any availability mask.
 
     The observed elements are recognised in the input itself (all-zero modality channels / slices, see
     ``observed_from_zero_filled``); their latents (the same tensors stage II trained on) are held fixed during DDIM,
-    the prompts read them, and their voxels are returned as given.
+    the prompts read them, and their voxels are returned as given. ``prompts`` (B, 3, P), when given, replace the ones
+    read from the input (the prompt analyses: corruption, interventions).
     """
     observed = observed_from_zero_filled(zero_filled, problem)
     available_latents, availability = tokenizer.available_latents(zero_filled)
-    inputs = conditioning(tokenizer, available_latents, observed, cfg, problem)
+    inputs = (conditioning(tokenizer, available_latents, observed, cfg, problem) if prompts is None
+              else {"prompts": prompts})
     x0 = GaussianDiffusion().ddim_sample(partial(network, **inputs), available_latents / latent_scale, availability,
                                          cfg.sample_steps, generator)
     volumes = tokenizer.decode(x0 * latent_scale).clamp(0, 1)

@@ -1,0 +1,192 @@
+"""``mribench analyze NAME``: analyses a plugin registers (``mribench_register_analyses``) run on one trained model.
+
+The core resolves the task, method, preset and seed as ``mribench run`` does (bad input fails before any work),
+makes sure the model exists by running the ordinary runner when the analysis needs it (a finished run is skipped; a
+missing one is trained and evaluated, so the analysis always sits beside its result), loads the model and the data,
+and hands an :class:`AnalysisContext` to the analysis. The analysis writes its files (CSV, PNG, markdown) into a
+staging folder that replaces ``<run folder>/analysis/<name>/`` only when it succeeds: an interrupted analysis leaves
+the previous one whole. ``mribench report`` shows the PNGs it finds there.
+
+Layering: this module sits beside the runner; it knows analyses only through the registry.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from mribench.atomic import atomic_write_text
+from mribench.data import TaskData, load_task_data
+from mribench.errors import MribenchError
+from mribench.method import Method, config_hash
+from mribench.metrics.elements import element_arrays
+from mribench.metrics.psnr import psnr
+from mribench.plugins import registry
+from mribench.protocol import Batch, derive_seed
+from mribench.results import provenance
+from mribench.runner import Plan, RunRequest, evaluation_batch, plan, run
+from mribench.tasks import TaskSpec
+from mribench.training import make_progress
+
+ANALYSIS_FOLDER = "analysis"
+
+
+@dataclass
+class AnalysisContext:
+    """What an analysis receives. ``method`` is the trained model (None when the analysis does not need one);
+    ``shared_dir`` the dataset's folder of shared artefacts (e.g. CoPeDiT's tokenizers); ``output`` the (staging)
+    folder to write into; ``say`` prints one plain line."""
+
+    task: TaskSpec
+    data: TaskData
+    method_cls: type[Method]
+    method: Method | None
+    config: Any
+    preset: str
+    seed: int
+    shared_dir: Path
+    output: Path
+    progress: Any
+    say: Callable[[str], None]
+
+    def synthesis_seed(self, subject_id: str) -> int:
+        """The torch seed the runner sets before synthesizing ``subject_id`` (so an unmodified synthesis here is the
+        run's prediction)."""
+        return derive_seed("synthesize", self.seed, self.task.name, subject_id)
+
+    def batch(self, subject) -> Batch:
+        """The subject's batch with the protocol's evaluation pattern (as the runner builds it)."""
+        return evaluation_batch(self.task, subject)
+
+    def missing_psnr(self, subject, batch: Batch, prediction: torch.Tensor) -> float:
+        """PSNR (dB) of one prediction (1, C, D, H, W) of ``subject`` as the leaderboard scores it: clipped to
+        [0, 1], observed elements written back, mean over the missing elements (3D per modality / 2D per slice)."""
+        return subject_psnr(self.task, subject, batch, prediction)
+
+
+def subject_psnr(task: TaskSpec, subject, batch: Batch, prediction: torch.Tensor) -> float:
+    target = torch.from_numpy(np.array(subject.image, dtype=np.float32))[None]
+    observed = batch.availability_mask[..., None, None].expand_as(target)
+    completed = torch.where(observed, target, prediction.float().clamp(0, 1))
+    values = [psnr(pred, true) for _, pred, true in element_arrays(completed.float(), target.float(),
+                                                                   batch.availability_mask, task.problem)]
+    if not values:
+        raise MribenchError(f"subject {batch.subject_ids[0]}: no missing element to score")
+    return float(np.mean(values))
+
+
+class Analysis:
+    """Base of a registered analysis. Class attributes: ``name`` (``mribench analyze NAME``), ``summary``,
+    ``needs_model`` (whether the trained model is loaded; False for analyses that train their own pieces),
+    ``split`` (the subjects it reads: ``test`` or ``validation``, stated in its outputs)."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    needs_model: ClassVar[bool] = True
+    split: ClassVar[str] = "test"
+
+    @classmethod
+    def unsupported_reason(cls, method_cls: type[Method], config: Any) -> str | None:
+        """Why this analysis cannot read ``method_cls`` at this config (None: it can)."""
+        return None
+
+    def run(self, context: AnalysisContext) -> list[Path]:
+        """Write the analysis' files into ``context.output``; return them."""
+        raise NotImplementedError
+
+
+@dataclass
+class AnalyzeRequest:
+    analysis: str
+    task: str
+    method: str = "copedit"
+    preset: str = "cpu"
+    seed: int = 0
+    runs: Path = Path("runs")
+    data_root: Path | None = None
+
+
+def analysis_folder(run_folder: Path, name: str) -> Path:
+    return Path(run_folder) / ANALYSIS_FOLDER / name
+
+
+def check(request: AnalyzeRequest) -> tuple[type[Analysis], Plan]:
+    """Resolve every name and check the analysis can read the method, before any work."""
+    analysis_cls = registry().get("analysis", request.analysis).cls
+    the_plan = plan(RunRequest(method=request.method, task=request.task, preset=request.preset, seed=request.seed,
+                               data_root=request.data_root, out=request.runs))
+    reason = analysis_cls.unsupported_reason(the_plan.method_cls, the_plan.config)
+    if reason:
+        raise MribenchError(f"analysis {request.analysis!r} cannot read method {request.method!r} at preset "
+                            f"{request.preset!r}: {reason}")
+    return analysis_cls, the_plan
+
+
+def analyze(request: AnalyzeRequest, console: Console | None = None) -> list[Path]:
+    """Run the analysis; returns the written files (under ``<run folder>/analysis/<name>/``)."""
+    console = console or Console(stderr=True)
+    analysis_cls, the_plan = check(request)
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    if analysis_cls.needs_model:
+        run(RunRequest(method=request.method, task=request.task, preset=request.preset, seed=request.seed,
+                       data_root=request.data_root, out=request.runs), console=console)
+    final = analysis_folder(the_plan.folder, request.analysis)
+    staging = final.with_name(f".{final.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        with make_progress(console) as progress:
+            data = load_task_data(the_plan.task, request.data_root, progress=progress)
+            model_root = the_plan.model_root(data)
+            method = None
+            if analysis_cls.needs_model:
+                checkpoint = model_root / request.method / f"{request.preset}-seed{request.seed}" / "model.pt"
+                method = the_plan.method_cls.load(checkpoint, the_plan.config, request.seed, the_plan.task)
+                method.shared_dir, method.validation = model_root / "shared", data.validation
+            context = AnalysisContext(task=the_plan.task, data=data, method_cls=the_plan.method_cls, method=method,
+                                      config=the_plan.config, preset=request.preset, seed=request.seed,
+                                      shared_dir=model_root / "shared", output=staging, progress=progress, say=say)
+            with torch.no_grad():
+                written = analysis_cls().run(context)
+            written.append(_write_provenance(request, analysis_cls, the_plan, data, staging, written))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    return [final / Path(path).relative_to(staging) for path in written]
+
+
+def _write_provenance(request: AnalyzeRequest, analysis_cls: type[Analysis], the_plan: Plan, data: TaskData,
+                      folder: Path, written: list[Path]) -> Path:
+    """``analysis.json``: what was analysed (task and split hashes, method config hash, seed, the subjects' split),
+    the files, and the provenance a result carries (versions, git commit, host)."""
+    task = the_plan.task
+    facts = {"analysis": request.analysis, "split": analysis_cls.split,
+             "subjects": len(data.test if analysis_cls.split == "test" else data.validation),
+             "task": {"name": task.name, "version": task.version, "hash": task.hash, "split_hash": data.split.hash,
+                      "validation_hash": data.split.validation_hash},
+             "method": {"name": request.method, "preset": request.preset, "seed": request.seed,
+                        "config_hash": config_hash(the_plan.config)},
+             "files": sorted(Path(path).name for path in written), "provenance": provenance()}
+    path = folder / "analysis.json"
+    atomic_write_text(path, json.dumps(facts, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def analysis_figures(run_folder: Path) -> list[tuple[str, Path]]:
+    """(analysis name, PNG path) of every analysis stored in a run folder, sorted."""
+    root = Path(run_folder) / ANALYSIS_FOLDER
+    return [(png.parent.name, png) for png in sorted(root.glob("*/*.png"))] if root.is_dir() else []
+
+
+__all__ = ["Analysis", "AnalysisContext", "AnalyzeRequest", "analyze", "analysis_figures", "subject_psnr"]

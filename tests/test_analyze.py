@@ -1,0 +1,112 @@
+"""``mribench analyze``: the prompts analysis end to end at the smoke preset (its files, and an unmodified
+synthesis equal to the run's own result), the tokenizer ablation, and bad input refused before any work."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mribench.analyze import AnalyzeRequest, analysis_figures, analysis_folder, analyze
+from mribench.cli import app
+
+TASK_YAML = """name: tiny-brain16-missing1
+version: 1
+description: tiny brain-like task with CoPeDiT's smoke shape
+dataset: tiny-brain
+dataset_options: {subjects: 10}
+problem: missing-modality
+elements: [A, B, C]
+missing: 1
+train_missing: [1, 2]
+split: {rule: ratio, test_fraction: 0.3, seed: 0}
+preprocess: {shape: [16, 16, 16], crop_foreground: false}
+metrics: [{name: psnr}]
+"""
+
+
+@pytest.fixture
+def task_file(tmp_path, tiny_registry):
+    path = tmp_path / "tiny-brain16-missing1.yaml"
+    path.write_text(TASK_YAML)
+    return path
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_analyze_prompts_at_smoke_writes_every_file_and_starts_from_the_run(task_file, tmp_path):
+    request = AnalyzeRequest("prompts", task=str(task_file), method="copedit", preset="smoke", runs=tmp_path / "runs")
+    written = analyze(request)
+    run_folder = tmp_path / "runs" / "tiny-brain16-missing1" / "copedit" / "smoke-seed0"
+    folder = analysis_folder(run_folder, "prompts")
+    assert {p.name for p in written} == {"corruption.csv", "corruption.png", "corruption.md", "interventions.csv",
+                                         "interventions.png", "interventions.md", "tsne.csv", "tsne.png",
+                                         "attention.csv", "attention.png", "analysis.json"}
+    assert all(path.parent == folder and path.stat().st_size > 0 for path in written)
+    assert not list(folder.parent.glob(".*staging*")), "the staging folder is gone"
+    result = json.loads((run_folder / "result.json").read_text())
+    facts = json.loads((folder / "analysis.json").read_text())
+    assert facts["split"] == "test" and facts["task"]["split_hash"] == result["task"]["split_hash"]
+    assert facts["method"]["config_hash"] == result["method"]["config_hash"] and "git" in json.dumps(facts)
+    run_psnr = result["metrics"]["psnr"]["aggregate"]["mean"]
+
+    corruption = _rows(folder / "corruption.csv")
+    assert len(corruption) == 4 * 5
+    for row in corruption:
+        if float(row["fraction"]) == 0:
+            assert int(row["replaced_subjects"]) == 0
+            assert float(row["psnr_mean"]) == pytest.approx(run_psnr, abs=1e-6), \
+                "fraction 0 is the run's own (unmodified) PSNR"
+    assert any(float(r["psnr_change"]) != 0 for r in corruption if r["prompt"] == "all" and float(r["fraction"]) > 0)
+
+    interventions = {r["intervention"]: r for r in _rows(folder / "interventions.csv")}
+    assert set(interventions) == {"none", "zeroed", "random (matched norm)", "shuffled across subjects",
+                                  "swap count<->position", "swap count<->assessment", "swap position<->assessment"}
+    assert float(interventions["none"]["psnr_mean"]) == pytest.approx(run_psnr, abs=1e-6)
+    assert float(interventions["zeroed"]["psnr_change"]) != 0
+
+    tsne = _rows(folder / "tsne.csv")
+    n_test = result["task"]["n_test"]
+    assert len(tsne) == n_test * 6, "every 1- and 2-of-3 pattern for each test subject"
+    assert {r["missing_count"] for r in tsne} == {"1", "2"}
+    attention = _rows(folder / "attention.csv")
+    assert {r["query"] for r in attention} == {"A", "B", "C"}
+
+    assert {(name, png.name) for name, png in analysis_figures(run_folder)} == {
+        ("prompts", name) for name in ("attention.png", "corruption.png", "interventions.png", "tsne.png")}, \
+        "mribench report finds the figures"
+
+    first = {p.name: p.read_bytes() for p in written if p.suffix == ".csv"}
+    again = analyze(request)  # every edit is seeded: the same files again
+    assert {p.name: p.read_bytes() for p in again if p.suffix == ".csv"} == first
+
+
+def test_analyze_tokenizer_trains_each_ablated_tokenizer_beside_the_shared_one(task_file, tmp_path):
+    written = analyze(AnalyzeRequest("tokenizer", task=str(task_file), method="copedit", preset="smoke",
+                                     runs=tmp_path / "runs"))
+    rows = _rows(next(p for p in written if p.name == "reconstruction.csv"))
+    assert [r["tokenizer"] for r in rows] == ["full", "no count task", "no position task", "no assessment task",
+                                              "no pretext task"]
+    assert all(r["split"] == "validation" and float(r["psnr"]) > 0 for r in rows)
+    folders = sorted(p.name for p in (tmp_path / "runs" / "_models").glob("*/shared/copedit-tokenizer/*")
+                     if p.is_dir())
+    assert folders == ["smoke-seed0", "smoke-seed0-no-assessment-task", "smoke-seed0-no-count-task",
+                       "smoke-seed0-no-position-task", "smoke-seed0-no-pretext-task"]
+    assert not list((tmp_path / "runs").glob("*/copedit/*/result.json")), "the tokenizer analysis needs no run"
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["analyze", "nope"], "unknown analysis 'nope'"),
+    (["analyze", "prompts", "--method", "copedit-no-prompts"], "conditioned on 'none', not on prompts"),
+    (["analyze", "prompts", "--method", "zero-fill"], "it reads CoPeDiT's CoPeVAE"),
+    (["analyze", "prompts", "--preset", "huge"], "unknown preset"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(task_file, tmp_path, arguments, message):
+    result = CliRunner().invoke(app, [*arguments, "--task", str(task_file), "--runs", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
