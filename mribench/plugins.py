@@ -29,6 +29,7 @@ _KINDS = {
     "method": "mribench_register_methods",
     "dataset": "mribench_register_datasets",
     "metric": "mribench_register_metrics",
+    "benchmark": "mribench_register_benchmarks",
 }
 
 
