@@ -418,7 +418,7 @@ def plugins(
 
     reg = registry()
     if check:
-        for kind in ("method", "dataset", "metric"):
+        for kind in ("method", "dataset", "metric", "benchmark"):
             for item in reg.items(kind):
                 try:
                     item.cls
