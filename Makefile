@@ -35,8 +35,9 @@ demo: install
 test: install
 	$(BIN)/pytest
 
+# Every speed benchmark, 5 repeats (median judged against its goal); BENCH_ARGS="mdit3d-c --json out.json" narrows it.
 bench: install
-	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit $$?; done
+	$(BIN)/mribench bench $(BENCH_ARGS)
 
 # Every method on every phantom task at the cpu preset, then leaderboard/ and README.md's results block regenerated
 # (resumes when rerun).

@@ -46,5 +46,16 @@ def mribench_register_metrics() -> list[LazyClass]:
 
 
 @hookimpl
+def mribench_register_benchmarks() -> list[LazyClass]:
+    return [LazyClass(f"mribench.bench:{cls}", name, {"summary": summary}) for cls, name, summary in (
+        ("SSIMBenchmark", "ssim", "SSIM of a 64x192x192 pair: the faster of torchmetrics/MONAI over mribench's "
+                                  "(goal >= 3x)"),
+        ("CacheBenchmark", "cache", "a preprocessed-cache read vs .nii.gz decode + preprocess of a BraTS-sized "
+                                    "subject (goal >= 20x)"),
+        ("PhantomBenchmark", "phantoms", "phantom generation: seconds per subject of each generator on one core "
+                                         "(goal <= 1 s)"))]
+
+
+@hookimpl
 def mribench_task_dirs() -> list[str]:
     return [str(TASKS_DIR)]

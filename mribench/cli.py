@@ -418,7 +418,7 @@ def plugins(
 
     reg = registry()
     if check:
-        for kind in ("method", "dataset", "metric", "analysis"):
+        for kind in ("method", "dataset", "metric", "analysis", "benchmark"):
             for item in reg.items(kind):
                 try:
                     item.cls
@@ -540,28 +540,53 @@ def leaderboard(
 
 
 # -- benchmarks ----------------------------------------------------------------------------------------------
-BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
 @app.command()
 @handle_errors
-def bench(name: Annotated[Optional[str], typer.Argument(help="Benchmark name (e.g. ssim); none lists them.")]
-          = None) -> None:
-    """List the speed benchmarks, or run one (each prints ratios measured side by side in one run)."""
-    import ast
-    import subprocess
+def bench(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Benchmarks to run (see --list); none: all.")] = None,
+    repeats: Annotated[int, typer.Option(help="Samples per figure (min / median / max shown; goals judge the "
+                                              "median).")] = 5,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Also write machine, torch, threads and every "
+                                                                     "figure to this JSON file.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads (default: torch's).")] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="Tiny problem sizes: checks the machinery in seconds; the "
+                                                      "figures mean nothing.")] = False,
+    list_only: Annotated[bool, typer.Option("--list", help="List the benchmarks and run none.")] = False,
+) -> None:
+    """Run the speed benchmarks (all, or those named) and print each figure against its goal."""
+    from mribench.bench import BenchSettings, bench_rows, resolve, run_benchmarks, write_json
+    from mribench.plugins import registry
 
-    from mribench.errors import UnknownNameError
-
-    scripts = {p.stem.removeprefix("bench_"): p for p in sorted(BENCHMARKS_DIR.glob("bench_*.py"))}
-    if name is None:
-        for key, path in scripts.items():
-            doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-            out.print(Text.assemble((key, "bold"), f"  {doc.splitlines()[0] if doc else ''}"), soft_wrap=True)
+    if list_only:
+        for item in registry().items("benchmark"):
+            out.print(Text.assemble((item.name, "bold"), f"  {item.fact('summary')}"), soft_wrap=True)
         return
-    if name not in scripts:
-        raise UnknownNameError("benchmark", name, scripts)
-    raise typer.Exit(subprocess.call([sys.executable, str(scripts[name])]))
+    settings = BenchSettings(repeats=repeats, tiny=tiny)
+    chosen = resolve(names or [])
+    if threads is not None:
+        if threads < 1:
+            raise MribenchError(f"--threads {threads}: give at least 1")
+        import torch
+
+        torch.set_num_threads(threads)
+    if json_file is not None:
+        from mribench.preflight import check_output_file
+
+        check_output_file(json_file, "--json", "bench.json")
+    err.print(f"running {', '.join(chosen)}: {repeats} repeat(s) each{', tiny sizes' if tiny else ''}",
+              soft_wrap=True)
+    outcome = run_benchmarks(chosen, settings,
+                             on_done=lambda name, _: err.print(f"{name} done", soft_wrap=True))
+    table = RichTable("benchmark", "figure", "median", "min", "max", "goal", "met")
+    for row in bench_rows(outcome.figures):
+        table.add_row(*row)
+    machine = outcome.machine
+    out.print(f"{machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {machine['threads']} threads; "
+              f"load average {outcome.load_before[0]:.2f} before, {outcome.load_after[0]:.2f} after", soft_wrap=True)
+    out.print(table)
+    if json_file is not None:
+        write_json(outcome, json_file)
+        err.print(f"wrote {json_file}")
 
 
 # -- report --------------------------------------------------------------------------------------------------

@@ -43,6 +43,16 @@ def mribench_register_metrics() -> list[type]:
 
 
 @hookspec
+def mribench_register_benchmarks() -> list[type]:
+    """Return the speed benchmarks this plugin provides (``mribench bench``).
+
+    Each item is a subclass of :class:`mribench.bench.Benchmark` with a unique ``name``, a one-line ``summary`` and
+    ``run(settings) -> list[Figure]``; list them lazily (``LazyClass`` with the ``summary`` fact) so listing
+    benchmarks imports none of their code.
+    """
+
+
+@hookspec
 def mribench_task_dirs() -> list[str]:
     """Return extra folders that hold task specs (``*.yaml``), added to mribench's own ``tasks/`` folder.
 

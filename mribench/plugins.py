@@ -30,6 +30,7 @@ _KINDS = {
     "dataset": "mribench_register_datasets",
     "metric": "mribench_register_metrics",
     "analysis": "mribench_register_analyses",
+    "benchmark": "mribench_register_benchmarks",
 }
 
 

@@ -10,7 +10,8 @@ def _hookspecs():
 def test_the_hooks_of_the_design_exist():
     names = {f.__name__ for f in _hookspecs()}
     assert names == {"mribench_register_methods", "mribench_register_datasets", "mribench_register_metrics",
-                     "mribench_register_analyses", "mribench_task_dirs"}
+                     "mribench_register_analyses",
+                     "mribench_register_benchmarks", "mribench_task_dirs"}
 
 
 def test_every_hookspec_is_documented():

@@ -28,7 +28,7 @@ from mribench.data.brats import Brats2021Dataset
 from mribench.data.ixi import IXIDataset
 from mribench.data.phantom_common import (FourierField, PhantomDataset, PhantomOptions, Tissue, bias_field,
                                           gd_shortened_t1, grid_points, inversion_recovery, rician, save_nifti,
-                                          spin_echo, subject_rng, to_scanner_units)
+                                          sigmoid, spin_echo, subject_rng, to_scanner_units)
 from mribench.errors import MribenchError
 
 # -- tissues (1.5 T; T1/T2 in ms, PD relative to water) ------------------------------------------------------------
@@ -100,8 +100,8 @@ class Template:
         out = []
         for name in names:
             mode = "nearest" if name == "outside_mm" else "constant"
-            out.append(ndimage.map_coordinates(getattr(self, name), coords, order=1, mode=mode, cval=0.0,
-                                               prefilter=False).astype(np.float32))
+            out.append(ndimage.map_coordinates(getattr(self, name), coords, output=np.float32, order=1, mode=mode,
+                                               cval=0.0, prefilter=False))
         return out
 
 
@@ -232,10 +232,6 @@ def radial_expand(points: np.ndarray, centre: np.ndarray, amount: float, radius_
     offset = points - centre.astype(np.float32)
     r2 = np.sum(offset * offset, axis=-1, keepdims=True)
     return centre.astype(np.float32) + offset * (1.0 - amount * np.exp(-r2 / (2.0 * radius_mm ** 2)))
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
 
 
 def to_template(anatomy: Anatomy, template: Template, points: np.ndarray) -> np.ndarray:

@@ -26,7 +26,8 @@ from pydantic import Field
 
 from mribench.data.acdc import ACDCDataset
 from mribench.data.phantom_common import (FourierField, PhantomDataset, PhantomOptions, Tissue, bias_field, bssfp,
-                                          grid_points, rician, save_nifti, subject_rng, to_scanner_units)
+                                          grid_points, rician, save_nifti, sigmoid, subject_rng,
+                                          to_scanner_units)
 
 # Relaxation times at 1.5 T (ms): blood's long T2 makes it bright against the myocardium in bSSFP, as in real cines.
 TISSUES: dict[str, Tissue] = {
@@ -172,10 +173,6 @@ def frame_shape(heart: Heart, phase: str) -> FrameShape:
     length = heart.lv_length * residual ** 0.2
     return FrameShape(heart.lv_radius * residual ** 0.4, length, heart.lv_length - length, epi_extra,
                       heart.rv_scale * (1.0 - heart.rv_ef) ** 0.5)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
 
 
 def chest_fractions(heart: Heart, shape: FrameShape, points: np.ndarray, softness: float

@@ -129,10 +129,15 @@ class FourierField:
         return cls(frequencies.astype(np.float32), phases.astype(np.float32), amplitudes.astype(np.float32))
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        """points (..., 3) float32 mm → values (...) float32."""
+        """points (..., 3) float32 mm → values (...) float32. Each term is computed in place in one temporary
+        (the arithmetic of ``amp * cos(points @ freq + phase)``, in that order: the same values, fewer passes)."""
         out = np.zeros(points.shape[:-1], dtype=np.float32)
         for freq, phase, amp in zip(self.frequencies, self.phases, self.amplitudes):
-            out += amp * np.cos(points @ freq + phase)
+            term = points @ freq
+            term += phase
+            np.cos(term, out=term)
+            term *= amp
+            out += term
         return out
 
 
@@ -143,6 +148,16 @@ def bias_field(rng: np.random.Generator, points: np.ndarray, low: float = 0.9, h
     lo, hi = np.percentile(raw, [1, 99])
     scaled = (raw - lo) / max(hi - lo, 1e-6)
     return (low + (high - low) * np.clip(scaled, 0.0, 1.0)).astype(np.float32)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function, ``0.5 * (1 + tanh(0.5 * x))`` as float32, computed in place in one temporary (the
+    same operations in the same order as that expression, so the same values)."""
+    out = 0.5 * x
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out.astype(np.float32, copy=False)
 
 
 def rician(rng: np.random.Generator, signal: np.ndarray, sigma: float) -> np.ndarray:

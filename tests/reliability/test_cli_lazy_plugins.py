@@ -14,8 +14,8 @@ from mribench.plugins import LazyClass, Registry, hookimpl
 
 def test_listing_commands_import_neither_torch_nor_monai():
     script = ("import sys\nfrom typer.testing import CliRunner\nfrom mribench.cli import app\n"
-              "for command in ('tasks', 'methods', 'plugins'):\n"
-              "    assert CliRunner().invoke(app, [command]).exit_code == 0, command\n"
+              "for command in (['tasks'], ['methods'], ['plugins'], ['bench', '--list']):\n"
+              "    assert CliRunner().invoke(app, command).exit_code == 0, command\n"
               "print(sorted(m for m in ('torch', 'monai', 'scipy', 'nibabel') if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -25,7 +25,7 @@ def test_listing_commands_import_neither_torch_nor_monai():
 def test_every_lazy_registration_agrees_with_its_class():
     registry = Registry()
     checked = 0
-    for kind in ("method", "dataset", "metric", "analysis"):
+    for kind in ("method", "dataset", "metric", "analysis", "benchmark"):
         for item in registry.items(kind):
             facts = dict(getattr(item._entry, "facts", {}))
             cls = item.cls  # imports it and checks name and facts
@@ -34,7 +34,7 @@ def test_every_lazy_registration_agrees_with_its_class():
                 if key == "unavailable_reason":
                     assert declared() == cls.unavailable_reason(), item.name
             checked += 1
-    assert checked >= 12 + 7 + 9
+    assert checked >= 12 + 7 + 9 + 8
     assert all(info.ok for info in registry.plugins.values())
 
 
