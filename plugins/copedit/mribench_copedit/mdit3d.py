@@ -169,23 +169,16 @@ class FactorisedAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         batch, elements, tokens, hidden = x.shape
-        return self.proj(self.attend(self.qkv(x), elements, grid)).view(batch, elements, tokens, hidden)
-
-    def attend(self, qkv: torch.Tensor, elements: int, grid: tuple[int, int, int]) -> torch.Tensor:
-        """Projected queries, keys and values ``(B, E * N, 3C)`` (or ``(B, E, N, 3C)``) -> the heads' attention
-        output ``(B, E * N, C)`` before the output projection: every group in one ``scaled_dot_product_attention``
-        call."""
-        batch = qkv.shape[0]
         depth, plane = grid[0], grid[1] * grid[2]
         sizes = (batch, elements, depth, plane)
-        qkv = qkv.view(batch, elements, depth, plane, 3, self.heads, self.head_dim)
+        qkv = self.qkv(x).view(batch, elements, depth, plane, 3, self.heads, self.head_dim)
         batch_sizes = [sizes[dim] for dim in self._batch_dims]
         attend_sizes = [sizes[dim] for dim in self._attend_dims]
         groups, length = math.prod(batch_sizes), math.prod(attend_sizes)
         q, k, v = qkv.permute(self._to_groups).reshape(3, groups, self.heads, length, self.head_dim).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v)
         out = out.view(*batch_sizes, self.heads, *attend_sizes, self.head_dim).permute(self._from_groups)
-        return out.reshape(batch, elements * depth * plane, self.heads * self.head_dim)
+        return self.proj(out.reshape(batch, elements, tokens, hidden))
 
 
 class MDiTBlock(nn.Module):
@@ -210,15 +203,9 @@ class MDiTBlock(nn.Module):
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        """The adaLN modulation is folded into the linear maps' weights (per sample, ``modulated_linear`` and
-        ``gated_residual``) rather than applied to every token: the same function, fewer passes over the tokens."""
-        batch, elements, tokens, hidden = x.shape
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(condition).chunk(6, dim=-1)
-        x = x.reshape(batch, elements * tokens, hidden)
-        attended = self.attn.attend(modulated_linear(self.norm1(x), self.attn.qkv, shift1, scale1), elements, grid)
-        x = gated_residual(x, attended, self.attn.proj, gate1)
-        inner = self.mlp[1](modulated_linear(self.norm2(x), self.mlp[0], shift2, scale2))
-        return gated_residual(x, inner, self.mlp[2], gate2).view(batch, elements, tokens, hidden)
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(condition)[:, None, None, :].chunk(6, dim=-1)
+        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1), grid)
+        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
 class FinalLayer(nn.Module):
@@ -358,22 +345,6 @@ def block_plan(config: MDiT3DConfig) -> list[tuple[str, tuple[str, ...], bool]]:
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(shift, x, 1 + scale)
-
-
-def modulated_linear(x: torch.Tensor, linear: nn.Linear, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``linear(x * (1 + scale) + shift)`` for tokens ``x (B, L, in)`` and per-sample ``shift``, ``scale (B, in)``,
-    computed as one batched GEMM with the modulation folded into per-sample weights ``W * (1 + scale)`` and biases
-    ``b + W @ shift``: no modulated copy of the tokens, forward or backward."""
-    weight = linear.weight * (1 + scale)[:, None, :]                     # (B, out, in)
-    bias = torch.addmm(linear.bias, shift, linear.weight.t())            # (B, out)
-    return torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2))
-
-
-def gated_residual(residual: torch.Tensor, x: torch.Tensor, linear: nn.Linear, gate: torch.Tensor) -> torch.Tensor:
-    """``residual + gate * linear(x)`` for tokens ``(B, L, .)`` and a per-sample ``gate (B, out)``: the gate folded
-    into per-sample weights and biases, the residual added by the batched GEMM itself."""
-    weight = linear.weight * gate[:, :, None]                            # (B, out, in)
-    return torch.baddbmm(residual + (linear.bias * gate)[:, None, :], x, weight.transpose(1, 2))
 
 
 def patchify(latents: torch.Tensor, patch_shape: tuple[int, int, int]) -> torch.Tensor:
