@@ -61,7 +61,8 @@ def test_analyze_prompts_at_smoke_writes_every_file_and_starts_from_the_run(task
             assert int(row["replaced_subjects"]) == 0
             assert float(row["psnr_mean"]) == pytest.approx(run_psnr, abs=1e-6), \
                 "fraction 0 is the run's own (unmodified) PSNR"
-    assert any(float(r["psnr_change"]) != 0 for r in corruption if r["prompt"] == "all" and float(r["fraction"]) > 0)
+    # That edited prompts change the synthesis is tested on a trained smoke model in plugins/copedit/tests/
+    # test_ablations.py; this 10-subject task's smoke model gives its two test subjects indistinguishable prompts.
 
     interventions = {r["intervention"]: r for r in _rows(folder / "interventions.csv")}
     assert set(interventions) == {"none", "zeroed", "random (matched norm)", "shuffled across subjects",

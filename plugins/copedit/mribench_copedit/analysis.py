@@ -407,8 +407,9 @@ class TokenizerAnalysis(Analysis):
         rows = []
         for variant, changes in TOKENIZER_ABLATIONS.items():
             folder = shared if not changes else shared.with_name(f"{shared.name}-{variant.replace(' ', '-')}")
-            tokenizer, _ = train_tokenizer(replace(base, **changes), task, images, folder, context.seed,
-                                           context.progress)
+            with torch.enable_grad():  # analyses run under no_grad; training these tokenizers needs gradients
+                tokenizer, _ = train_tokenizer(replace(base, **changes), task, images, folder, context.seed,
+                                               context.progress)
             facts = tokenizer_report(tokenizer, task, held_out, context.seed, split="validation")
             rows.append({"tokenizer": variant, "psnr": facts["reconstruction_psnr"],
                          "ssim": facts["reconstruction_ssim"], "count_acc": facts["count_acc"],
