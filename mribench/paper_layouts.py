@@ -318,11 +318,19 @@ def dice_grid(collection: Collection, dataset: str, tasks: list[str], reference:
     return grid
 
 
+# How far (Dice %) the Full (all real) row may fall below the Missing (available only) row before the table is refused:
+# with one of four contrasts missing, a segmenter retrained on the other three can match the full one, and the two
+# means then differ by segmentation noise (tenths of a point over 20 subjects); a segmenter that has not learned falls
+# short by many points (the issue's 12.1 % against 28.0 %).
+INVERSION_MARGIN = 1.0
+
+
 def _refuse_inverted_references(dataset: str, task: str, preset: str, sample: list) -> None:
-    """A Dice table whose Full (all real) average is below its Missing (available only) average measures a segmenter
-    that has not learned to segment, not the methods: refuse it, naming the segmenter and its validation Dice."""
+    """A Dice table whose Full (all real) average is below its Missing (available only) average by more than
+    ``INVERSION_MARGIN`` points measures a segmenter that has not learned to segment, not the methods: refuse it,
+    naming the segmenter and its validation Dice."""
     full, missing = (metric_cell(sample, "dice", f"{setting}.mean", 100.0) for setting in ("full", "missing"))
-    if not (full.ok and missing.ok) or full.mean >= missing.mean:
+    if not (full.ok and missing.ok) or full.mean >= missing.mean - INVERSION_MARGIN:
         return
     entry = sample[0].metrics["dice"]
     segmenter = (entry.get("extractor") or {}).get("name", "unnamed segmenter")
@@ -330,7 +338,8 @@ def _refuse_inverted_references(dataset: str, task: str, preset: str, sample: li
     scored = ("validation Dice " + ", ".join(f"{region} {value:.3f}" for region, value in validation.items())
               if validation else "no validation Dice recorded")
     raise MribenchError(f"{dataset} Dice table refused: on {task} ({preset}) Full (all real) averages "
-                        f"{full.mean:.2f} % but Missing (available only) {missing.mean:.2f} %; the downstream "
+                        f"{full.mean:.2f} % but Missing (available only) {missing.mean:.2f} % (more than "
+                        f"{INVERSION_MARGIN:g} point below); the downstream "
                         f"segmenter {segmenter} ({scored}) has not learned to segment, so the table would not measure "
                         "the methods; retrain it with a preset that converges")
 

@@ -12,7 +12,7 @@ from mribench.cli import app
 from mribench.errors import MribenchError
 from mribench.leaderboard import build_table, collect, metric_cell, render
 from mribench.metrics.aggregate import summarize
-from mribench.paper_layouts import build_paper_tables, family, reported_for
+from mribench.paper_layouts import INVERSION_MARGIN, build_paper_tables, family, reported_for
 from mribench.results import Result, run_dir, write_result
 
 cli = CliRunner()
@@ -188,10 +188,16 @@ def test_dice_table_refuses_full_below_missing_naming_the_segmenter_and_its_vali
                 if grid.key == "phantom-brats-dice"]
     assert withheld[0].title.endswith(": withheld") and "segmenter-cpu-full" in withheld[0].rows[0].cells[0].text
     assert "12.10" in render(withheld, "md") and "Full (all real)" not in withheld[0].title
-    # the same results with the Full row above the Missing row render
-    entry["aggregate"]["full"] = {"WT": 0.95, "TC": 0.9, "ET": 0.85, "mean": 0.9}
-    fabricate(tmp_path, "phantom-brats-missing1", "mmgan", BASE, dice=entry)
-    assert any(grid.key == "phantom-brats-dice" for grid in build_paper_tables(["phantom-brats-missing1"], tmp_path))
+    # the same results with the Full row above the Missing row render, and so does a Full row below it by noise
+    # (within INVERSION_MARGIN points), while one further below is refused
+    for full_mean, renders in ((0.9, True), (0.28 - 0.5 * INVERSION_MARGIN / 100, True),
+                               (0.28 - 1.5 * INVERSION_MARGIN / 100, False)):
+        entry["aggregate"]["full"] = {"WT": 0.95, "TC": 0.9, "ET": 0.85, "mean": full_mean}
+        fabricate(tmp_path, "phantom-brats-missing1", "mmgan", BASE, dice=entry)
+        keys = [grid.key for grid in build_paper_tables(["phantom-brats-missing1"], tmp_path, withhold_refused=True)]
+        rendered = [grid for grid in build_paper_tables(["phantom-brats-missing1"], tmp_path, withhold_refused=True)
+                    if grid.key == "phantom-brats-dice"]
+        assert keys.count("phantom-brats-dice") == 1 and rendered[0].title.endswith(": withheld") != renders
 
 
 def test_family_comes_from_the_class_or_the_mapping():
