@@ -659,9 +659,10 @@ def reproduce(
     from_results: Annotated[bool, typer.Option("--from-results", help="Run nothing: rebuild the folder's tables, "
                                                "report and the README block from OUTPUT/results.")] = False,
 ) -> None:
-    """Run every registered method on every phantom task (3 seeds on the BraTS twin for CoPeDiT and its compared
-    baselines) and regenerate the leaderboard folder. Interrupted? Run it again: finished runs are skipped.
-    The ablation variants run only with --suite ablations."""
+    """Run every registered method of the default plan on every phantom task (3 seeds on the BraTS twin for every
+    learned method, seed 0 of everything first) and regenerate the leaderboard folder. Interrupted? Run it again:
+    finished runs are skipped. The ablation variants run only with --suite ablations; LDM, ControlNet and DiffM4RI
+    only when named with --method."""
     from mribench.errors import UnknownNameError
     from mribench.reproduce import ABLATION_TASKS, PHANTOM_TASKS, SUITES, ReproducePlan, refresh
     from mribench.reproduce import reproduce as reproduce_all
