@@ -35,7 +35,7 @@ from mribench.data.base import cache_dir
 from mribench.errors import MribenchError
 from mribench.metrics.features import sha256_of
 from mribench.protocol import derive_seed, seeded_rng
-from mribench.training import EMA, TrainState, load_checkpoint, progress_task, seed_everything
+from mribench.training import EMA, TrainState, load_checkpoint, progress_task, seed_everything, torch_threads
 
 BRAIN_REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
 CARDIAC_REGIONS: dict[str, tuple[int, ...]] = {"RV": (1,), "MYO": (2,), "LV": (3,)}
@@ -61,6 +61,10 @@ class SegmenterConfig:
     # learning rate it removes the step-to-step noise of the last weights
     ema_decay: float = 0.0
 
+
+# Segmenters train at one thread whatever the caller's setting: the same data and preset then give the same weights,
+# so the same SHA-256, on any machine with the same CPU kernels, and results from another cache stay comparable.
+SEGMENTER_THREADS = 1
 
 PRESETS: dict[str, SegmenterConfig] = {
     "smoke": SegmenterConfig(init_filters=4, blocks_down=(1, 1), blocks_up=(1,), steps=6, batch_size=2, lr=3e-3,
@@ -201,8 +205,9 @@ def get_segmenter(task: Any, train: Any, preset: str, channels: list[int], progr
         sweep_temporaries_of(path)
         start = state.resume()
         if start < config.steps:
-            train_network(net, opt, ema, state, start, config, train, channels, regions, stride, progress,
-                          f"segmenter {variant}")
+            with torch_threads(SEGMENTER_THREADS):
+                train_network(net, opt, ema, state, start, config, train, channels, regions, stride, progress,
+                              f"segmenter {variant}")
             if validation is not None and len(validation) > 0:
                 scored = Segmenter(ema.model, channels, regions, stride, {}, slicewise=bool(config.slices))
                 state.extra["validation_dice"] = mean_dice(scored, validation)
