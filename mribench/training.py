@@ -38,21 +38,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-@contextmanager
-def torch_threads(count: int):
-    """Run the block with ``count`` torch CPU threads, then restore the caller's setting.
-
-    CPU kernels may sum in a different order at another thread count, so floats (and a checkpoint's SHA-256) are
-    reproducible only at a fixed count.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @dataclass(frozen=True)
 class DistInfo:
     """Where this process stands in a torchrun job (rank 0 of 1 when not distributed)."""

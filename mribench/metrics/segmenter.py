@@ -35,7 +35,8 @@ from mribench.data.base import cache_dir
 from mribench.errors import MribenchError
 from mribench.metrics.features import sha256_of
 from mribench.protocol import derive_seed, seeded_rng
-from mribench.training import EMA, TrainState, load_checkpoint, progress_task, seed_everything, torch_threads
+from mribench.threads import SEGMENTER_THREADS, torch_threads
+from mribench.training import EMA, TrainState, load_checkpoint, progress_task, seed_everything
 
 BRAIN_REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
 CARDIAC_REGIONS: dict[str, tuple[int, ...]] = {"RV": (1,), "MYO": (2,), "LV": (3,)}
@@ -61,10 +62,6 @@ class SegmenterConfig:
     # learning rate it removes the step-to-step noise of the last weights
     ema_decay: float = 0.0
 
-
-# Segmenters train at one thread whatever the caller's setting: the same data and preset then give the same weights,
-# so the same SHA-256, on any machine with the same CPU kernels, and results from another cache stay comparable.
-SEGMENTER_THREADS = 1
 
 PRESETS: dict[str, SegmenterConfig] = {
     "smoke": SegmenterConfig(init_filters=4, blocks_down=(1, 1), blocks_up=(1,), steps=6, batch_size=2, lr=3e-3,
