@@ -49,6 +49,16 @@ class StepHook:
     callback: Callable[[int, float], None]
 
 
+@dataclass(frozen=True)
+class MethodDescription:
+    """How tables show a method, written into every result (``result.json``'s ``method``) so tables need no plugin:
+    its registry ``name``, ``display_name`` and ``family`` (see :class:`Method`)."""
+
+    name: str
+    display_name: str
+    family: str
+
+
 class Method:
     """Base class of a synthesis method.
 
@@ -59,6 +69,9 @@ class Method:
         presets: ``smoke`` (tests, seconds), ``cpu`` (minutes on a laptop), ``paper`` (the paper's settings);
             each a dataclass instance.
         reads_mask: whether ``synthesize`` reads ``batch.availability_mask`` (CoPeDiT does not).
+        display_name: the name tables show (the paper's spelling, e.g. ``MMGAN``); written into every result, so
+            tables need no plugin. Not inherited: a subclass registered under its own ``name`` shows that name unless
+            it declares its own.
         family: the leaderboard's row group in the paper layout: ``floor``, ``gan`` (GAN/transformer),
             ``diffusion``, ``proposed`` (CoPeDiT), ``ablation`` (a variant of a method with one switch changed:
             listed and ranked under "Ablations", left out of ``make leaderboard`` unless asked for) or ``other``.
@@ -74,9 +87,15 @@ class Method:
     presets: ClassVar[dict[str, Any]] = {}
     reads_mask: ClassVar[bool] = True
     summary: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
     family: ClassVar[str] = "other"
     calls_step_hook: ClassVar[bool] = False
     in_default_plan: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and "display_name" not in cls.__dict__:
+            cls.display_name = cls.name  # e.g. an ablation variant of CoPeDiT is shown under its own name
 
     def __init__(self, config: Any, seed: int = 0):
         self.config = config
@@ -97,6 +116,11 @@ class Method:
     def unavailable_reason(cls) -> str | None:
         """Why this method cannot run in this installation (e.g. a plugin it needs is absent), else None."""
         return None
+
+    @classmethod
+    def result_description(cls) -> MethodDescription:
+        """What a result records about how to show this method (see :class:`MethodDescription`)."""
+        return MethodDescription(cls.name, cls.display_name or cls.name, cls.family)
 
     @classmethod
     def describe(cls, preset: str, task: TaskSpec | None = None) -> dict[str, Any]:

@@ -37,6 +37,7 @@ def has_labels(train: Any) -> bool:
 
 class Dice(Metric):
     name: ClassVar[str] = "dice"
+    display_name: ClassVar[str] = "Dice"  # stored as a fraction (unitless); tables show %
     higher_is_better: ClassVar[bool] = True
     description: ClassVar[str] = "downstream segmentation Dice (WT/TC/ET or RV/MYO/LV): full, missing, with synthesis"
 

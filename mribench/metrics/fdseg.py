@@ -35,6 +35,7 @@ class SegmenterFeatures:
 
 class FDSeg(FrechetMetric):
     name: ClassVar[str] = "fd-seg"
+    display_name: ClassVar[str] = "FD-Seg"
     higher_is_better: ClassVar[bool] = False
     description: ClassVar[str] = "Fréchet distance of the downstream segmenter's encoder features (not FID)"
 

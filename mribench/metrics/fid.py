@@ -31,6 +31,7 @@ def missing_slices(pred: torch.Tensor, target: torch.Tensor, availability_mask: 
 
 class FID(FrechetMetric):
     name: ClassVar[str] = "fid"
+    display_name: ClassVar[str] = "FID"
     higher_is_better: ClassVar[bool] = False
     option_types: ClassVar[dict[str, type]] = {"batch_size": int}
     description: ClassVar[str] = "FID (pytorch-fid InceptionV3 pool3) over 2D slices of the missing elements"

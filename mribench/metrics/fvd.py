@@ -32,6 +32,7 @@ def missing_videos(pred: torch.Tensor, target: torch.Tensor, availability_mask: 
 
 class FVD(FrechetMetric):
     name: ClassVar[str] = "fvd"
+    display_name: ClassVar[str] = "FVD"
     higher_is_better: ClassVar[bool] = False
     description: ClassVar[str] = "FVD (I3D Kinetics-400) with the slices of the missing elements as frames"
 

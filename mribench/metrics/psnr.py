@@ -31,6 +31,8 @@ class PSNR(ElementMetric):
     """Peak signal-to-noise ratio in dB (option ``data_range``, default 1 for [0, 1] images)."""
 
     name: ClassVar[str] = "psnr"
+    unit: ClassVar[str] = "dB"
+    display_name: ClassVar[str] = "PSNR"
     higher_is_better: ClassVar[bool] = True
     option_types: ClassVar[dict[str, type]] = {"data_range": float}
     description: ClassVar[str] = "PSNR (dB, data range 1) of each missing element: 3D per modality / 2D per slice"
@@ -44,6 +46,7 @@ class MAE(ElementMetric):
     """Mean absolute error on [0, 1] intensities."""
 
     name: ClassVar[str] = "mae"
+    display_name: ClassVar[str] = "MAE"
     higher_is_better: ClassVar[bool] = False
     description: ClassVar[str] = "mean absolute error of each missing element: 3D per modality / 2D per slice"
 

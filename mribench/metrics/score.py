@@ -12,6 +12,7 @@ affine or a missing file is an error naming the subject and the file; values out
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from mribench.data.base import Subject
 from mribench.data.nifti import grid_difference
 from mribench.data.preprocess import NativeGrid, to_preprocessed
 from mribench.errors import BadDataError, MribenchError
-from mribench.metrics.base import MetricResult
+from mribench.metrics.base import Metric, MetricResult
 from mribench.metrics.evaluate import evaluate
 from mribench.tasks import TaskSpec
 
@@ -88,9 +89,10 @@ def read_prediction(task: TaskSpec, subject: Subject, availability: np.ndarray,
     return completed, clipped
 
 
-def score_predictions(task: TaskSpec, predictions_dir: Path, data_root: str | Path | None = None,
-                      preset: str = "cpu", progress=None) -> ScoreOutcome:
-    """Score every test subject's predictions with the task's metrics (segmenter preset ``preset`` for Dice)."""
+def score_predictions(task: TaskSpec, metric_classes: Mapping[str, type[Metric]], predictions_dir: Path,
+                      data_root: str | Path | None = None, preset: str = "cpu", progress=None) -> ScoreOutcome:
+    """Score every test subject's predictions with the task's metrics (``metric_classes``: resolved by the caller;
+    segmenter preset ``preset`` for Dice)."""
     predictions_dir = Path(predictions_dir)
     if not predictions_dir.is_dir():
         raise MribenchError(f"{predictions_dir}: predictions folder not found")
@@ -101,6 +103,6 @@ def score_predictions(task: TaskSpec, predictions_dir: Path, data_root: str | Pa
         completed, clipped[subject.subject_id] = read_prediction(task, subject, availability, predictions_dir)
         return completed
 
-    results = evaluate(task, data.train, data.test, completed_prediction, preset, progress=progress,
+    results = evaluate(task, metric_classes, data.train, data.test, completed_prediction, preset, progress=progress,
                        validation=data.validation)
     return ScoreOutcome(results, clipped)

@@ -108,6 +108,7 @@ class SSIM(ElementMetric):
     """Mean SSIM of each missing element (options ``data_range`` default 1)."""
 
     name: ClassVar[str] = "ssim"
+    display_name: ClassVar[str] = "SSIM"
     higher_is_better: ClassVar[bool] = True
     description: ClassVar[str] = "SSIM (Gaussian σ 1.5, 11 taps) of each missing element: 3D per modality / 2D per slice"
     option_types: ClassVar[dict[str, type]] = {"data_range": float}
@@ -160,6 +161,7 @@ class _RegionalSSIM(ElementMetric):
 
 class SSIMTumour(_RegionalSSIM):
     name: ClassVar[str] = "ssim-tumour"
+    display_name: ClassVar[str] = "SSIM (tumour)"
     description: ClassVar[str] = "SSIM averaged inside the tumour (label > 0), per missing modality (BraSyn)"
 
     def region(self, label: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -168,6 +170,7 @@ class SSIMTumour(_RegionalSSIM):
 
 class SSIMNonTumour(_RegionalSSIM):
     name: ClassVar[str] = "ssim-nontumour"
+    display_name: ClassVar[str] = "SSIM (non-tumour)"
     description: ClassVar[str] = "SSIM averaged over brain outside the tumour (label 0, target > 0) (BraSyn)"
 
     def region(self, label: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

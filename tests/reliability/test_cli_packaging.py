@@ -16,7 +16,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 def test_the_listed_packages_are_the_source_tree():
     listed = set(tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPOSITORY).parts) for p in (REPOSITORY / "mribench").rglob("__init__.py")}
-    assert listed == found | {"mribench.task_specs"}
+    assert listed == found | {"mribench.task_specs", "mribench.suite_specs"}
 
 
 def test_a_wheel_installed_into_a_fresh_venv_lists_the_tasks(tmp_path):
