@@ -28,11 +28,11 @@ from mribench.method import Method, config_hash
 from mribench.metrics.elements import element_arrays
 from mribench.metrics.psnr import psnr
 from mribench.plugins import registry
+from mribench.progress import make_progress
 from mribench.protocol import Batch, derive_seed
 from mribench.results import provenance
 from mribench.runner import Plan, RunRequest, evaluation_batch, plan, run
 from mribench.tasks import TaskSpec
-from mribench.training import make_progress
 
 ANALYSIS_FOLDER = "analysis"
 

@@ -331,7 +331,7 @@ def data_show(
     """Draw every contrast of one subject in three planes, with its labels, into a PNG."""
     from mribench.data.show import show_subject
     from mribench.preflight import check_output_file
-    from mribench.training import make_progress
+    from mribench.progress import make_progress
 
     check_output_file(output, "--output", f"{subject}.png")
     with make_progress() as progress:
@@ -348,7 +348,7 @@ def data_verify(
 ) -> None:
     """Check every subject (contrasts present, readable, 3D, one grid, finite, foreground, labels); exit 1 on errors."""
     from mribench.data.verify import open_dataset, problems_table, summary, verify_dataset
-    from mribench.training import make_progress
+    from mribench.progress import make_progress
 
     opened = open_dataset(dataset, data_root)
     with make_progress() as progress:
@@ -371,7 +371,7 @@ def data_prepare(
     from mribench.data.nifti import Problem
     from mribench.data.verify import problems_table
     from mribench.tasks import get_task
-    from mribench.training import make_progress
+    from mribench.progress import make_progress
 
     spec = get_task(task)
     with make_progress() as progress:
@@ -396,7 +396,7 @@ def data_calibrate(
 ) -> None:
     """Score the floors on the phantom twins and on real scans, preprocessed alike, and print them side by side."""
     from mribench.calibrate import TWINS, calibrate_twin, check_request, render_markdown
-    from mribench.training import make_progress
+    from mribench.progress import make_progress
 
     twins = twin or list(TWINS)
     check_request(real_data, twins)
@@ -493,7 +493,7 @@ def score(
     from mribench.plugins import registry
     from mribench.preflight import check_task
     from mribench.tasks import get_task
-    from mribench.training import make_progress
+    from mribench.progress import make_progress
 
     spec = get_task(task)
     check_task(spec)

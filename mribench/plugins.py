@@ -19,8 +19,8 @@ from typing import Any
 import pluggy
 
 from mribench import hookspecs
-from mribench.hookspecs import hookimpl
 from mribench.errors import MribenchError, PluginError, UnknownNameError
+from mribench.hookspecs import hookimpl
 
 PROJECT = "mribench"
 ENTRY_POINT_GROUP = "mribench"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from mribench.data.base import Dataset, Subject, SubjectSet, resolve_root
 from mribench.errors import BadDataError, DataMissingError, MribenchError
+from mribench.progress import progress_task
 from mribench.protocol import Split, make_split
 from mribench.tasks import PreprocessSpec, TaskSpec
-from mribench.training import progress_task
 
 
 @dataclass

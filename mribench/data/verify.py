@@ -11,7 +11,7 @@ from typing import Any
 
 from mribench.data.nifti import NiftiDataset, Problem
 from mribench.errors import DataMissingError, MribenchError
-from mribench.training import progress_task
+from mribench.progress import progress_task
 
 
 def verify_dataset(dataset: NiftiDataset, progress=None) -> list[Problem]:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from mribench.errors import MribenchError
-from mribench.metrics.base import MetricDescription
 from mribench.method import MethodDescription
+from mribench.metrics.base import MetricDescription
 from mribench.results import DamagedResultError, Result, find_results
 
 METRIC_ORDER = ("psnr", "ssim", "mae", "fid", "fvd", "fd-seg", "dice")

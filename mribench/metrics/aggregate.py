@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from mribench.errors import MribenchError
 from mribench.atomic import atomic_write_text
+from mribench.errors import MribenchError
 from mribench.metrics.base import MetricResult
 
 BOOTSTRAP_RESAMPLES = 2000

@@ -8,9 +8,9 @@ import torch
 
 from mribench.data.base import Subject, SubjectSet
 from mribench.metrics.base import EvalContext, Metric, MetricResult
+from mribench.progress import progress_task
 from mribench.protocol import evaluation_pattern
 from mribench.tasks import TaskSpec
-from mribench.training import progress_task
 
 
 def evaluate(task: TaskSpec, metric_classes: Mapping[str, type[Metric]], train: SubjectSet, test: SubjectSet,

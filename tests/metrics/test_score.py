@@ -93,7 +93,7 @@ def test_bad_predictions_name_subject_and_file(tmp_path, monkeypatch, problem):
 
 def _subject_from_source(sid: str, affine: np.ndarray):
     """A subject preprocessed from a (2, 20, 22, 14) source volume (so it has a native grid) and that source."""
-    from mribench.data.nifti import RawSubject
+    from mribench.data.base import RawSubject
     from mribench.data.preprocess import preprocess_subject
     from mribench.tasks import PreprocessSpec
 
