@@ -79,6 +79,50 @@ class Method:
             refuses methods that do not.
         in_default_plan: whether ``make leaderboard`` (``mribench reproduce`` without ``--method``) runs it; methods
             too slow for the plan's time budget set False and run only when named with ``--method``.
+
+    Shapes: ``fit`` reads subjects whose ``image`` is (C, D, H, W) in [0, 1]; ``synthesize`` receives a
+    :class:`~mribench.protocol.Batch` (``image`` (B, C, D, H, W) with the missing elements zeroed,
+    ``availability_mask`` (B, C, D), True = observed) and returns (B, C, D, H, W). A minimal method that fills each
+    missing modality with its mean training intensity:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from dataclasses import dataclass
+    >>> from mribench.data.base import Subject
+    >>> from mribench.protocol import Batch
+    >>> @dataclass(frozen=True)
+    ... class MeanConfig:
+    ...     subjects: int
+    >>> class ModalityMean(Method):
+    ...     name, display_name, family = "modality-mean", "Modality mean", "floor"
+    ...     problems = frozenset({"missing-modality"})
+    ...     presets = {"smoke": MeanConfig(2), "cpu": MeanConfig(50), "paper": MeanConfig(0)}
+    ...     def fit(self, train, task, workdir, progress):
+    ...         images = [train[i].image for i in range(min(len(train), self.config.subjects or len(train)))]
+    ...         self.means = torch.tensor(np.mean([image.mean(axis=(1, 2, 3)) for image in images], axis=0))  # (C,)
+    ...     def synthesize(self, batch):
+    ...         observed = batch.availability_mask[:, :, :, None, None]  # (B, C, D, 1, 1)
+    ...         return torch.where(observed, batch.image, self.means[None, :, None, None, None].float())
+    ...     def state(self):
+    ...         return {"means": self.means}
+    ...     def load_state(self, state, task):
+    ...         self.means = state["means"]
+    >>> images = {"a": np.full((2, 4, 8, 8), 0.2, np.float32), "b": np.full((2, 4, 8, 8), 0.4, np.float32)}
+    >>> train = SubjectSet(["a", "b"], lambda sid: Subject(sid, images[sid], np.eye(4)))
+    >>> method = ModalityMean(ModalityMean.presets["smoke"], seed=0)
+    >>> method.fit(train, task=None, workdir=None, progress=None)
+    >>> complete = torch.full((1, 2, 4, 8, 8), 0.9)
+    >>> batch = Batch.from_complete(complete, torch.tensor([[[True] * 4, [False] * 4]]), ["c"])  # channel 1 missing
+    >>> output = method.synthesize(batch)
+    >>> tuple(output.shape), round(output[0, 0].max().item(), 4), round(output[0, 1].max().item(), 4)
+    ((1, 2, 4, 8, 8), 0.9, 0.3)
+    >>> path = Path(tempfile.mkdtemp()) / "model.pt"
+    >>> method.save(path)  # the checkpoint the runner keeps; load refuses another method or config
+    >>> restored = ModalityMean.load(path, ModalityMean.presets["smoke"], seed=0, task=None)
+    >>> torch.equal(restored.means, method.means)
+    True
+    >>> ModalityMean.result_description()
+    MethodDescription(name='modality-mean', display_name='Modality mean', family='floor')
     """
 
     name: ClassVar[str]

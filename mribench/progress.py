@@ -8,6 +8,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
@@ -121,11 +122,18 @@ class PlainProgress:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+def _is_main_rank() -> bool:
+    """True but in a non-zero rank of a torch.distributed process group (torchrun)."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def make_progress(console: Console | None = None, disable: bool = False) -> Progress | PlainProgress:
     """Live rich bars with ETA on a terminal; plain lines every ``$MRIBENCH_PROGRESS_INTERVAL`` s (default 30)
     otherwise; silent on non-zero ranks."""
     console = console or Console(stderr=True)
-    disable = disable or not dist_info().is_main
+    disable = disable or not _is_main_rank()
     if not (console.is_terminal or console.is_jupyter):
         return PlainProgress(console, progress_interval(), disable=disable)
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),

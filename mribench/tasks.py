@@ -191,8 +191,8 @@ def resolved_task_mapping(path: Path, including: tuple[Path, ...] = ()) -> dict[
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = (folder / "_base.yaml").write_text("split: {rule: count, train: 10, test: 5}\nmetrics: [{name: psnr}]\n")
-    >>> _ = (folder / "task.yaml").write_text("include: _base.yaml\nsplit: {test: 4}\n")
+    >>> _ = (folder / "_base.yaml").write_text("split: {rule: count, train: 10, test: 5}\\nmetrics: [{name: psnr}]")
+    >>> _ = (folder / "task.yaml").write_text("include: _base.yaml\\nsplit: {test: 4}")
     >>> resolved_task_mapping(folder / "task.yaml")
     {'split': {'rule': 'count', 'train': 10, 'test': 4}, 'metrics': [{'name': 'psnr'}]}
     """

@@ -10,10 +10,6 @@ direction (no best/second marks) and a method shows its registry name in family 
 """
 from __future__ import annotations
 
-import csv
-import html
-import io
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
