@@ -145,7 +145,7 @@ def analyze(request: AnalyzeRequest, console: Console | None = None) -> list[Pat
     staging.mkdir(parents=True)
     try:
         with make_progress(console) as progress:
-            data = load_task_data(the_plan.task, request.data_root, progress=progress)
+            data = load_task_data(the_plan.task, the_plan.dataset_cls, request.data_root, progress=progress)
             model_root = the_plan.model_root(data)
             method = None
             if analysis_cls.needs_model:

@@ -330,12 +330,14 @@ def data_show(
 ) -> None:
     """Draw every contrast of one subject in three planes, with its labels, into a PNG."""
     from mribench.data.show import show_subject
+    from mribench.plugins import registry
     from mribench.preflight import check_output_file
     from mribench.progress import make_progress
 
     check_output_file(output, "--output", f"{subject}.png")
+    dataset_cls = registry().dataset(dataset)
     with make_progress() as progress:
-        path = show_subject(dataset, subject, output, data_root=data_root, progress=progress)
+        path = show_subject(dataset_cls, subject, output, data_root=data_root, progress=progress)
     out.print(f"wrote {path}")
 
 
@@ -348,9 +350,10 @@ def data_verify(
 ) -> None:
     """Check every subject (contrasts present, readable, 3D, one grid, finite, foreground, labels); exit 1 on errors."""
     from mribench.data.verify import open_dataset, problems_table, summary, verify_dataset
+    from mribench.plugins import registry
     from mribench.progress import make_progress
 
-    opened = open_dataset(dataset, data_root)
+    opened = open_dataset(registry().dataset(dataset), data_root)
     with make_progress() as progress:
         problems = verify_dataset(opened, progress)
     if problems:
@@ -370,12 +373,14 @@ def data_prepare(
     from mribench.data import load_task_data
     from mribench.data.nifti import Problem
     from mribench.data.verify import problems_table
-    from mribench.tasks import get_task
+    from mribench.plugins import registry
     from mribench.progress import make_progress
+    from mribench.tasks import get_task
 
     spec = get_task(task)
+    dataset_cls = registry().dataset(spec.dataset)
     with make_progress() as progress:
-        data = load_task_data(spec, data_root, progress=progress, skip_bad=True)
+        data = load_task_data(spec, dataset_cls, data_root, progress=progress, skip_bad=True)
     if data.skipped:
         out.print(problems_table([Problem(s, "", r) for s, r in zip(data.skipped, data.skip_reasons)]))
     out.print(f"{spec.name}: {len(data.train)} train + {len(data.validation)} validation + {len(data.test)} test "
@@ -499,7 +504,8 @@ def score(
     check_task(spec)
     metric_classes = registry().task_metrics(spec)
     with make_progress(err) as progress:
-        outcome = score_predictions(spec, metric_classes, predictions, data_root, preset, progress)
+        outcome = score_predictions(spec, registry().dataset(spec.dataset), metric_classes, predictions, data_root,
+                                    preset, progress)
     sys.stdout.write(json.dumps({"metrics": {name: asdict(r) for name, r in outcome.results.items()},
                                  "clipped_voxels": outcome.clipped_voxels}, indent=2, default=str) + "\n")
 
@@ -617,7 +623,7 @@ def report(
     else:
         check_output_folder(output, "--output")
     for path in write_report(task_names(task, runs), runs, output, data_root=data_root, subjects=subjects,
-                             fallback=registry()):
+                             fallback=registry(), dataset_classes=registry().dataset):
         err.print(f"wrote {path}")
 
 

@@ -26,7 +26,7 @@ from rich.console import Console
 
 from mribench.atomic import atomic_path, file_lock, sweep_temporaries, wait_notice
 from mribench.data import TaskData, load_task_data
-from mribench.data.base import cache_dir
+from mribench.data.base import Dataset, cache_dir
 from mribench.data.nifti import write_volume
 from mribench.data.preprocess import NativeGrid, to_native
 from mribench.errors import MribenchError, UnknownNameError
@@ -80,6 +80,7 @@ class Plan:
 
     task: TaskSpec
     method_cls: type[Method]
+    dataset_cls: type[Dataset]  # the task's dataset, resolved from the registry
     metric_classes: dict[str, type[Metric]]  # the task's metrics by name, resolved from the registry
     plugin: str
     config: Any
@@ -123,7 +124,8 @@ def plan(request: RunRequest) -> Plan:
         raise UnknownNameError(f"preset of {request.method}", request.preset, method_cls.presets)
     check_task(task)
     check_output_folder(request.out, "--out")
-    return Plan(task=task, method_cls=method_cls, metric_classes=reg.task_metrics(task), plugin=registered.plugin,
+    return Plan(task=task, method_cls=method_cls, dataset_cls=reg.dataset(task.dataset),
+                metric_classes=reg.task_metrics(task), plugin=registered.plugin,
                 config=method_cls.presets[request.preset],
                 folder=run_dir(request.out, task.name, request.method, request.preset, request.seed),
                 models=Path(request.out) / "_models", method=request.method, preset=request.preset,
@@ -165,7 +167,8 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
     timings: dict[str, float] = {}
     with make_progress(console) as progress:
         started = time.perf_counter()
-        data = load_task_data(task, request.data_root, progress=progress, skip_bad=request.skip_bad)
+        data = load_task_data(task, the_plan.dataset_cls, request.data_root, progress=progress,
+                              skip_bad=request.skip_bad)
         timings["data_s"] = time.perf_counter() - started
 
         started = time.perf_counter()

@@ -100,7 +100,7 @@ def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_p
     runs = _floor_runs(tmp_path / "runs", brain=True)
     tasks = BRAIN + [CARDIAC]
     out = tmp_path / "leaderboard"
-    write_leaderboard_folder(runs, out, tasks)
+    write_leaderboard_folder(runs, out, tasks, dataset_classes=registry().dataset)
     names = {p.name for p in out.iterdir()}
     assert {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "leaderboard-reference.md",
             "plain.md", "report.html", "results", "figures"} <= names
@@ -123,7 +123,7 @@ def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_p
     assert any(c.startswith("tiny-brain: mean PSNR") for c in captions), "PSNR vs missing count across the dataset"
     assert "<h2>tiny-brain: missing 1 / 2 of 3 modalities (A, B, C)</h2>" in page and "nearest-contrast" in page
     (runs / CARDIAC / "zero-fill").rename(tmp_path / "moved")
-    write_leaderboard_folder(runs, out, tasks)
+    write_leaderboard_folder(runs, out, tasks, dataset_classes=registry().dataset)
     assert not (out / "results" / CARDIAC / "zero-fill").exists(), "copies of removed runs do not linger"
 
 
@@ -132,16 +132,17 @@ def test_leaderboard_folder_refreshes_from_its_own_results(tiny_registry, tmp_pa
     kept as drawn; without an earlier figure to keep, the refusal names the task."""
     tasks = BRAIN + [CARDIAC]
     out = tmp_path / "leaderboard"
-    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, tasks)
+    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, tasks,
+                             dataset_classes=registry().dataset)
     tables = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     qualitative = (out / "figures" / f"{CARDIAC}-qualitative.png").read_bytes()
-    write_leaderboard_folder(out / "results", out, tasks)
+    write_leaderboard_folder(out / "results", out, tasks, dataset_classes=registry().dataset)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == tables
     assert (out / "figures" / f"{CARDIAC}-qualitative.png").read_bytes() == qualitative
     assert len(list((out / "results").glob("**/result.json"))) == 10
     (out / "figures" / f"{CARDIAC}-qualitative.png").unlink()
     with pytest.raises(MribenchError, match=f"{CARDIAC}: the runs under .* hold no predictions"):
-        write_leaderboard_folder(out / "results", out, tasks)
+        write_leaderboard_folder(out / "results", out, tasks, dataset_classes=registry().dataset)
 
 
 def _result_with_extractor(runs, task, dataset, method, sha256):
@@ -215,7 +216,8 @@ def test_readme_block_replaces_only_the_text_between_the_markers(tiny_registry, 
 
 def test_reproduce_from_results_refuses_a_bad_readme_first_then_rebuilds(tiny_registry, tmp_path):
     out = tmp_path / "leaderboard"
-    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, BRAIN)
+    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, BRAIN,
+                             dataset_classes=registry().dataset)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     readme = tmp_path / "README.md"
     readme.write_text("no markers here\n")

@@ -19,6 +19,7 @@ import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from mribench.leaderboard.render import render
 from mribench.results import RESULT_FILE, run_dir
 from mribench.runner import PREDICTION_FOLDERS
 
+DatasetClasses = Callable[[str], type]  # dataset name -> its class (e.g. the registry's ``dataset``)
 TABLE_FILES = {"md": "leaderboard.md", "csv": "leaderboard.csv", "latex": "leaderboard.tex",
                "html": "leaderboard.html"}
 FIGURES_FOLDER = "figures"
@@ -131,11 +133,13 @@ def _predictions_folder(run: Path) -> Path:
 
 
 # -- qualitative grid ----------------------------------------------------------------------------------------
-def qualitative_figure(task: str, collection: Collection, data_root: Path | None, subjects: int) -> Figure:
+def qualitative_figure(task: str, collection: Collection, data_root: Path | None, subjects: int,
+                       dataset_classes: DatasetClasses | None) -> Figure:
     """Rows: ``subjects`` test subjects (the first ones, sorted by ID, that every method predicted), each as an image
     row and an error row. Columns: ground truth, observed inputs, one per method. Brain: the axial slice through the
     labels' centroid (else the middle one) of the subject's first missing modality; cardiac: the middle slice of
-    the missing run, and the observed stack cut along the long axis (the gap is black)."""
+    the missing run, and the observed stack cut along the long axis (the gap is black). ``dataset_classes``: dataset
+    name → class (the installed plugins', which the CLI passes)."""
     from mribench.data import load_task_data
     from mribench.metrics.score import read_on_preprocessed_grid
     from mribench.protocol import evaluation_pattern
@@ -145,7 +149,9 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
     rows = collection.rows(task)
     labels = row_labels(collection, rows)
     folders = {row: _predictions_folder(_first_run(collection, task, row)) for row in rows}
-    data = load_task_data(spec, data_root)
+    if dataset_classes is None:
+        raise MribenchError(f"{task}: the qualitative figure reads the test subjects, and no dataset classes were given")
+    data = load_task_data(spec, dataset_classes(spec.dataset), data_root)
     chosen = [sid for sid in sorted(data.test.subject_ids)
               if all((folders[row] / sid).is_dir() for row in rows)][:subjects]
     if not chosen:
@@ -282,14 +288,15 @@ def psnr_vs_missing(dataset: str, tasks: list[str], collection: Collection) -> F
 
 
 def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, subjects: int = 3,
-                   kept: Path | None = None, fallback: Descriptions | None = None) -> list[Figure]:
+                   kept: Path | None = None, fallback: Descriptions | None = None,
+                   dataset_classes: DatasetClasses | None = None) -> list[Figure]:
     """Every figure of the report: per task the qualitative grid and the PSNR box plot, per dataset PSNR vs missing.
     A task whose runs hold no predictions keeps its qualitative figure from the folder ``kept`` (else an error)."""
     collection = collect(tasks, runs, fallback)
     figures: list[Figure] = []
     for dataset, dataset_tasks in by_dataset(collection).items():
         for task in dataset_tasks:
-            figures.append(qualitative_figure(task, collection, data_root, subjects)
+            figures.append(qualitative_figure(task, collection, data_root, subjects, dataset_classes)
                            if _has_predictions(collection, task) else _kept_qualitative(task, runs, kept))
             figures += [box] if (box := psnr_boxplot(task, collection)) else []
             figures += stored_analysis_figures(task, collection)
@@ -310,10 +317,11 @@ def stored_analysis_figures(task: str, collection: Collection) -> list[Figure]:
 
 
 def write_report(tasks: list[str], runs: Path, output: Path, data_root: Path | None = None,
-                 subjects: int = 3, fallback: Descriptions | None = None) -> list[Path]:
+                 subjects: int = 3, fallback: Descriptions | None = None,
+                 dataset_classes: DatasetClasses | None = None) -> list[Path]:
     """``output`` ending in .html: one self-contained page (paper tables with the reported numbers, then the
     figures); otherwise a folder that receives one PNG per figure. Returns the written paths."""
-    figures = report_figures(tasks, runs, data_root, subjects, fallback=fallback)
+    figures = report_figures(tasks, runs, data_root, subjects, fallback=fallback, dataset_classes=dataset_classes)
     output = Path(output)
     if output.suffix.lower() in (".html", ".htm"):
         inline = [(f.caption, "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")) for f in figures]
@@ -342,7 +350,8 @@ def _write_pngs(folder: Path, figures: list[Figure]) -> list[Path]:
 
 # -- the committed leaderboard folder ------------------------------------------------------------------------
 def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root: Path | None = None,
-                             subjects: int = LEADERBOARD_SUBJECTS, fallback: Descriptions | None = None) -> list[Path]:
+                             subjects: int = LEADERBOARD_SUBJECTS, fallback: Descriptions | None = None,
+                             dataset_classes: DatasetClasses | None = None) -> list[Path]:
     """Regenerate ``out`` from ``runs``: paper-layout tables (leaderboard.md/.csv/.tex/.html), the same with the
     paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), the figures as PNGs under
     ``figures/``, report.html linking them by relative path, and a copy of every result.json under
@@ -364,7 +373,8 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     for name, text in extra.items():
         atomic_write_text(out / name, text)
         written.append(out / name)
-    figures = report_figures(tasks, runs, data_root, subjects, kept=out / FIGURES_FOLDER, fallback=fallback)
+    figures = report_figures(tasks, runs, data_root, subjects, kept=out / FIGURES_FOLDER, fallback=fallback,
+                             dataset_classes=dataset_classes)
     shutil.rmtree(out / FIGURES_FOLDER, ignore_errors=True)
     written += _write_pngs(out / FIGURES_FOLDER, figures)
     written.append(_write_page(tasks, runs, out / "report.html",

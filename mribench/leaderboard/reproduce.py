@@ -149,7 +149,8 @@ def refresh(the_plan: ReproducePlan, console: Console | None = None) -> None:
 def _write_outputs(the_plan: ReproducePlan, runs: Path, console: Console) -> None:
     """The folder and the README block; results that predate self-description are described by the installed
     plugins."""
-    written = write_leaderboard_folder(runs, the_plan.folder, the_plan.task_names, fallback=registry())
+    written = write_leaderboard_folder(runs, the_plan.folder, the_plan.task_names, fallback=registry(),
+                                       dataset_classes=registry().dataset)
     console.print(f"wrote {len(written)} files under {the_plan.folder}", markup=False, highlight=False)
     if the_plan.readme:
         write_readme_block(the_plan.readme, the_plan.task_names, the_plan.folder / "results", fallback=registry())

@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 
 from mribench.data import load_task_data
-from mribench.data.base import Subject
+from mribench.data.base import Dataset, Subject
 from mribench.data.nifti import grid_difference
 from mribench.data.preprocess import NativeGrid, to_preprocessed
 from mribench.errors import BadDataError, MribenchError
@@ -89,14 +89,15 @@ def read_prediction(task: TaskSpec, subject: Subject, availability: np.ndarray,
     return completed, clipped
 
 
-def score_predictions(task: TaskSpec, metric_classes: Mapping[str, type[Metric]], predictions_dir: Path,
-                      data_root: str | Path | None = None, preset: str = "cpu", progress=None) -> ScoreOutcome:
-    """Score every test subject's predictions with the task's metrics (``metric_classes``: resolved by the caller;
-    segmenter preset ``preset`` for Dice)."""
+def score_predictions(task: TaskSpec, dataset_cls: type[Dataset], metric_classes: Mapping[str, type[Metric]],
+                      predictions_dir: Path, data_root: str | Path | None = None, preset: str = "cpu",
+                      progress=None) -> ScoreOutcome:
+    """Score every test subject's predictions with the task's metrics (``dataset_cls``, ``metric_classes``: the
+    task's, resolved by the caller; segmenter preset ``preset`` for Dice)."""
     predictions_dir = Path(predictions_dir)
     if not predictions_dir.is_dir():
         raise MribenchError(f"{predictions_dir}: predictions folder not found")
-    data = load_task_data(task, data_root, progress=progress)
+    data = load_task_data(task, dataset_cls, data_root, progress=progress)
     clipped: dict[str, int] = {}
 
     def completed_prediction(subject, availability):
