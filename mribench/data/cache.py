@@ -25,7 +25,7 @@ from mribench.data.base import Subject, cache_dir
 from mribench.data.nifti import NiftiDataset, file_fingerprint
 from mribench.tasks import PreprocessSpec
 
-CACHE_FORMAT = 2  # bump when preprocessing code changes what it produces (2: meta holds the native grid)
+CACHE_FORMAT = 3  # bump when preprocessing changes what it produces (2: meta holds the native grid; 3: fixed threads)
 ENTRY_FILE = "entry.json"
 
 

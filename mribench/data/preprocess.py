@@ -35,6 +35,7 @@ from monai.transforms import (CenterSpatialCropd, Compose, CropForegroundd, MapT
 from mribench.data.base import RawSubject, Subject
 from mribench.errors import MribenchError
 from mribench.tasks import PreprocessSpec
+from mribench.threads import PREPROCESS_THREADS, torch_threads
 
 AXIS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 # (X, Y, Z) → (Z, Y, X): new axis i is old axis SLICE_FIRST[i]
@@ -161,7 +162,8 @@ def _resize(volume: np.ndarray, shape: tuple[int, ...], label: bool) -> np.ndarr
     if tuple(volume.shape) == tuple(shape):
         return volume
     resize = Resize(spatial_size=tuple(shape), mode="nearest-exact" if label else "trilinear", anti_aliasing=not label)
-    resized = resize(torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None])
+    with torch_threads(PREPROCESS_THREADS):
+        resized = resize(torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None])
     resized = resized.as_tensor() if isinstance(resized, MetaTensor) else resized
     return resized[0].numpy()
 
@@ -196,9 +198,10 @@ def preprocess_subject(raw: RawSubject, spec: PreprocessSpec) -> Subject:
         label = torch.from_numpy(raw.label[None].astype(np.float32))
         data["label"] = MetaTensor(label, affine=affine.clone())
     keys = list(data)
-    reoriented = reorientation(spec, keys)(data)
-    reoriented_affine = reoriented["image"].affine.to(torch.float64).numpy().copy()
-    out = crop_resize_scale(spec, keys)(reoriented)
+    with torch_threads(PREPROCESS_THREADS):  # the same bytes whatever the caller's thread count
+        reoriented = reorientation(spec, keys)(data)
+        reoriented_affine = reoriented["image"].affine.to(torch.float64).numpy().copy()
+        out = crop_resize_scale(spec, keys)(reoriented)
     image = out["image"]
     label = None
     if raw.label is not None:

@@ -35,6 +35,7 @@ from mribench.data.base import cache_dir
 from mribench.errors import MribenchError
 from mribench.metrics.features import sha256_of
 from mribench.seeding import derive_seed, seeded_rng
+from mribench.threads import SEGMENTER_THREADS, torch_threads
 from mribench.training import EMA, TrainState, load_checkpoint, progress_task, seed_everything
 
 BRAIN_REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
@@ -201,8 +202,9 @@ def get_segmenter(task: Any, train: Any, preset: str, channels: list[int], progr
         sweep_temporaries_of(path)
         start = state.resume()
         if start < config.steps:
-            train_network(net, opt, ema, state, start, config, train, channels, regions, stride, progress,
-                          f"segmenter {variant}")
+            with torch_threads(SEGMENTER_THREADS):
+                train_network(net, opt, ema, state, start, config, train, channels, regions, stride, progress,
+                              f"segmenter {variant}")
             if validation is not None and len(validation) > 0:
                 scored = Segmenter(ema.model, channels, regions, stride, {}, slicewise=bool(config.slices))
                 state.extra["validation_dice"] = mean_dice(scored, validation)

@@ -198,3 +198,26 @@ def test_segmenter_predicts_with_the_moving_average_of_its_weights(monkeypatch):
     name = "convInit.conv.weight"
     assert torch.equal(segmenter.net.state_dict()[name], saved["ema"][name])
     assert not torch.equal(saved["ema"][name], saved["model"][name])
+
+
+def test_segmenter_identity_does_not_depend_on_the_cache_or_the_callers_threads(tmp_path, monkeypatch):
+    """Results from two caches merge only when their segmenters hash alike: the same data and preset must give
+    the same file, whatever folder it is cached in and whatever thread count the caller runs at."""
+    task, train = _brain_task(), _subjects(2, 3)
+    seen = []
+    original = segmenter_module.train_network
+    monkeypatch.setattr(segmenter_module, "train_network",
+                        lambda *args, **kwargs: (seen.append(torch.get_num_threads()), original(*args, **kwargs)))
+    before = torch.get_num_threads()
+    digests = []
+    for cache, threads in (("first", 2), ("second", 1)):
+        monkeypatch.setenv("MRIBENCH_CACHE", str(tmp_path / cache))
+        segmenter_module._LOADED.clear()
+        torch.set_num_threads(threads)
+        try:
+            digests.append(get_segmenter(task, train, "smoke", [0, 1, 2]).info["sha256"])
+            assert torch.get_num_threads() == threads, "the caller's thread count is restored"
+        finally:
+            torch.set_num_threads(before)
+    assert seen == [segmenter_module.SEGMENTER_THREADS] * 2
+    assert digests[0] == digests[1]

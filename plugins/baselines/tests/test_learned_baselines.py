@@ -12,7 +12,7 @@ import mribench_baselines.common as common
 from baselines_tiny import make_batch, make_subjects, make_task
 from mribench.errors import MribenchError
 from mribench.plugins import Registry, registry, set_registry
-from mribench.protocol import Batch
+from mribench.protocol import Batch, seeded_rng
 from mribench.training import seed_everything
 from mribench_baselines import plugin as baselines_plugin
 from mribench_baselines.hypergae import HyperGAE, HyperGAEPrompts
@@ -113,6 +113,21 @@ def test_mmgan_curriculum_widens_from_one_missing_element():
     method.task = make_task("missing-modality")
     assert method.k_range(0) == (1, 1)
     assert method.k_range(99) == (1, 2)
+
+
+def test_mmt_head_still_learns_when_its_output_is_far_below_zero():
+    """Cardiac slices are mostly background, so L1 pushes outputs down. MMT's former sigmoid head saturated there
+    (logits about -46, no gradient) and predicted zeros for good; its head must pass gradient at any output."""
+    task, subjects = make_task("missing-slice"), make_subjects("missing-slice", 2)
+    method = MMT(MMT.presets["smoke"], seed=0)
+    method.task = task
+    method._build(common.CodeSpec(task.n_elements))
+    net = method.nets["transformer"]
+    with torch.no_grad():
+        net.head[-1].bias.fill_(-50.0)
+    batch = common.TrainingData(subjects, task).batch(seeded_rng("mmt-head"), 1, tuple(task.train_missing))
+    common.missing_l1(net(batch.image, batch.visible, batch.condition), batch).backward()
+    assert net.head[-1].bias.grad.abs().item() > 0.5
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
