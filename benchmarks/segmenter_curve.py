@@ -42,6 +42,7 @@ def main() -> int:
 
     from mribench.data import load_task_data
     from mribench.errors import MribenchError
+    from mribench.plugins import registry
     from mribench.metrics.segmenter import (PRESETS, Segmenter, initial_network, mean_dice, regions_for,
                                             train_network, variant_name)
     from mribench.tasks import get_task
@@ -61,7 +62,7 @@ def main() -> int:
                 raise MribenchError(f"variant {args.variant!r}: not full, nor a '+'-joined subset of "
                                     f"{'+'.join(task.element_names)}")
             channels = sorted(task.element_names.index(n) for n in names)
-        data = load_task_data(task, None)
+        data = load_task_data(task, registry().dataset(task.dataset), None)
         if len(data.validation) == 0:
             raise MribenchError(f"task {task.name} has no validation subjects")
     except MribenchError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from mribench.tasks import get_task
 from mribench.data import load_task_data
+from mribench.plugins import registry
 from mribench_copedit.presets import PRESETS
 from mribench_copedit.trainer import TrainImages, train_tokenizer, tokenizer_report
 
@@ -30,7 +31,7 @@ task_name = changes.pop("task", "phantom-brats-missing3")
 task = get_task(task_name)
 cfg = PRESETS["cpu"].for_problem(task.problem).tokenizer
 cfg = dataclasses.replace(cfg, report_subjects=8, **changes)
-data = load_task_data(task, None)
+data = load_task_data(task, registry().dataset(task.dataset), None)
 images = TrainImages(data.train, task)
 val = TrainImages(data.validation, task)
 folder = OUT / name

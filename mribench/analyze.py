@@ -28,11 +28,11 @@ from mribench.method import Method, config_hash
 from mribench.metrics.elements import element_arrays
 from mribench.metrics.psnr import psnr
 from mribench.plugins import registry
+from mribench.progress import make_progress
 from mribench.protocol import Batch, derive_seed
 from mribench.results import provenance
 from mribench.runner import Plan, RunRequest, evaluation_batch, plan, run
 from mribench.tasks import TaskSpec
-from mribench.training import make_progress
 
 ANALYSIS_FOLDER = "analysis"
 
@@ -145,7 +145,7 @@ def analyze(request: AnalyzeRequest, console: Console | None = None) -> list[Pat
     staging.mkdir(parents=True)
     try:
         with make_progress(console) as progress:
-            data = load_task_data(the_plan.task, request.data_root, progress=progress)
+            data = load_task_data(the_plan.task, the_plan.dataset_cls, request.data_root, progress=progress)
             model_root = the_plan.model_root(data)
             method = None
             if analysis_cls.needs_model:

@@ -27,9 +27,9 @@ from mribench.data.nifti_folder import NiftiFolderDataset
 from mribench.errors import DataMissingError, MribenchError
 from mribench.metrics.elements import element_arrays
 from mribench.metrics.psnr import psnr
+from mribench.progress import progress_task
 from mribench.protocol import Batch, availability_for_missing, expand_mask
 from mribench.tasks import TaskSpec, get_task
-from mribench.training import progress_task
 
 TOLERANCE_DB = 1.5
 CARDIAC_PHASES = ("ed", "es")

@@ -330,12 +330,14 @@ def data_show(
 ) -> None:
     """Draw every contrast of one subject in three planes, with its labels, into a PNG."""
     from mribench.data.show import show_subject
+    from mribench.plugins import registry
     from mribench.preflight import check_output_file
-    from mribench.training import make_progress
+    from mribench.progress import make_progress
 
     check_output_file(output, "--output", f"{subject}.png")
+    dataset_cls = registry().dataset(dataset)
     with make_progress() as progress:
-        path = show_subject(dataset, subject, output, data_root=data_root, progress=progress)
+        path = show_subject(dataset_cls, subject, output, data_root=data_root, progress=progress)
     out.print(f"wrote {path}")
 
 
@@ -348,9 +350,10 @@ def data_verify(
 ) -> None:
     """Check every subject (contrasts present, readable, 3D, one grid, finite, foreground, labels); exit 1 on errors."""
     from mribench.data.verify import open_dataset, problems_table, summary, verify_dataset
-    from mribench.training import make_progress
+    from mribench.plugins import registry
+    from mribench.progress import make_progress
 
-    opened = open_dataset(dataset, data_root)
+    opened = open_dataset(registry().dataset(dataset), data_root)
     with make_progress() as progress:
         problems = verify_dataset(opened, progress)
     if problems:
@@ -370,12 +373,14 @@ def data_prepare(
     from mribench.data import load_task_data
     from mribench.data.nifti import Problem
     from mribench.data.verify import problems_table
+    from mribench.plugins import registry
+    from mribench.progress import make_progress
     from mribench.tasks import get_task
-    from mribench.training import make_progress
 
     spec = get_task(task)
+    dataset_cls = registry().dataset(spec.dataset)
     with make_progress() as progress:
-        data = load_task_data(spec, data_root, progress=progress, skip_bad=True)
+        data = load_task_data(spec, dataset_cls, data_root, progress=progress, skip_bad=True)
     if data.skipped:
         out.print(problems_table([Problem(s, "", r) for s, r in zip(data.skipped, data.skip_reasons)]))
     out.print(f"{spec.name}: {len(data.train)} train + {len(data.validation)} validation + {len(data.test)} test "
@@ -396,7 +401,7 @@ def data_calibrate(
 ) -> None:
     """Score the floors on the phantom twins and on real scans, preprocessed alike, and print them side by side."""
     from mribench.calibrate import TWINS, calibrate_twin, check_request, render_markdown
-    from mribench.training import make_progress
+    from mribench.progress import make_progress
 
     twins = twin or list(TWINS)
     check_request(real_data, twins)
@@ -490,15 +495,17 @@ def score(
     from dataclasses import asdict
 
     from mribench.metrics.score import score_predictions
-    from mribench.tasks import get_task
-    from mribench.training import make_progress
-
+    from mribench.plugins import registry
     from mribench.preflight import check_task
+    from mribench.tasks import get_task
+    from mribench.progress import make_progress
 
     spec = get_task(task)
     check_task(spec)
+    metric_classes = registry().task_metrics(spec)
     with make_progress(err) as progress:
-        outcome = score_predictions(spec, predictions, data_root, preset, progress)
+        outcome = score_predictions(spec, registry().dataset(spec.dataset), metric_classes, predictions, data_root,
+                                    preset, progress)
     sys.stdout.write(json.dumps({"metrics": {name: asdict(r) for name, r in outcome.results.items()},
                                  "clipped_voxels": outcome.clipped_voxels}, indent=2, default=str) + "\n")
 
@@ -519,10 +526,12 @@ def leaderboard(
     = False,
 ) -> None:
     """Methods as rows, tasks × metrics as columns, mean ± std, best bold, second underlined (or the paper's tables)."""
-    from mribench.leaderboard import build_table, render
-    from mribench.paper_layouts import build_paper_tables
+    from mribench.atomic import atomic_write_text
+    from mribench.leaderboard.layouts.paper import build_paper_tables
+    from mribench.leaderboard.layouts.plain import build_table
+    from mribench.leaderboard.render import render
+    from mribench.plugins import registry
     from mribench.preflight import check_output_file
-    from mribench.results import atomic_write_text
 
     if reference and layout is not Layout.paper:
         raise MribenchError("--reference needs --layout paper")
@@ -530,7 +539,9 @@ def leaderboard(
         extension = {"latex": "tex"}.get(fmt.value, fmt.value)
         check_output_file(output, "--output", f"leaderboard.{extension}")
     task = task_names(task, runs)
-    grids = build_paper_tables(task, runs, reference) if layout is Layout.paper else build_table(task, runs)
+    # results that predate self-description are described by the installed plugins
+    grids = build_paper_tables(task, runs, reference, fallback=registry()) if layout is Layout.paper \
+        else build_table(task, runs, fallback=registry())
     text = render(grids, fmt.value)
     if output:
         atomic_write_text(output, text)
@@ -603,14 +614,16 @@ def report(
     subjects: Annotated[int, typer.Option(help="Test subjects in each qualitative grid.")] = 3,
 ) -> None:
     """Qualitative grids, per-subject PSNR box plots and PSNR against missing count, with the paper tables."""
+    from mribench.leaderboard.report import write_report
+    from mribench.plugins import registry
     from mribench.preflight import check_output_file, check_output_folder
-    from mribench.report import write_report
 
     if output.suffix.lower() in (".html", ".htm"):
         check_output_file(output, "--output", "report.html")
     else:
         check_output_folder(output, "--output")
-    for path in write_report(task_names(task, runs), runs, output, data_root=data_root, subjects=subjects):
+    for path in write_report(task_names(task, runs), runs, output, data_root=data_root, subjects=subjects,
+                             fallback=registry(), dataset_classes=registry().dataset):
         err.print(f"wrote {path}")
 
 
@@ -644,11 +657,11 @@ def analyze(
 @handle_errors
 def reproduce(
     runs: Annotated[Path, typer.Option(help="Where the runs are kept (resumable).")] = Path("runs/leaderboard"),
-    output: Annotated[Optional[Path], typer.Option(help="The leaderboard folder to regenerate (default: leaderboard, "
-                                                        "or leaderboard/ablations with --suite ablations).")] = None,
-    suite: Annotated[str, typer.Option(help="leaderboard: every method but the ablation variants; ablations: "
-                                            "CoPeDiT and its ablation variants on the BraTS twin, missing 1, "
-                                            "3 seeds.")] = "leaderboard",
+    output: Annotated[Optional[Path], typer.Option(help="The leaderboard folder to regenerate (default: the suite's "
+                                                        "output: leaderboard, or leaderboard/ablations).")] = None,
+    suite: Annotated[str, typer.Option(help="A suite of suites/: phantom (make leaderboard): every method but the "
+                                            "ablation variants on every phantom task; ablations: CoPeDiT and its "
+                                            "ablation variants on the BraTS twin, missing 1, 3 seeds.")] = "phantom",
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Only these methods.")] = None,
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Only these tasks (names or YAML "
                                                                          "paths).")] = None,
@@ -663,17 +676,12 @@ def reproduce(
     learned method, seed 0 of everything first) and regenerate the leaderboard folder. Interrupted? Run it again:
     finished runs are skipped. The ablation variants run only with --suite ablations; LDM, ControlNet and DiffM4RI
     only when named with --method."""
-    from mribench.errors import UnknownNameError
-    from mribench.reproduce import ABLATION_TASKS, PHANTOM_TASKS, SUITES, ReproducePlan, refresh
-    from mribench.reproduce import reproduce as reproduce_all
+    from mribench.leaderboard.reproduce import ReproducePlan, refresh
+    from mribench.leaderboard.reproduce import reproduce as reproduce_all
+    from mribench.leaderboard.suite import load_suite
 
-    if suite not in SUITES:
-        raise UnknownNameError("suite", suite, SUITES)
-    ablations = suite == "ablations"
-    default_tasks, default_output = (ABLATION_TASKS, Path("leaderboard/ablations")) if ablations else (
-        PHANTOM_TASKS, Path("leaderboard"))
-    the_plan = ReproducePlan(tasks=task_names(task) if task else list(default_tasks), preset=preset, runs=runs,
-                             out=output or default_output, methods=method or None, readme=readme, suite=suite)
+    the_plan = ReproducePlan(suite=load_suite(suite), tasks=task_names(task) if task else None, preset=preset,
+                             runs=runs, out=output, methods=method or None, readme=readme)
     if from_results:
         refresh(the_plan, console=err)
     else:

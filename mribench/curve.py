@@ -162,7 +162,8 @@ def curve(request: CurveRequest, console: Console | None = None) -> CurveOutcome
     load_before = os.getloadavg()
     started = time.perf_counter()
     with make_progress(console) as progress:
-        data = load_task_data(the_plan.task, request.data_root, progress=progress, skip_bad=request.skip_bad)
+        data = load_task_data(the_plan.task, the_plan.dataset_cls, request.data_root, progress=progress,
+                              skip_bad=request.skip_bad)
         if len(data.validation) == 0:
             raise MribenchError(f"task {the_plan.task.name}: no validation subjects to score the curve on")
         model_root = the_plan.model_root(data)  # the run's model folder: it depends on the data

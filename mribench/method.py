@@ -49,6 +49,16 @@ class StepHook:
     callback: Callable[[int, float], None]
 
 
+@dataclass(frozen=True)
+class MethodDescription:
+    """How tables show a method, written into every result (``result.json``'s ``method``) so tables need no plugin:
+    its registry ``name``, ``display_name`` and ``family`` (see :class:`Method`)."""
+
+    name: str
+    display_name: str
+    family: str
+
+
 class Method:
     """Base class of a synthesis method.
 
@@ -59,6 +69,9 @@ class Method:
         presets: ``smoke`` (tests, seconds), ``cpu`` (minutes on a laptop), ``paper`` (the paper's settings);
             each a dataclass instance.
         reads_mask: whether ``synthesize`` reads ``batch.availability_mask`` (CoPeDiT does not).
+        display_name: the name tables show (the paper's spelling, e.g. ``MMGAN``); written into every result, so
+            tables need no plugin. Not inherited: a subclass registered under its own ``name`` shows that name unless
+            it declares its own.
         family: the leaderboard's row group in the paper layout: ``floor``, ``gan`` (GAN/transformer),
             ``diffusion``, ``proposed`` (CoPeDiT), ``ablation`` (a variant of a method with one switch changed:
             listed and ranked under "Ablations", left out of ``make leaderboard`` unless asked for) or ``other``.
@@ -66,6 +79,50 @@ class Method:
             refuses methods that do not.
         in_default_plan: whether ``make leaderboard`` (``mribench reproduce`` without ``--method``) runs it; methods
             too slow for the plan's time budget set False and run only when named with ``--method``.
+
+    Shapes: ``fit`` reads subjects whose ``image`` is (C, D, H, W) in [0, 1]; ``synthesize`` receives a
+    :class:`~mribench.protocol.Batch` (``image`` (B, C, D, H, W) with the missing elements zeroed,
+    ``availability_mask`` (B, C, D), True = observed) and returns (B, C, D, H, W). A minimal method that fills each
+    missing modality with its mean training intensity:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from dataclasses import dataclass
+    >>> from mribench.data.base import Subject
+    >>> from mribench.protocol import Batch
+    >>> @dataclass(frozen=True)
+    ... class MeanConfig:
+    ...     subjects: int
+    >>> class ModalityMean(Method):
+    ...     name, display_name, family = "modality-mean", "Modality mean", "floor"
+    ...     problems = frozenset({"missing-modality"})
+    ...     presets = {"smoke": MeanConfig(2), "cpu": MeanConfig(50), "paper": MeanConfig(0)}
+    ...     def fit(self, train, task, workdir, progress):
+    ...         images = [train[i].image for i in range(min(len(train), self.config.subjects or len(train)))]
+    ...         self.means = torch.tensor(np.mean([image.mean(axis=(1, 2, 3)) for image in images], axis=0))  # (C,)
+    ...     def synthesize(self, batch):
+    ...         observed = batch.availability_mask[:, :, :, None, None]  # (B, C, D, 1, 1)
+    ...         return torch.where(observed, batch.image, self.means[None, :, None, None, None].float())
+    ...     def state(self):
+    ...         return {"means": self.means}
+    ...     def load_state(self, state, task):
+    ...         self.means = state["means"]
+    >>> images = {"a": np.full((2, 4, 8, 8), 0.2, np.float32), "b": np.full((2, 4, 8, 8), 0.4, np.float32)}
+    >>> train = SubjectSet(["a", "b"], lambda sid: Subject(sid, images[sid], np.eye(4)))
+    >>> method = ModalityMean(ModalityMean.presets["smoke"], seed=0)
+    >>> method.fit(train, task=None, workdir=None, progress=None)
+    >>> complete = torch.full((1, 2, 4, 8, 8), 0.9)
+    >>> batch = Batch.from_complete(complete, torch.tensor([[[True] * 4, [False] * 4]]), ["c"])  # channel 1 missing
+    >>> output = method.synthesize(batch)
+    >>> tuple(output.shape), round(output[0, 0].max().item(), 4), round(output[0, 1].max().item(), 4)
+    ((1, 2, 4, 8, 8), 0.9, 0.3)
+    >>> path = Path(tempfile.mkdtemp()) / "model.pt"
+    >>> method.save(path)  # the checkpoint the runner keeps; load refuses another method or config
+    >>> restored = ModalityMean.load(path, ModalityMean.presets["smoke"], seed=0, task=None)
+    >>> torch.equal(restored.means, method.means)
+    True
+    >>> ModalityMean.result_description()
+    MethodDescription(name='modality-mean', display_name='Modality mean', family='floor')
     """
 
     name: ClassVar[str]
@@ -74,9 +131,15 @@ class Method:
     presets: ClassVar[dict[str, Any]] = {}
     reads_mask: ClassVar[bool] = True
     summary: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
     family: ClassVar[str] = "other"
     calls_step_hook: ClassVar[bool] = False
     in_default_plan: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and "display_name" not in cls.__dict__:
+            cls.display_name = cls.name  # e.g. an ablation variant of CoPeDiT is shown under its own name
 
     def __init__(self, config: Any, seed: int = 0):
         self.config = config
@@ -97,6 +160,11 @@ class Method:
     def unavailable_reason(cls) -> str | None:
         """Why this method cannot run in this installation (e.g. a plugin it needs is absent), else None."""
         return None
+
+    @classmethod
+    def result_description(cls) -> MethodDescription:
+        """What a result records about how to show this method (see :class:`MethodDescription`)."""
+        return MethodDescription(cls.name, cls.display_name or cls.name, cls.family)
 
     @classmethod
     def describe(cls, preset: str, task: TaskSpec | None = None) -> dict[str, Any]:

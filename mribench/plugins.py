@@ -19,8 +19,8 @@ from typing import Any
 import pluggy
 
 from mribench import hookspecs
+from mribench.errors import MribenchError, PluginError, UnknownNameError
 from mribench.hookspecs import hookimpl
-from mribench.errors import PluginError, UnknownNameError
 
 PROJECT = "mribench"
 ENTRY_POINT_GROUP = "mribench"
@@ -236,6 +236,29 @@ class Registry:
 
     def metric(self, name: str) -> type:
         return self.get("metric", name).cls
+
+    def task_metrics(self, task) -> dict[str, type]:
+        """The metric classes of a task spec's metrics, by name (what evaluation needs, resolved before work)."""
+        return {spec.name: self.metric(spec.name) for spec in task.metrics}
+
+    # -- descriptions of results written before they described themselves (the leaderboard's fallback) --------
+    def metric_description(self, name: str):
+        """The installed metric's :class:`~mribench.metrics.base.MetricDescription`, None when not installed."""
+        try:
+            return self.metric(name).result_description()
+        except MribenchError:
+            return None
+
+    def method_description(self, name: str):
+        """The installed method's :class:`~mribench.method.MethodDescription`, None when not installed."""
+        try:
+            return self.method(name).result_description()
+        except MribenchError:
+            return None
+
+    def method_descriptions(self) -> list:
+        """Descriptions of every installed method that imports."""
+        return [d for name in self.names("method") if (d := self.method_description(name)) is not None]
 
 
 def _one_line(exc: BaseException) -> str:

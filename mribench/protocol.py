@@ -13,18 +13,8 @@ import numpy as np
 import torch
 
 from mribench.errors import MribenchError
+from mribench.seeding import derive_seed, seeded_rng  # noqa: F401 - re-exported: the protocol's generators
 from mribench.tasks import TaskSpec
-
-
-def seeded_rng(*parts: object) -> np.random.Generator:
-    """A numpy generator seeded by SHA-256 of the parts: stable across processes and PYTHONHASHSEED."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit integer seed derived from the parts (for torch generators)."""
-    return int.from_bytes(hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()[:8], "little") >> 1
 
 
 # -- splits --------------------------------------------------------------------------------------------------

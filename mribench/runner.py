@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,13 +26,13 @@ from rich.console import Console
 
 from mribench.atomic import atomic_path, file_lock, sweep_temporaries, wait_notice
 from mribench.data import TaskData, load_task_data
-from mribench.data.base import cache_dir
+from mribench.data.base import Dataset, cache_dir
 from mribench.data.nifti import write_volume
 from mribench.data.preprocess import NativeGrid, to_native
 from mribench.errors import MribenchError, UnknownNameError
 from mribench.method import Method, config_hash, config_json
-from mribench.metrics.aggregate import write_per_subject_csv
-from mribench.metrics.base import MetricResult
+from mribench.metrics.aggregate import availability_code, write_per_subject_csv
+from mribench.metrics.base import Metric, MetricResult
 from mribench.metrics.evaluate import evaluate
 from mribench.metrics.features import weights_dir
 from mribench.plugins import registry
@@ -80,6 +80,8 @@ class Plan:
 
     task: TaskSpec
     method_cls: type[Method]
+    dataset_cls: type[Dataset]  # the task's dataset, resolved from the registry
+    metric_classes: dict[str, type[Metric]]  # the task's metrics by name, resolved from the registry
     plugin: str
     config: Any
     folder: Path
@@ -122,7 +124,9 @@ def plan(request: RunRequest) -> Plan:
         raise UnknownNameError(f"preset of {request.method}", request.preset, method_cls.presets)
     check_task(task)
     check_output_folder(request.out, "--out")
-    return Plan(task=task, method_cls=method_cls, plugin=registered.plugin, config=method_cls.presets[request.preset],
+    return Plan(task=task, method_cls=method_cls, dataset_cls=reg.dataset(task.dataset),
+                metric_classes=reg.task_metrics(task), plugin=registered.plugin,
+                config=method_cls.presets[request.preset],
                 folder=run_dir(request.out, task.name, request.method, request.preset, request.seed),
                 models=Path(request.out) / "_models", method=request.method, preset=request.preset,
                 seed=request.seed)
@@ -163,7 +167,8 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
     timings: dict[str, float] = {}
     with make_progress(console) as progress:
         started = time.perf_counter()
-        data = load_task_data(task, request.data_root, progress=progress, skip_bad=request.skip_bad)
+        data = load_task_data(task, the_plan.dataset_cls, request.data_root, progress=progress,
+                              skip_bad=request.skip_bad)
         timings["data_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -187,22 +192,25 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
         timings["synthesize_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        metrics, observed_changed = _evaluate(task, data, predictions, request, progress)
+        metrics, observed_changed = _evaluate(task, the_plan.metric_classes, data, predictions, request, progress)
         timings["evaluate_s"] = time.perf_counter() - started
         _write_predictions(task, data.test, predictions, folder, request.predictions, progress)
 
+    shown = the_plan.method_cls.result_description()
     result = Result(
         task={"name": task.name, "version": task.version, "hash": task.hash, "split_hash": data.split.hash,
               "validation_hash": data.split.validation_hash, "data_fingerprint": data.fingerprint,
               "dataset": task.dataset, "problem": task.problem,
               "missing": task.missing, "elements": task.element_names, "n_train": len(data.train),
               "n_validation": len(data.validation), "n_test": len(data.test)},
-        method={"name": request.method, "version": the_plan.method_cls.version, "plugin": the_plan.plugin,
+        method={"name": request.method, "display_name": shown.display_name, "family": shown.family,
+                "version": the_plan.method_cls.version, "plugin": the_plan.plugin,
                 "preset": request.preset, "config": config_json(the_plan.config),
                 "config_hash": config_hash(the_plan.config), "reads_mask": the_plan.method_cls.reads_mask,
                 "training": _training_facts(the_plan, method)},
         seed=request.seed,
-        metrics={name: vars(metric) for name, metric in metrics.items()},
+        metrics={name: {**vars(metric), **asdict(the_plan.metric_classes[name].result_description())}
+                 for name, metric in metrics.items()},
         subjects=list(data.test.subject_ids),
         skipped=[{"subject": s, "reason": reason} for s, reason in zip(data.skipped, data.skip_reasons)],
         observed_changed=observed_changed,
@@ -211,7 +219,9 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
         provenance={**provenance(), "data": _data_provenance(data)},
         outputs={"predictions": request.predictions, "folders": _prediction_folders(request.predictions)},
     )
-    write_per_subject_csv(metrics, folder / "per_subject.csv")
+    write_per_subject_csv(metrics, folder / "per_subject.csv",
+                          {sid: availability_code(task.problem, evaluation_pattern(task, sid))
+                           for sid in data.test.subject_ids})
     write_result(result, folder, local_paths={"<data root>": data.root, "<run>": folder, "<cache>": cache_dir(),
                                               "<models>": the_plan.models, "<weights>": weights_dir()})
     shutil.rmtree(folder / "work", ignore_errors=True)
@@ -293,8 +303,8 @@ def evaluation_batch(task: TaskSpec, subject) -> Batch:
     return Batch.from_complete(complete, mask, [subject.subject_id], meta)
 
 
-def _evaluate(task: TaskSpec, data, predictions: dict[str, Path], request: RunRequest,
-              progress) -> tuple[dict[str, MetricResult], dict[str, Any]]:
+def _evaluate(task: TaskSpec, metric_classes: dict[str, type[Metric]], data, predictions: dict[str, Path],
+              request: RunRequest, progress) -> tuple[dict[str, MetricResult], dict[str, Any]]:
     """Clip, write the observed elements back, record whether the method had changed them, and score."""
     changed_subjects: list[str] = []
     clipped = {"voxels": 0}
@@ -307,8 +317,8 @@ def _evaluate(task: TaskSpec, data, predictions: dict[str, Path], request: RunRe
             changed_subjects.append(subject.subject_id)
         return np.where(observed, subject.image, np.clip(raw, 0, 1)).astype(np.float32)
 
-    results = evaluate(task, data.train, data.test, completed_prediction, request.preset, request.seed, progress,
-                       data.validation)
+    results = evaluate(task, metric_classes, data.train, data.test, completed_prediction, request.preset, request.seed,
+                       progress, data.validation)
     return results, {"subjects": changed_subjects, "count": len(changed_subjects),
                      "clipped_voxels": clipped["voxels"],
                      "note": "observed elements are written back before scoring"}

@@ -159,8 +159,11 @@ class TaskSpec(_Strict):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_task_file(path: Path) -> TaskSpec:
-    """Read and validate one task YAML; errors name the file, the key and what was expected."""
+INCLUDE_KEY = "include"
+BASE_PREFIX = "_"  # a task folder's shared bases (``_brats.yaml``): included by tasks, never tasks themselves
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -171,6 +174,47 @@ def load_task_file(path: Path) -> TaskSpec:
         raise MribenchError(f"{path}: cannot read task spec: {exc.strerror}") from None
     if not isinstance(raw, dict):
         raise MribenchError(f"{path}: a task spec must be a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: mappings merge key by key, anything else (lists included) replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def resolved_task_mapping(path: Path, including: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A task YAML's keys with its ``include:`` (a base file, relative to it; bases may include bases) merged in:
+    the file's own keys win, nested mappings merge key by key, lists are replaced whole.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "_base.yaml").write_text("split: {rule: count, train: 10, test: 5}\\nmetrics: [{name: psnr}]")
+    >>> _ = (folder / "task.yaml").write_text("include: _base.yaml\\nsplit: {test: 4}")
+    >>> resolved_task_mapping(folder / "task.yaml")
+    {'split': {'rule': 'count', 'train': 10, 'test': 4}, 'metrics': [{'name': 'psnr'}]}
+    """
+    if path.resolve() in including:
+        chain = " -> ".join(str(p) for p in (*including, path.resolve()))
+        raise MribenchError(f"{path}: key '{INCLUDE_KEY}': the includes form a cycle ({chain})")
+    raw = _read_mapping(path)
+    base_name = raw.pop(INCLUDE_KEY, None)
+    if base_name is None:
+        return raw
+    if not isinstance(base_name, str):
+        raise MribenchError(f"{path}: key '{INCLUDE_KEY}': expected the file name of a base spec, got {base_name!r}")
+    base = path.parent / base_name
+    if not base.is_file():
+        raise MribenchError(f"{path}: key '{INCLUDE_KEY}': no file {base}")
+    return _merged(resolved_task_mapping(base, (*including, path.resolve())), raw)
+
+
+def load_task_file(path: Path) -> TaskSpec:
+    """Read and validate one task YAML (its ``include:`` resolved, see :func:`resolved_task_mapping`); errors name
+    the file, the key and what was expected."""
+    raw = resolved_task_mapping(path)
     try:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as exc:
@@ -190,7 +234,7 @@ class TaskRegistry:
     def __init__(self, folders: list[tuple[Path, str]]):
         self.files: dict[str, Path] = {}
         for folder, _owner in folders:
-            for path in sorted(Path(folder).glob("*.yaml")):
+            for path in sorted(p for p in Path(folder).glob("*.yaml") if not p.name.startswith(BASE_PREFIX)):
                 if path.stem in self.files and self.files[path.stem] != path:
                     raise MribenchError(f"task {path.stem!r} is defined twice: {self.files[path.stem]} and {path}")
                 self.files[path.stem] = path

@@ -12,6 +12,7 @@ import mribench.curve as curve_module
 from mribench.cli import app
 from mribench.curve import CurveRequest, curve, score_steps, verdict
 from mribench.data import load_task_data
+from mribench.plugins import registry
 from mribench.tasks import get_task
 from mribench_baselines.mmgan import MMGAN
 
@@ -48,7 +49,8 @@ def test_curve_writes_csv_json_png_scoring_validation_subjects_only(tiny_registr
     assert result.exit_code == 0, result.output
     folder = next((tmp_path / "_models").glob("*/mmgan/smoke-seed0"))
     assert "curve.csv" in result.output and ("plateau" in result.output or "not converged" in result.output)
-    data = load_task_data(get_task(TASK), None)
+    task = get_task(TASK)
+    data = load_task_data(task, registry().dataset(task.dataset), None)
     validation = set(data.validation.subject_ids)
     assert validation and set(scored) == validation
     assert not validation & set(data.test.subject_ids)

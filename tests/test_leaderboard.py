@@ -10,9 +10,13 @@ from typer.testing import CliRunner
 
 from mribench.cli import app
 from mribench.errors import MribenchError
-from mribench.leaderboard import build_table, collect, metric_cell, render
+from mribench.leaderboard.cells import metric_cell
+from mribench.leaderboard.collect import collect
+from mribench.leaderboard.layouts.paper import INVERSION_MARGIN, build_paper_tables, reported_for
+from mribench.leaderboard.layouts.plain import build_table
+from mribench.leaderboard.render import FORMATS, render
 from mribench.metrics.aggregate import summarize
-from mribench.paper_layouts import INVERSION_MARGIN, build_paper_tables, family, reported_for
+from mribench.plugins import Registry, registry, set_registry
 from mribench.results import Result, run_dir, write_result
 
 cli = CliRunner()
@@ -26,9 +30,13 @@ def _metric(values: dict[str, float], **extra) -> dict:
 
 
 def fabricate(runs, task, method, psnr, seed=0, preset="cpu", dataset="phantom-brats", missing=1, ssim=None,
-              dice=None, elements=("T1", "T1ce", "T2", "FLAIR"), problem="missing-modality", jitter=0.01):
+              dice=None, elements=("T1", "T1ce", "T2", "FLAIR"), problem="missing-modality", jitter=0.01,
+              described=True):
     """Write a result.json whose per-subject PSNR is ``psnr`` (array over SUBJECTS) plus a zero-mean jitter (no tied
-    paired differences: scipy's exact Wilcoxon falls back to a slow permutation test on ties); FID 'not computed'."""
+    paired differences: scipy's exact Wilcoxon falls back to a slow permutation test on ties); FID 'not computed'.
+
+    ``described``: the metrics and the method describe themselves as the runner writes them (from the installed
+    classes; an unknown method as itself, family "other"); False: a result written before those fields existed."""
     noise = np.random.default_rng([seed, missing, *method.encode()]).normal(0, jitter, len(SUBJECTS))
     psnr = np.asarray(psnr) + noise - noise.mean()
     metrics = {"psnr": _metric(dict(zip(SUBJECTS, map(float, psnr)))),
@@ -38,11 +46,18 @@ def fabricate(runs, task, method, psnr, seed=0, preset="cpu", dataset="phantom-b
         metrics["ssim"] = _metric(dict(zip(SUBJECTS, map(float, np.asarray(ssim) + (noise - noise.mean()) / 100))))
     if dice is not None:
         metrics["dice"] = dice
+    method_entry = {"name": method}
+    if described:
+        for name, entry in metrics.items():
+            entry.update(vars(registry().metric_description(name)))
+        shown = registry().method_description(method)
+        method_entry.update(display_name=shown.display_name if shown else method,
+                            family=shown.family if shown else "other")
     result = Result(
         task={"name": task, "version": 1, "hash": f"{task}-hash".ljust(64, "0"), "split_hash": "b" * 64,
               "dataset": dataset, "problem": problem, "missing": missing, "elements": list(elements),
               "n_test": len(SUBJECTS)},
-        method={"name": method, "version": "0.1.0", "plugin": "test", "preset": preset, "config": "{}",
+        method={**method_entry, "version": "0.1.0", "plugin": "test", "preset": preset, "config": "{}",
                 "config_hash": "c" * 16, "reads_mask": True},
         seed=seed, metrics=metrics, subjects=list(SUBJECTS), provenance={"packages": {"mribench": "9.9.9"}})
     write_result(result, run_dir(runs, task, method, preset, seed))
@@ -79,13 +94,13 @@ def test_best_carries_dagger_only_when_the_test_holds_in_every_seed(tmp_path):
     assert _row(text, "m2dn (cpu)")[1].startswith("**") and "†" not in _row(text, "m2dn (cpu)")[1]
 
 
-def _brain_runs(runs):
+def _brain_runs(runs, described=True):
     """phantom-brats missing 1/2/3: floors, GAN, diffusion, CoPeDiT, and MMT with +Prompts."""
     levels = {"zero-fill": -12, "mmgan": 0.0, "mmt": 0.4, "mmt+prompts": 0.9, "m2dn": 1.2, "copedit": 2.0}
     for missing in (1, 2, 3):
         for method, level in levels.items():
             fabricate(runs, f"phantom-brats-missing{missing}", method, BASE + level - 0.3 * missing,
-                      missing=missing, ssim=np.full(len(SUBJECTS), 0.5 + level / 100))
+                      missing=missing, ssim=np.full(len(SUBJECTS), 0.5 + level / 100), described=described)
 
 
 def test_paper_layout_groups_families_and_marks_best_and_second(tmp_path):
@@ -136,7 +151,8 @@ def test_reference_rows_come_from_the_real_twin_and_are_never_marked(tmp_path):
     assert reported_for("phantom-brats-missing1").task == "brats-missing1"
     assert reported_for("ixi-missing2").values["psnr"]["CoPeDiT"] == 23.92
     _brain_runs(tmp_path)
-    grids = build_paper_tables(["phantom-brats-missing1"], tmp_path, reference=True)
+    # LDM is in no result here: its family comes from the installed plugin
+    grids = build_paper_tables(["phantom-brats-missing1"], tmp_path, reference=True, fallback=registry())
     text = render(grids, "md")
     mmgan = _row(text, "*MMGAN — reported (paper)*")
     assert mmgan[1] == "*24.71 ± 1.57*" and "**" not in mmgan[1]
@@ -199,9 +215,37 @@ def test_dice_table_refuses_full_below_missing_naming_the_segmenter_and_its_vali
         assert len(dice) == 1 and dice[0].title.endswith(": withheld") != renders
 
 
-def test_family_comes_from_the_class_or_the_mapping():
-    assert family("zero-fill") == "floor" and family("mmt+prompts") == "gan" and family("m2dn") == "diffusion"
-    assert family("copedit") == "proposed" and family("someone-elses-method") == "other"
+def _every_table(runs, tasks, fallback=None) -> dict[str, str]:
+    plain, paper = build_table(tasks, runs, fallback=fallback), build_paper_tables(tasks, runs, fallback=fallback)
+    return {f"{layout} {fmt}": render(grids, fmt) for layout, grids in (("plain", plain), ("paper", paper))
+            for fmt in FORMATS}
+
+
+def test_tables_render_from_results_alone_with_no_plugin_installed(tmp_path, monkeypatch):
+    _brain_runs(tmp_path / "described")
+    tasks = [f"phantom-brats-missing{k}" for k in (1, 2, 3)]
+    expected = _every_table(tmp_path / "described", tasks)
+    assert "MMGAN" in expected["paper md"] and "**" in expected["plain md"] and "psnr ↑" in expected["plain md"]
+    # no plugin at all: not even the built-in metrics, nor the baselines and CoPeDiT
+    empty = Registry(entry_points=False)
+    empty._items = {kind: {} for kind in empty._items}
+    set_registry(empty)
+    monkeypatch.setattr("mribench.plugins.Registry", None)  # building another registry would fail loudly
+    try:
+        assert registry().names("method") == [] and registry().names("metric") == []
+        assert _every_table(tmp_path / "described", tasks) == expected
+    finally:
+        set_registry(None)
+
+
+def test_results_written_before_self_description_are_described_by_the_installed_plugins(tmp_path):
+    tasks = [f"phantom-brats-missing{k}" for k in (1, 2, 3)]
+    _brain_runs(tmp_path / "described")
+    _brain_runs(tmp_path / "old", described=False)
+    assert _every_table(tmp_path / "old", tasks, fallback=registry()) == _every_table(tmp_path / "described", tasks)
+    bare = _every_table(tmp_path / "old", tasks)  # nothing to describe them: registry names, no direction
+    assert "MMGAN" not in bare["paper md"] and "| mmgan |" in bare["paper md"] and "Other methods" in bare["paper md"]
+    assert "**" not in bare["plain md"] and "psnr ↑" not in bare["plain md"]
 
 
 def test_cli_paper_layout_formats_and_reference_flag(tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mribench.errors import PluginError
+from mribench.leaderboard.layouts.paper import build_paper_tables
 from mribench.plugins import Registry, hookimpl, set_registry
 from mribench.runner import RunRequest, run
 
@@ -109,3 +110,9 @@ def test_example_plugin_installs_with_pip_and_runs_end_to_end(tmp_path, tiny_reg
             del sys.modules[name]
     assert example.method["plugin"] == "example"
     assert example.metrics["psnr"]["aggregate"]["mean"] > zero.metrics["psnr"]["aggregate"]["mean"]
+    # the leaderboard shows it under its own display name and family, from its results alone (no core edit)
+    main = build_paper_tables(["tiny-brain-missing1"], tmp_path / "runs")[0]
+    rows = [(row.kind, row.label) for row in main.rows]
+    floors = rows[rows.index(("section", "Floors")) + 1:]
+    floors = floors[:next((i for i, (kind, _) in enumerate(floors) if kind == "section"), len(floors))]
+    assert ("result", "Intensity ratio") in floors and ("result", "zero-fill") in floors

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from mribench.errors import MribenchError
-from mribench.training import PROGRESS_INTERVAL_ENV, PlainProgress, make_progress, progress_task
+from mribench.progress import PROGRESS_INTERVAL_ENV, PlainProgress, make_progress, progress_task
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LINE = re.compile(r"^tiny-slow fit: (\d+)/12 \(\d+%\)  loss (\S+)  elapsed (\d+:\d\d:\d\d)  eta (\d+:\d\d:\d\d|\?)$")

@@ -13,21 +13,16 @@ from typer.testing import CliRunner
 
 from mribench.cli import app
 from mribench.errors import MribenchError
-from mribench.leaderboard import Cell, Grid, GridCell, GridRow, build_table, render
+from mribench.leaderboard.cells import Cell
+from mribench.leaderboard.grid import Grid, GridCell, GridRow
+from mribench.leaderboard.layouts.paper import GROUP_TITLES, build_paper_tables
+from mribench.leaderboard.layouts.plain import build_table
+from mribench.leaderboard.readme import README_BEGIN, README_END, _floor_comparison, readme_block, write_readme_block
+from mribench.leaderboard.render import render
+from mribench.leaderboard.report import GREY_STEP, TABLE_FILES, palette_png, write_leaderboard_folder
+from mribench.leaderboard.suite import load_suite
 from mribench.metrics.aggregate import summarize
-from mribench.paper_layouts import GROUP_TITLES, build_paper_tables
-from mribench.report import (
-    GREY_STEP,
-    README_BEGIN,
-    README_END,
-    TABLE_FILES,
-    _floor_comparison,
-    palette_png,
-    readme_block,
-    write_leaderboard_folder,
-    write_readme_block,
-)
-from mribench.reproduce import PHANTOM_TASKS
+from mribench.plugins import registry
 from mribench.results import Result, run_dir, write_result
 from mribench.runner import RunRequest, run
 
@@ -105,7 +100,7 @@ def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_p
     runs = _floor_runs(tmp_path / "runs", brain=True)
     tasks = BRAIN + [CARDIAC]
     out = tmp_path / "leaderboard"
-    write_leaderboard_folder(runs, out, tasks)
+    write_leaderboard_folder(runs, out, tasks, dataset_classes=registry().dataset)
     names = {p.name for p in out.iterdir()}
     assert {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "leaderboard-reference.md",
             "plain.md", "report.html", "results", "figures"} <= names
@@ -128,7 +123,7 @@ def test_leaderboard_folder_tables_report_and_result_copies(tiny_registry, tmp_p
     assert any(c.startswith("tiny-brain: mean PSNR") for c in captions), "PSNR vs missing count across the dataset"
     assert "<h2>tiny-brain: missing 1 / 2 of 3 modalities (A, B, C)</h2>" in page and "nearest-contrast" in page
     (runs / CARDIAC / "zero-fill").rename(tmp_path / "moved")
-    write_leaderboard_folder(runs, out, tasks)
+    write_leaderboard_folder(runs, out, tasks, dataset_classes=registry().dataset)
     assert not (out / "results" / CARDIAC / "zero-fill").exists(), "copies of removed runs do not linger"
 
 
@@ -137,16 +132,17 @@ def test_leaderboard_folder_refreshes_from_its_own_results(tiny_registry, tmp_pa
     kept as drawn; without an earlier figure to keep, the refusal names the task."""
     tasks = BRAIN + [CARDIAC]
     out = tmp_path / "leaderboard"
-    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, tasks)
+    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, tasks,
+                             dataset_classes=registry().dataset)
     tables = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     qualitative = (out / "figures" / f"{CARDIAC}-qualitative.png").read_bytes()
-    write_leaderboard_folder(out / "results", out, tasks)
+    write_leaderboard_folder(out / "results", out, tasks, dataset_classes=registry().dataset)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == tables
     assert (out / "figures" / f"{CARDIAC}-qualitative.png").read_bytes() == qualitative
     assert len(list((out / "results").glob("**/result.json"))) == 10
     (out / "figures" / f"{CARDIAC}-qualitative.png").unlink()
     with pytest.raises(MribenchError, match=f"{CARDIAC}: the runs under .* hold no predictions"):
-        write_leaderboard_folder(out / "results", out, tasks)
+        write_leaderboard_folder(out / "results", out, tasks, dataset_classes=registry().dataset)
 
 
 def _result_with_extractor(runs, task, dataset, method, sha256):
@@ -220,7 +216,8 @@ def test_readme_block_replaces_only_the_text_between_the_markers(tiny_registry, 
 
 def test_reproduce_from_results_refuses_a_bad_readme_first_then_rebuilds(tiny_registry, tmp_path):
     out = tmp_path / "leaderboard"
-    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, BRAIN)
+    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, BRAIN,
+                             dataset_classes=registry().dataset)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     readme = tmp_path / "README.md"
     readme.write_text("no markers here\n")
@@ -239,17 +236,18 @@ def test_reproduce_from_results_refuses_a_bad_readme_first_then_rebuilds(tiny_re
 
 def test_committed_tables_and_readme_regenerate_byte_identical_from_the_committed_results():
     """leaderboard/'s tables and README.md's results block are what the code makes of leaderboard/results (after a
-    change to the table code, `make readme` brings them up to date)."""
-    results = COMMITTED / "results"
-    grids = build_paper_tables(PHANTOM_TASKS, results, withhold_refused=True)
+    change to the table code, `make readme` brings them up to date). The committed results predate
+    self-description: the installed plugins describe them, as `make readme` does."""
+    results, tasks, plugins = COMMITTED / "results", load_suite("phantom").tasks, registry()
+    grids = build_paper_tables(tasks, results, withhold_refused=True, fallback=plugins)
     for fmt, name in TABLE_FILES.items():
         assert (COMMITTED / name).read_text() == render(grids, fmt, title="mribench leaderboard"), name
     assert (COMMITTED / "leaderboard-reference.md").read_text() == render(
-        build_paper_tables(PHANTOM_TASKS, results, reference=True, withhold_refused=True), "md")
-    assert (COMMITTED / "plain.md").read_text() == render(build_table(PHANTOM_TASKS, results), "md")
+        build_paper_tables(tasks, results, reference=True, withhold_refused=True, fallback=plugins), "md")
+    assert (COMMITTED / "plain.md").read_text() == render(build_table(tasks, results, fallback=plugins), "md")
     readme = (ROOT / "README.md").read_text()
     block = readme.split(README_BEGIN + "\n", 1)[1].split(README_END, 1)[0]
-    assert block == readme_block(PHANTOM_TASKS, results), "run `make readme`"
+    assert block == readme_block(tasks, results, fallback=plugins), "run `make readme`"
 
 
 def test_committed_leaderboard_is_small_and_stores_each_figure_once():

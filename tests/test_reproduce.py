@@ -6,14 +6,18 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from mribench.cli import app
-from mribench.reproduce import REPRODUCE_THREADS, ReproducePlan, estimate_minutes, reproduce
+from mribench.leaderboard.reproduce import REPRODUCE_THREADS, ReproducePlan, estimate_minutes, reproduce
+from mribench.leaderboard.suite import SeedRule, load_suite
 
 TASKS = ["tiny-brain-missing1", "tiny-brain-missing2", "tiny-cardiac-missing4"]
 
 
 def _plan(tmp_path, methods):
-    return ReproducePlan(tasks=TASKS, preset="smoke", runs=tmp_path / "runs", out=tmp_path / "leaderboard",
-                         methods=methods, three_seed_datasets=("tiny-brain",))
+    """The phantom suite's seed policy, with the three seeds on the tiny brain dataset instead of the BraTS twin."""
+    suite = load_suite("phantom")
+    rules = [SeedRule(methods=rule.methods, datasets=["tiny-brain"], seeds=rule.seeds) for rule in suite.more_seeds]
+    return ReproducePlan(suite=suite.model_copy(update={"more_seeds": rules}), tasks=TASKS, preset="smoke",
+                         runs=tmp_path / "runs", out=tmp_path / "leaderboard", methods=methods)
 
 
 def test_three_seeds_only_for_compared_methods_on_the_chosen_dataset(tiny_registry, tmp_path):
@@ -60,15 +64,13 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tiny_registry, tmp_path):
 
 
 def test_ablation_variants_run_only_in_their_own_suite(tiny_registry, tmp_path):
-    from mribench.reproduce import ABLATION_FAMILY
-
-    variants = {n for n in tiny_registry.names("method") if tiny_registry.method(n).family == ABLATION_FAMILY}
+    variants = {n for n in tiny_registry.names("method") if tiny_registry.method(n).family == "ablation"}
     assert "copedit-no-count" in variants and "copedit-unet" in variants
     leaderboard = ReproducePlan(tasks=TASKS, preset="smoke", runs=tmp_path / "runs", out=tmp_path / "lb").requests()
     assert "copedit" in {r.method for r in leaderboard}
     assert not {r.method for r in leaderboard} & variants, "make leaderboard never runs an ablation variant"
-    ablations = ReproducePlan(tasks=["tiny-brain-missing1"], preset="smoke", runs=tmp_path / "runs",
-                              out=tmp_path / "lb", suite="ablations").requests()
+    ablations = ReproducePlan(suite=load_suite("ablations"), tasks=["tiny-brain-missing1"], preset="smoke",
+                              runs=tmp_path / "runs", out=tmp_path / "lb").requests()
     assert {(r.method, r.seed) for r in ablations} == {(m, s) for m in variants | {"copedit"} for s in range(3)}
     result = CliRunner().invoke(app, ["reproduce", "--suite", "everything", "--dry-run"])
     assert result.exit_code == 2 and "unknown suite 'everything'" in result.output

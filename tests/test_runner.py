@@ -1,4 +1,5 @@
 """End to end through the runner and the CLI on the tests-only tiny datasets."""
+import csv
 import json
 import math
 
@@ -9,8 +10,10 @@ from typer.testing import CliRunner
 
 from mribench.cli import app
 from mribench.errors import MribenchError, UnknownNameError
+from mribench.protocol import evaluation_pattern
 from mribench.results import read_result
 from mribench.runner import RunRequest, run
+from mribench.tasks import get_task
 
 cli = CliRunner()
 
@@ -33,7 +36,15 @@ def test_run_writes_result_with_provenance_and_predictions(tiny_registry, tmp_pa
     subject = data["subjects"][0]
     files = list((outcome.folder / "predictions" / subject).glob("*.nii.gz"))
     assert len(files) == 1 and nib.load(files[0]).shape == (12, 16, 16)
-    assert (outcome.folder / "per_subject.csv").read_text().startswith("subject_id,psnr")
+    rows = list(csv.DictReader((outcome.folder / "per_subject.csv").open()))
+    assert list(rows[0])[:3] == ["subject_id", "availability", "psnr"]
+    task = get_task("tiny-brain-missing1")
+    for row in rows:  # the pattern each subject was scored on: one modality missing
+        pattern = evaluation_pattern(task, row["subject_id"])
+        assert row["availability"] == "".join("1" if pattern[c].all() else "0" for c in range(task.channels))
+        assert len(row["availability"]) == task.channels and row["availability"].count("0") == 1
+    assert psnr["higher_is_better"] is True and psnr["unit"] == "dB" and psnr["display_name"] == "PSNR"
+    assert data["method"]["display_name"] == "mean-available" and data["method"]["family"] == "floor"
     assert not (outcome.folder / "work").exists()
 
 

@@ -5,7 +5,8 @@ import dataclasses
 
 import pytest
 
-from mribench.leaderboard import collect, footnote
+from mribench.leaderboard.collect import collect
+from mribench.leaderboard.grid import footnote
 from mribench.runner import RunRequest, run
 from mribench.tasks import get_task
 from mribench_baselines.mmgan import MMGAN

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from mribench.data.base import Dataset, Subject, SubjectSet, resolve_root
 from mribench.errors import BadDataError, DataMissingError, MribenchError
+from mribench.progress import progress_task
 from mribench.protocol import Split, make_split
 from mribench.tasks import PreprocessSpec, TaskSpec
-from mribench.training import progress_task
 
 
 @dataclass
@@ -84,16 +84,14 @@ def subject_loader(dataset: Dataset, spec: PreprocessSpec) -> Callable[[str], Su
     return lambda subject_id: dataset.load(subject_id, spec)
 
 
-def load_task_data(task: TaskSpec, data_root: str | Path | None, progress=None, skip_bad: bool = False) -> TaskData:
-    """Resolve, split and check a task's data.
+def load_task_data(task: TaskSpec, dataset_cls: type[Dataset], data_root: str | Path | None, progress=None,
+                   skip_bad: bool = False) -> TaskData:
+    """Resolve, split and check a task's data (``dataset_cls``: the task's dataset class, resolved by the caller).
 
     data_root: ``--data-root`` (None: $MRIBENCH_DATA/<dataset>, the config file, or generation for phantoms).
     Every subject of the split is loaded once (filling the cache); a bad subject raises its one-line
     :class:`BadDataError`, or with ``skip_bad`` is left out of the split and recorded in ``skipped``.
     """
-    from mribench.plugins import registry
-
-    dataset_cls = registry().dataset(task.dataset)
     check_compatible(task, dataset_cls)
     root = resolve_root(dataset_cls, task.dataset_options, data_root, progress)
     dataset = dataset_cls(root, task.dataset_options)

@@ -17,7 +17,7 @@ import torch
 from mribench.errors import DataMissingError
 from mribench.locations import DATA_ENV, cache_dir, config_file, first_nonempty, root_candidates
 
-__all__ = ["Subject", "SubjectSet", "Dataset", "resolve_root", "cache_dir", "config_file"]
+__all__ = ["Subject", "SubjectSet", "RawSubject", "Dataset", "resolve_root", "cache_dir", "config_file"]
 
 
 @dataclass
@@ -119,3 +119,19 @@ def resolve_root(dataset_cls: type[Dataset], options: dict[str, Any], data_root:
     if root is None:
         raise DataMissingError(dataset_cls.missing_message([f"{how}: {p}" for how, p in candidates]))
     return root
+
+
+@dataclass
+class RawSubject:
+    """A subject read and checked, before preprocessing.
+
+    image: (C, X, Y, Z) float32 raw intensities on one voxel grid; affine: (4, 4) voxel → world (RAS mm) of that grid;
+    label: (X, Y, Z) int16 on the same grid or None; files: the source files read.
+    """
+
+    subject_id: str
+    image: np.ndarray
+    affine: np.ndarray
+    label: np.ndarray | None
+    files: list[Path]
+    meta: dict[str, Any] = field(default_factory=dict)

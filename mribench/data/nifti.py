@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from mribench.atomic import atomic_path
-from mribench.data.base import Dataset, Subject
+from mribench.data.base import Dataset, RawSubject, Subject
 from mribench.errors import BadDataError, MribenchError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -37,22 +37,6 @@ class Problem:
 
     def line(self) -> str:
         return f"subject {self.subject_id}: {self.file}: {self.problem}"
-
-
-@dataclass
-class RawSubject:
-    """A subject read and checked, before preprocessing.
-
-    image: (C, X, Y, Z) float32 raw intensities on one voxel grid; affine: (4, 4) voxel → world (RAS mm) of that grid;
-    label: (X, Y, Z) int16 on the same grid or None; files: the source files read.
-    """
-
-    subject_id: str
-    image: np.ndarray
-    affine: np.ndarray
-    label: np.ndarray | None
-    files: list[Path]
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def find_nifti(folder: Path, stem: str) -> Path | None:

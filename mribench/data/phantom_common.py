@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mribench.atomic import apply_umask, file_lock, sweep_temporaries_of, temporary_name, wait_notice
 from mribench.data.base import cache_dir
 from mribench.errors import MribenchError
-from mribench.protocol import seeded_rng
-from mribench.training import progress_task
+from mribench.progress import progress_task
+from mribench.seeding import seeded_rng
 
 # Generator version of each phantom dataset (a dataset not listed is at version 1). phantom-cardiac v2: 1.5 T
 # relaxation times, 8-10 mm slices, thinner subcutaneous fat, a reconstructed disc around the heart (calibrated with

@@ -32,8 +32,7 @@ from monai.data import MetaTensor
 from monai.transforms import (CenterSpatialCropd, Compose, CropForegroundd, MapTransform, Orientationd, Resize,
                               Resized, ScaleIntensityRangePercentilesd)
 
-from mribench.data.base import Subject
-from mribench.data.nifti import RawSubject
+from mribench.data.base import RawSubject, Subject
 from mribench.errors import MribenchError
 from mribench.tasks import PreprocessSpec
 from mribench.threads import PREPROCESS_THREADS, torch_threads

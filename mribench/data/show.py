@@ -103,16 +103,16 @@ def _check_subject(dataset: str, subject_id: str, ids: list[str]) -> None:
         raise MribenchError(f"dataset {dataset!r} has no subject {subject_id!r}; {hint}(subjects: {sample or 'none'})")
 
 
-def show_subject(dataset: str, subject_id: str, output: Path, data_root: Path | None = None,
+def show_subject(dataset_cls: type, subject_id: str, output: Path, data_root: Path | None = None,
                  options: dict[str, Any] | None = None, progress=None) -> Path:
-    """Montage of one subject of a registered dataset, read from its source files (brain: reoriented to RAS;
-    stacks whose slice axis is not a scanner axis, e.g. cardiac short-axis, keep their voxel axes)."""
+    """Montage of one subject of a dataset (its class, resolved by the caller), read from its source files (brain:
+    reoriented to RAS; stacks whose slice axis is not a scanner axis, e.g. cardiac short-axis, keep their voxel
+    axes)."""
     import nibabel as nib
 
     from mribench.data.base import resolve_root
-    from mribench.plugins import registry
 
-    dataset_cls = registry().dataset(dataset)
+    dataset = dataset_cls.name
     options = default_options(dataset) if options is None else options
     if not hasattr(dataset_cls, "read_raw"):
         raise MribenchError(f"dataset {dataset!r} does not read NIfTI source files; it cannot be shown")

@@ -11,7 +11,7 @@ from typing import Any
 
 from mribench.data.nifti import NiftiDataset, Problem
 from mribench.errors import DataMissingError, MribenchError
-from mribench.training import progress_task
+from mribench.progress import progress_task
 
 
 def verify_dataset(dataset: NiftiDataset, progress=None) -> list[Problem]:
@@ -27,13 +27,11 @@ def verify_dataset(dataset: NiftiDataset, progress=None) -> list[Problem]:
     return problems
 
 
-def open_dataset(name: str, root: str | Path, options: dict[str, Any] | None = None) -> NiftiDataset:
-    """The registered dataset ``name`` reading ``root``; a missing or empty root is a DataMissingError."""
-    from mribench.plugins import registry
-
-    dataset_cls = registry().dataset(name)
+def open_dataset(dataset_cls: type, root: str | Path, options: dict[str, Any] | None = None) -> NiftiDataset:
+    """The dataset class (resolved by the caller) reading ``root``; a missing or empty root is a
+    DataMissingError."""
     if not issubclass(dataset_cls, NiftiDataset):
-        raise MribenchError(f"dataset {name!r} does not read NIfTI folders and cannot be verified")
+        raise MribenchError(f"dataset {dataset_cls.name!r} does not read NIfTI folders and cannot be verified")
     root = Path(root)
     if not root.is_dir() or not any(root.iterdir()):
         state = "does not exist" if not root.exists() else "is empty" if root.is_dir() else "is not a folder"

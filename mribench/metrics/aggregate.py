@@ -1,4 +1,4 @@
-"""Aggregation of metric results: per-subject CSV, mean ± std with a bootstrap 95 % CI, and a paired Wilcoxon
+"""Aggregation of metric results: per-subject CSV (with the availability each subject was scored on), mean ± std with a bootstrap 95 % CI, and a paired Wilcoxon
 signed-rank test between two methods on their common subjects (used by the leaderboard to mark significance).
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from mribench.atomic import atomic_write_text
 from mribench.errors import MribenchError
 from mribench.metrics.base import MetricResult
-from mribench.results import atomic_write_text
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -61,15 +61,30 @@ def paired_wilcoxon(a: dict[str, float], b: dict[str, float]) -> float:
                                 method="exact" if exact else "asymptotic").pvalue)
 
 
-def write_per_subject_csv(results: dict[str, MetricResult], path: Path) -> None:
-    """One row per subject, one column per metric with per-subject values (blank where a metric has none);
-    written atomically."""
+def availability_code(problem: str, availability: np.ndarray) -> str:
+    """A subject's availability (C, D) bool as one character per element, in the task's element order: ``1``
+    observed, ``0`` missing (modalities of a missing-modality task, slices of a missing-slice task).
+
+    >>> import numpy as np
+    >>> availability_code("missing-modality", np.array([[True] * 3, [False] * 3, [True] * 3]))
+    '101'
+    >>> availability_code("missing-slice", np.array([[True, False, False, True]]))
+    '1001'
+    """
+    per_element = availability.all(axis=1) if problem == "missing-modality" else availability[0]
+    return "".join("1" if observed else "0" for observed in per_element)
+
+
+def write_per_subject_csv(results: dict[str, MetricResult], path: Path, availability: dict[str, str]) -> None:
+    """One row per subject: its ``availability`` code (:func:`availability_code`, the pattern it was scored on), then
+    one column per metric with per-subject values (blank where a metric has none); written atomically."""
     columns = {name: result.per_subject for name, result in results.items()
                if result.status == "ok" and result.per_subject}
-    subjects = sorted({s for values in columns.values() for s in values})
+    subjects = sorted(set(availability) | {s for values in columns.values() for s in values})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["subject_id", *columns])
+    writer.writerow(["subject_id", "availability", *columns])
     for subject in subjects:
-        writer.writerow([subject, *(repr(values[subject]) if subject in values else "" for values in columns.values())])
+        writer.writerow([subject, availability.get(subject, ""),
+                         *(repr(values[subject]) if subject in values else "" for values in columns.values())])
     atomic_write_text(Path(path), buffer.getvalue())

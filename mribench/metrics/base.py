@@ -41,6 +41,17 @@ class MetricResult:
         return cls(per_subject=dict(per_subject), aggregate=aggregate)
 
 
+@dataclass(frozen=True)
+class MetricDescription:
+    """How a metric's numbers read, written beside them in every result (``result.json``'s metric entries) so a
+    table can be drawn from results alone: the direction of "better", the unit ("" when unitless) and the name shown
+    in tables."""
+
+    higher_is_better: bool
+    unit: str
+    display_name: str
+
+
 @dataclass
 class EvalContext:
     """What a metric may need besides the predictions, handed to :meth:`Metric.prepare` once per run.
@@ -69,11 +80,18 @@ class Metric:
     name: ClassVar[str]
     higher_is_better: ClassVar[bool]
     description: ClassVar[str] = ""
+    unit: ClassVar[str] = ""  # of the stored values ("" when unitless)
+    display_name: ClassVar[str] = ""  # the name tables show; "" shows ``name``
     # The options a task spec may give this metric, with their types; any other option is refused before work.
     option_types: ClassVar[dict[str, type]] = {}
 
     def __init__(self, **options: Any):
         self.options = options
+
+    @classmethod
+    def result_description(cls) -> MetricDescription:
+        """What a result records about this metric's numbers (see :class:`MetricDescription`)."""
+        return MetricDescription(bool(cls.higher_is_better), cls.unit, cls.display_name or cls.name)
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:

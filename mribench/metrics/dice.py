@@ -36,7 +36,31 @@ def has_labels(train: Any) -> bool:
 
 
 class Dice(Metric):
+    """Downstream Dice (see the module docs): ``update`` takes pred, target (1, C, D, H, W), availability_mask
+    (1, C, D) and ``meta["label"]`` (D, H, W); segmenters come from :meth:`_segmenter` (trained once and cached by
+    :func:`~mribench.metrics.segmenter.get_segmenter`). With a stand-in segmenter that thresholds the mean of its
+    input channels (its regions: one, label 1):
+
+    >>> class Threshold:
+    ...     regions, info, validation_dice = {"bright": (1,)}, {"name": "threshold", "sha256": "0" * 64}, None
+    ...     def predict(self, image):  # (C, D, H, W) -> (R=1, D, H, W) bool
+    ...         return image.mean(0, keepdim=True) > 0.5
+    >>> class StandInDice(Dice):
+    ...     def _segmenter(self, channels):
+    ...         return Threshold()
+    >>> label = torch.zeros(4, 8, 8, dtype=torch.int64); label[:, 2:6, 2:6] = 1  # a bright square
+    >>> target = label[None, None].float().repeat(1, 2, 1, 1, 1)  # (1, C=2, D, H, W): both channels show it
+    >>> availability = torch.tensor([[[True] * 4, [False] * 4]])  # channel 1 missing
+    >>> metric = StandInDice()
+    >>> metric.update(target, target, availability, {"subject_id": "s1", "problem": "missing-modality",
+    ...                                              "label": label})
+    >>> result = metric.compute()  # a perfect synthesis: Dice 1 (full and missing both segment it too here)
+    >>> result.per_subject, result.aggregate["synthesis"]["bright"], result.aggregate["full"]["mean"]
+    ({'s1': 1.0}, 1.0, 1.0)
+    """
+
     name: ClassVar[str] = "dice"
+    display_name: ClassVar[str] = "Dice"  # stored as a fraction (unitless); tables show %
     higher_is_better: ClassVar[bool] = True
     description: ClassVar[str] = "downstream segmentation Dice (WT/TC/ET or RV/MYO/LV): full, missing, with synthesis"
 

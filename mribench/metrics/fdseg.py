@@ -34,7 +34,27 @@ class SegmenterFeatures:
 
 
 class FDSeg(FrechetMetric):
+    """Fréchet distance of the downstream segmenter's encoder features, one sample per subject: the complete volume
+    (1, C, D, H, W) with real vs synthesised missing elements. ``prepare`` trains (or loads) the segmenter; a dataset
+    without labels gives "not computed". With a stand-in extractor:
+
+    >>> class MeanStd:  # stand-in extractor: (N, ...) -> (N, 2) features
+    ...     info = {"name": "mean-std", "sha256": "0" * 64}
+    ...     def __call__(self, batch):
+    ...         return torch.stack([batch.flatten(1).mean(1), batch.flatten(1).std(1)], dim=1)
+    >>> metric = FDSeg()
+    >>> metric.extractor = MeanStd()
+    >>> availability = torch.tensor([[[True] * 4, [False] * 4]])
+    >>> for seed in range(3):
+    ...     target = torch.rand(1, 2, 4, 8, 8, generator=torch.Generator().manual_seed(seed))
+    ...     metric.update(target, target, availability, {"subject_id": f"s{seed}", "problem": "missing-modality"})
+    >>> result = metric.compute()
+    >>> abs(result.aggregate["mean"]) < 1e-6, result.aggregate["n"]
+    (True, 3)
+    """
+
     name: ClassVar[str] = "fd-seg"
+    display_name: ClassVar[str] = "FD-Seg"
     higher_is_better: ClassVar[bool] = False
     description: ClassVar[str] = "Fréchet distance of the downstream segmenter's encoder features (not FID)"
 

@@ -30,7 +30,29 @@ def missing_slices(pred: torch.Tensor, target: torch.Tensor, availability_mask: 
 
 
 class FID(FrechetMetric):
+    """FID over the 2D slices (N, 1, H, W) of the missing elements, features of pytorch-fid's InceptionV3 (pool3,
+    2048-d), whose weights file ``prepare`` requires (absent: "not computed"). With a stand-in extractor:
+
+    >>> class MeanStd:  # stand-in extractor: (N, ...) -> (N, 2) features
+    ...     info = {"name": "mean-std", "sha256": "0" * 64}
+    ...     def __call__(self, batch):
+    ...         return torch.stack([batch.flatten(1).mean(1), batch.flatten(1).std(1)], dim=1)
+    >>> target = torch.rand(1, 2, 6, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> availability = torch.tensor([[[True] * 6, [False] * 6]])  # channel 1 missing: its 6 slices are samples
+    >>> meta = {"subject_id": "s1", "element_names": ["T1", "T2"], "problem": "missing-modality"}
+    >>> exact, blurred = FID(), FID()
+    >>> for metric, pred in ((exact, target), (blurred, target * 0.5 + 0.25)):
+    ...     metric.extractor = MeanStd()
+    ...     metric.update(pred, target, availability, meta)
+    >>> result = exact.compute()
+    >>> abs(result.aggregate["mean"]) < 1e-6, result.aggregate["n"], result.extractor["name"]
+    (True, 6, 'mean-std')
+    >>> blurred.compute().aggregate["mean"] > 0.01
+    True
+    """
+
     name: ClassVar[str] = "fid"
+    display_name: ClassVar[str] = "FID"
     higher_is_better: ClassVar[bool] = False
     option_types: ClassVar[dict[str, type]] = {"batch_size": int}
     description: ClassVar[str] = "FID (pytorch-fid InceptionV3 pool3) over 2D slices of the missing elements"

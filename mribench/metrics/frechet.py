@@ -46,6 +46,13 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
     When the product of the covariances is singular (fewer samples than feature dimensions), ``eps`` is added
     to both diagonals before the matrix square root; the imaginary part of the root (numerical noise) is dropped.
+    mu: (F,) means, sigma: (F, F) covariances.
+
+    >>> # shifted by (3, 4) with one covariance: the squared distance of the means
+    >>> round(frechet_distance(np.zeros(2), np.eye(2), np.array([3.0, 4.0]), np.eye(2)), 6)
+    25.0
+    >>> round(frechet_distance(np.zeros(1), np.eye(1), np.zeros(1), 4 * np.eye(1)), 6)  # std 1 vs 2: (2 - 1)²
+    1.0
     """
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
@@ -64,6 +71,10 @@ class FrechetMetric(Metric):
     Subclasses set ``self.extractor`` in :meth:`prepare` (or ``self.unavailable`` with the reason) and implement
     :meth:`samples`, which turns one subject's missing elements into (real, synthesised) extractor inputs.
     The extractor is any callable mapping a batch to (N, F) features with an ``info`` dict (name, file, SHA-256).
+    ``update`` takes pred, target (1, C, D, H, W) and availability_mask (1, C, D) like every metric; ``compute``
+    gives one distance over all subjects (no per-subject values), or "not computed" with the reason.
+    The examples of FID, FVD and FD-Seg put a stand-in extractor (mean and std of each input) in place of the
+    pretrained network their ``prepare`` loads.
     """
 
     higher_is_better = False

@@ -31,7 +31,27 @@ def missing_videos(pred: torch.Tensor, target: torch.Tensor, availability_mask: 
 
 
 class FVD(FrechetMetric):
+    """FVD with the slice axis as time: each missing modality (brain) or the run of missing slices (cardiac) is one
+    video (N, 1, T, H, W), features of the I3D network whose weights file ``prepare`` requires (absent: "not
+    computed"). With a stand-in extractor, over two cardiac subjects (one video each):
+
+    >>> class MeanStd:  # stand-in extractor: (N, ...) -> (N, 2) features
+    ...     info = {"name": "mean-std", "sha256": "0" * 64}
+    ...     def __call__(self, batch):
+    ...         return torch.stack([batch.flatten(1).mean(1), batch.flatten(1).std(1)], dim=1)
+    >>> metric = FVD()
+    >>> metric.extractor = MeanStd()
+    >>> availability = torch.tensor([[[True, False, False, False, True, True]]])  # (1, 1, D=6): slices 1-3 missing
+    >>> for seed in (0, 1):
+    ...     target = torch.rand(1, 1, 6, 8, 8, generator=torch.Generator().manual_seed(seed))
+    ...     metric.update(target.flip(-1), target, availability, {"subject_id": f"s{seed}", "problem": "missing-slice"})
+    >>> result = metric.compute()  # flipped images: the same mean and std, so the same stand-in features
+    >>> abs(result.aggregate["mean"]) < 1e-6, result.aggregate["n"], result.per_subject
+    (True, 2, {})
+    """
+
     name: ClassVar[str] = "fvd"
+    display_name: ClassVar[str] = "FVD"
     higher_is_better: ClassVar[bool] = False
     description: ClassVar[str] = "FVD (I3D Kinetics-400) with the slices of the missing elements as frames"
 

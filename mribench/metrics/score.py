@@ -12,6 +12,7 @@ affine or a missing file is an error naming the subject and the file; values out
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +20,11 @@ import nibabel as nib
 import numpy as np
 
 from mribench.data import load_task_data
-from mribench.data.base import Subject
+from mribench.data.base import Dataset, Subject
 from mribench.data.nifti import grid_difference
 from mribench.data.preprocess import NativeGrid, to_preprocessed
 from mribench.errors import BadDataError, MribenchError
-from mribench.metrics.base import MetricResult
+from mribench.metrics.base import Metric, MetricResult
 from mribench.metrics.evaluate import evaluate
 from mribench.tasks import TaskSpec
 
@@ -88,19 +89,21 @@ def read_prediction(task: TaskSpec, subject: Subject, availability: np.ndarray,
     return completed, clipped
 
 
-def score_predictions(task: TaskSpec, predictions_dir: Path, data_root: str | Path | None = None,
-                      preset: str = "cpu", progress=None) -> ScoreOutcome:
-    """Score every test subject's predictions with the task's metrics (segmenter preset ``preset`` for Dice)."""
+def score_predictions(task: TaskSpec, dataset_cls: type[Dataset], metric_classes: Mapping[str, type[Metric]],
+                      predictions_dir: Path, data_root: str | Path | None = None, preset: str = "cpu",
+                      progress=None) -> ScoreOutcome:
+    """Score every test subject's predictions with the task's metrics (``dataset_cls``, ``metric_classes``: the
+    task's, resolved by the caller; segmenter preset ``preset`` for Dice)."""
     predictions_dir = Path(predictions_dir)
     if not predictions_dir.is_dir():
         raise MribenchError(f"{predictions_dir}: predictions folder not found")
-    data = load_task_data(task, data_root, progress=progress)
+    data = load_task_data(task, dataset_cls, data_root, progress=progress)
     clipped: dict[str, int] = {}
 
     def completed_prediction(subject, availability):
         completed, clipped[subject.subject_id] = read_prediction(task, subject, availability, predictions_dir)
         return completed
 
-    results = evaluate(task, data.train, data.test, completed_prediction, preset, progress=progress,
+    results = evaluate(task, metric_classes, data.train, data.test, completed_prediction, preset, progress=progress,
                        validation=data.validation)
     return ScoreOutcome(results, clipped)

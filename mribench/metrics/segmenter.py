@@ -34,7 +34,7 @@ from mribench.atomic import file_lock, sweep_temporaries_of, wait_notice
 from mribench.data.base import cache_dir
 from mribench.errors import MribenchError
 from mribench.metrics.features import sha256_of
-from mribench.protocol import derive_seed, seeded_rng
+from mribench.seeding import derive_seed, seeded_rng
 from mribench.threads import SEGMENTER_THREADS, torch_threads
 from mribench.training import EMA, TrainState, load_checkpoint, progress_task, seed_everything
 

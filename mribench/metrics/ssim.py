@@ -93,7 +93,14 @@ def window_problem(spatial: tuple[int, ...]) -> str | None:
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, spatial_dims: int, data_range: float = 1.0) -> torch.Tensor:
-    """Mean SSIM over the last ``spatial_dims`` axes: (..., *spatial) → (...) float64."""
+    """Mean SSIM over the last ``spatial_dims`` axes: (..., *spatial) → (...) float64.
+
+    >>> image = torch.rand(2, 16, 16, generator=torch.Generator().manual_seed(0))
+    >>> ssim(image, image, spatial_dims=2).round(decimals=6).tolist()  # two (16, 16) images, each against itself
+    [1.0, 1.0]
+    >>> bool(ssim(image, 1 - image, spatial_dims=2).max() < 0)  # inverted contrast: anti-correlated
+    True
+    """
     return ssim_map(pred, target, spatial_dims, data_range).double().flatten(-spatial_dims).mean(-1)
 
 
@@ -105,9 +112,22 @@ def crop_to_map(region: torch.Tensor, spatial_dims: int, radius: int) -> torch.T
 
 
 class SSIM(ElementMetric):
-    """Mean SSIM of each missing element (options ``data_range`` default 1)."""
+    """Mean SSIM of each missing element (options ``data_range`` default 1); inputs as
+    :class:`~mribench.metrics.psnr.PSNR`: pred, target (1, C, D, H, W), availability_mask (1, C, D).
+
+    >>> target = torch.rand(1, 2, 12, 16, 16, generator=torch.Generator().manual_seed(0))
+    >>> availability = torch.tensor([[[True] * 12, [False] * 12]])  # channel 1 missing: one 3D element
+    >>> metric = SSIM()
+    >>> metric.update(target.clone(), target, availability, {"subject_id": "s1", "element_names": ["T1", "T2"],
+    ...                                                       "problem": "missing-modality"})
+    >>> round(metric.compute().per_subject["s1"], 6)
+    1.0
+    >>> SSIM.shape_problem("missing-modality", (8, 16, 16)) is not None  # an 8-slice side is under the window
+    True
+    """
 
     name: ClassVar[str] = "ssim"
+    display_name: ClassVar[str] = "SSIM"
     higher_is_better: ClassVar[bool] = True
     description: ClassVar[str] = "SSIM (Gaussian σ 1.5, 11 taps) of each missing element: 3D per modality / 2D per slice"
     option_types: ClassVar[dict[str, type]] = {"data_range": float}
@@ -159,7 +179,22 @@ class _RegionalSSIM(ElementMetric):
 
 
 class SSIMTumour(_RegionalSSIM):
+    """SSIM map averaged inside the tumour; needs ``meta["label"]`` (D, H, W), brain tasks only.
+
+    >>> target = torch.rand(1, 2, 12, 16, 16, generator=torch.Generator().manual_seed(0))
+    >>> pred = target.clone(); pred[0, 1, :, :8] = 0  # the top half of the missing channel is lost
+    >>> label = torch.zeros(12, 16, 16, dtype=torch.int16); label[4:8, 2:6, 4:12] = 1  # tumour in the top half
+    >>> meta = {"subject_id": "s1", "element_names": ["T1", "T2"], "problem": "missing-modality", "label": label}
+    >>> availability = torch.tensor([[[True] * 12, [False] * 12]])
+    >>> tumour, elsewhere = SSIMTumour(), SSIMNonTumour()
+    >>> for metric in (tumour, elsewhere):
+    ...     metric.update(pred, target, availability, meta)
+    >>> tumour.compute().per_subject["s1"] < elsewhere.compute().per_subject["s1"]
+    True
+    """
+
     name: ClassVar[str] = "ssim-tumour"
+    display_name: ClassVar[str] = "SSIM (tumour)"
     description: ClassVar[str] = "SSIM averaged inside the tumour (label > 0), per missing modality (BraSyn)"
 
     def region(self, label: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -167,7 +202,10 @@ class SSIMTumour(_RegionalSSIM):
 
 
 class SSIMNonTumour(_RegionalSSIM):
+    """SSIM map averaged over the brain outside the tumour (label 0, target > 0); example: :class:`SSIMTumour`."""
+
     name: ClassVar[str] = "ssim-nontumour"
+    display_name: ClassVar[str] = "SSIM (non-tumour)"
     description: ClassVar[str] = "SSIM averaged over brain outside the tumour (label 0, target > 0) (BraSyn)"
 
     def region(self, label: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from mribench.cli import app
 from mribench.metrics.score import score_predictions
 from mribench.results import read_result
 from mribench.tasks import get_task
+from mribench.plugins import registry
 
 TASK = """name: real-brats-native
 version: 1
@@ -66,7 +67,7 @@ def test_real_case_prediction_has_the_source_volume_shape_and_affine(real_brats)
     # score reads both grids: the preprocessed files give the run's own numbers, the native ones nearly so
     task = get_task(str(folder / "real-brats-native.yaml"))
     reported = stored.metrics["psnr"]["per_subject"][sid]
-    on_preprocessed = score_predictions(task, run_folder / "predictions-preprocessed", folder / "root", "smoke")
+    on_preprocessed = score_predictions(task, registry().dataset(task.dataset), registry().task_metrics(task), run_folder / "predictions-preprocessed", folder / "root", "smoke")
     assert on_preprocessed.results["psnr"].per_subject[sid] == pytest.approx(reported, abs=1e-4)
     scored = CliRunner().invoke(app, ["score", "--task", str(folder / "real-brats-native.yaml"), "--predictions",
                                       str(run_folder / "predictions"), "--data-root", str(folder / "root"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mribench.data.nifti import RawSubject
+from mribench.data.base import RawSubject
 from mribench.data.preprocess import NativeGrid, preprocess_subject, to_native, to_preprocessed
 from mribench.tasks import PreprocessSpec
 

@@ -85,20 +85,20 @@ def test_bad_input_is_one_clear_line_and_nothing_is_cached(tmp_path, layouts, ki
     root = tmp_path / "brats"
     layouts.brats(root, n=5)
     blamed = damage(root, kind)
-    problems = verify_dataset(open_dataset("brats2021", root))
+    problems = verify_dataset(open_dataset(Brats2021Dataset, root))
     assert [(p.subject_id, p.severity) for p in problems] == [(BAD, "error")]
     assert problems[0].file.endswith(blamed)
     assert CASES[kind] in problems[0].problem
 
     task = brats_task()
     with pytest.raises(BadDataError, match=re.escape(CASES[kind])) as info:
-        load_task_data(task, root)
+        load_task_data(task, Brats2021Dataset, root)
     message = str(info.value)
     assert "\n" not in message and blamed in message
     cache = PreprocessedCache(Brats2021Dataset(root), task.preprocess)
     assert not cache.entry_dir(BAD).exists()
 
-    data = load_task_data(task, root, skip_bad=True)
+    data = load_task_data(task, Brats2021Dataset, root, skip_bad=True)
     assert data.skipped == [BAD] and BAD not in data.split.train + data.split.test
     assert blamed in data.skip_reasons[0] and len(data.train) + len(data.test) == 4
 
@@ -106,10 +106,10 @@ def test_bad_input_is_one_clear_line_and_nothing_is_cached(tmp_path, layouts, ki
 def test_verify_lists_every_problem_and_a_clean_dataset_has_none(tmp_path, layouts):
     root = tmp_path / "brats"
     layouts.brats(root, n=4)
-    assert verify_dataset(open_dataset("brats2021", root)) == []
+    assert verify_dataset(open_dataset(Brats2021Dataset, root)) == []
     damage(root, "nan")
     (root / BAD / f"{BAD}_t1.nii.gz").write_text("nope")
-    problems = verify_dataset(open_dataset("brats2021", root))
+    problems = verify_dataset(open_dataset(Brats2021Dataset, root))
     assert sorted(p.file.rsplit("_", 1)[-1] for p in problems) == ["t1.nii.gz", "t2.nii.gz"]
 
 
@@ -121,16 +121,16 @@ def test_missing_data_names_layout_source_and_where_to_point(tmp_path, state):
     if state == "no-subjects":
         (root / "README.txt").write_text("nothing here")
     with pytest.raises(DataMissingError) as info:
-        load_task_data(brats_task(), root)
+        load_task_data(brats_task(), Brats2021Dataset, root)
     message = str(info.value)
     assert "\n" not in message and Brats2021Dataset.layout in message
     if state != "no-subjects":
         assert "--data-root" in message and "synapse.org" in message and "MRIBENCH_DATA" in message
     if state == "no-subjects":
-        assert verify_dataset(open_dataset("brats2021", root))[0].problem.startswith("no subjects found")
+        assert verify_dataset(open_dataset(Brats2021Dataset, root))[0].problem.startswith("no subjects found")
     else:
         with pytest.raises(DataMissingError, match=f"{root} (does not exist|is empty)"):
-            open_dataset("brats2021", root)
+            open_dataset(Brats2021Dataset, root)
 
 
 def test_ixi_pd_on_another_grid_than_t2_and_acdc_bad_labels(tmp_path, layouts):

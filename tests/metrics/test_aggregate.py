@@ -50,9 +50,10 @@ def test_per_subject_csv(tmp_path):
                "ssim": MetricResult.from_per_subject({"s2": 0.8}),
                "fid": MetricResult.not_computed("no weights")}
     path = tmp_path / "run" / "per_subject.csv"
-    write_per_subject_csv(results, path)
+    write_per_subject_csv(results, path, {"s1": "0111", "s2": "1011", "s3": "1101"})
     rows = list(csv.DictReader(path.open()))
-    assert [r["subject_id"] for r in rows] == ["s1", "s2"]
+    assert [r["subject_id"] for r in rows] == ["s1", "s2", "s3"], "a subject scored by no metric keeps its pattern"
+    assert [r["availability"] for r in rows] == ["0111", "1011", "1101"] and rows[2]["psnr"] == ""
     assert float(rows[0]["psnr"]) == 20.5 and rows[0]["ssim"] == "" and float(rows[1]["ssim"]) == 0.8
     assert "fid" not in rows[0]
     assert not list(tmp_path.glob("run/.*tmp"))

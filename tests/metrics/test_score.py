@@ -15,6 +15,7 @@ from mribench.metrics.psnr import psnr
 from mribench.metrics.score import score_predictions
 from mribench.protocol import evaluation_pattern
 from mribench.tasks import TaskSpec
+from mribench.plugins import registry
 
 SHAPE = (12, 12, 12)
 
@@ -28,14 +29,17 @@ def _task(problem):
     return TaskSpec(name="tiny-cardiac", problem=problem, elements=12, missing=4, train_missing=(1, 6), **common)
 
 
+NO_DATASET = None  # the tiny tasks' data is stubbed (_data): no dataset class is read
+
+
 def _data(monkeypatch, channels):
     rng = np.random.default_rng(0)
     subjects = {f"s{i}": Subject(f"s{i}", rng.random((channels, *SHAPE)).astype(np.float32), np.eye(4))
                 for i in range(2)}
     test = SubjectSet(sorted(subjects), subjects.__getitem__)
     monkeypatch.setattr(score_module, "load_task_data",
-                        lambda task, root, progress=None: SimpleNamespace(train=test, validation=test,
-                                                                          test=test))
+                        lambda task, dataset_cls, root, progress=None: SimpleNamespace(train=test, validation=test,
+                                                                                       test=test))
     return subjects
 
 
@@ -55,7 +59,7 @@ def test_brain_predictions_scored_like_arrays_and_clipping_counted(tmp_path, mon
         prediction[0, 0, 0] = 1.5  # outside [0, 1]: clipped and counted
         _save(tmp_path / sid / f"{task.element_names[channel]}.nii.gz", prediction)
         expected[sid] = psnr(torch.from_numpy(np.clip(prediction, 0, 1)), torch.from_numpy(subject.image[channel]))
-    outcome = score_predictions(task, tmp_path)
+    outcome = score_predictions(task, NO_DATASET, registry().task_metrics(task), tmp_path)
     assert outcome.results["psnr"].per_subject == pytest.approx(expected)
     assert outcome.results["ssim"].status == "ok"
     assert sum(outcome.clipped_voxels.values()) >= 2
@@ -66,7 +70,7 @@ def test_cardiac_reads_the_stack_and_scores_missing_slices(tmp_path, monkeypatch
     subjects = _data(monkeypatch, 1)
     for sid, subject in subjects.items():
         _save(tmp_path / sid / "sax.nii.gz", subject.image[0])  # perfect prediction
-    outcome = score_predictions(task, tmp_path)
+    outcome = score_predictions(task, NO_DATASET, registry().task_metrics(task), tmp_path)
     assert outcome.results["psnr"].aggregate["mean"] == pytest.approx(100.0)
     assert len(outcome.results["psnr"].aggregate["per_element"]) >= 4
 
@@ -85,14 +89,14 @@ def test_bad_predictions_name_subject_and_file(tmp_path, monkeypatch, problem):
             _save(tmp_path / sid / ("other.nii.gz" if problem == "missing-file" and sid == "s1" else "sax.nii.gz"),
                   volume)
     with pytest.raises(MribenchError, match="subject s1") as info:
-        score_predictions(task, tmp_path)
+        score_predictions(task, NO_DATASET, registry().task_metrics(task), tmp_path)
     message = str(info.value)
     assert "\n" not in message and (problem == "missing-subject" or "sax.nii.gz" in message)
 
 
 def _subject_from_source(sid: str, affine: np.ndarray):
     """A subject preprocessed from a (2, 20, 22, 14) source volume (so it has a native grid) and that source."""
-    from mribench.data.nifti import RawSubject
+    from mribench.data.base import RawSubject
     from mribench.data.preprocess import preprocess_subject
     from mribench.tasks import PreprocessSpec
 
@@ -128,10 +132,12 @@ def test_predictions_on_the_source_grid_are_brought_onto_the_task_grid(tmp_path,
         write_volume(tmp_path / "cut" / sid / element, native[:-1], affine)
     test = SubjectSet(sorted(subjects), subjects.__getitem__)
     monkeypatch.setattr(score_module, "load_task_data",
-                        lambda task, root, progress=None: SimpleNamespace(train=test, validation=test, test=test))
-    psnr_values = score_predictions(task, tmp_path / "native").results["psnr"].per_subject
+                        lambda task, dataset_cls, root, progress=None: SimpleNamespace(train=test, validation=test,
+                                                                                       test=test))
+    psnr_values = score_predictions(task, NO_DATASET, registry().task_metrics(task),
+                                    tmp_path / "native").results["psnr"].per_subject
     assert sorted(psnr_values) == ["s0", "s1"] and min(psnr_values.values()) > 60
     with pytest.raises(MribenchError, match="has the source volume's shape but not its affine"):
-        score_predictions(task, tmp_path / "shifted")
+        score_predictions(task, NO_DATASET, registry().task_metrics(task), tmp_path / "shifted")
     with pytest.raises(MribenchError, match=r"expected \(12, 12, 12\) .* or \(20, 22, 14\)"):
-        score_predictions(task, tmp_path / "cut")
+        score_predictions(task, NO_DATASET, registry().task_metrics(task), tmp_path / "cut")

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mribench.cli import app
 from mribench.errors import MribenchError
-from mribench.tasks import TASKS_DIR
+from mribench.tasks import TASKS_DIR, resolved_task_mapping
 
 REAL_TASK = TASKS_DIR / "phantom-brats-missing1.yaml"
 
@@ -50,7 +50,7 @@ def refused(workspace, *args: str, expect: str) -> str:
 
 def task_file(folder: Path, name: str, **changes) -> Path:
     """A copy of the phantom BraTS task with top-level keys (or preprocess/metrics) changed."""
-    spec = yaml.safe_load(REAL_TASK.read_text())
+    spec = resolved_task_mapping(REAL_TASK)
     spec.update(name=name, **changes)
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -111,7 +111,7 @@ def test_data_show_output_onto_a_folder(workspace):
 
 # -- task shapes and metric options ---------------------------------------------------------------------------
 def test_task_shape_too_small_for_ssim_is_refused_before_any_data_is_made(workspace, task_folder):
-    spec = yaml.safe_load(REAL_TASK.read_text())
+    spec = resolved_task_mapping(REAL_TASK)
     path = task_file(task_folder, "tiny-shape", preprocess={**spec["preprocess"], "shape": [32, 8, 8]})
     refused(workspace, "run", "-m", "zero-fill", "-t", str(path),
             expect="metric 'ssim' cannot score preprocess.shape [32, 8, 8]: SSIM needs every side of an element >= "
@@ -127,7 +127,7 @@ def test_cardiac_ssim_is_2d_so_few_slices_are_fine_but_a_small_plane_is_not(work
 
 
 def test_task_shape_too_large_for_memory(workspace, task_folder):
-    spec = yaml.safe_load(REAL_TASK.read_text())
+    spec = resolved_task_mapping(REAL_TASK)
     path = task_file(task_folder, "huge-shape", preprocess={**spec["preprocess"], "shape": [4096, 4096, 4096]})
     refused(workspace, "run", "-m", "zero-fill", "-t", str(path),
             expect="preprocess.shape [4096, 4096, 4096] makes one subject 1.02e+03 GiB")
@@ -187,7 +187,7 @@ def test_the_old_root_option_still_works_and_the_message_says_data_root(workspac
 
 def test_a_pydantic_pattern_prints_intact(workspace, task_folder):
     path = task_folder / "Bad_Name.yaml"
-    spec = yaml.safe_load(REAL_TASK.read_text())
+    spec = resolved_task_mapping(REAL_TASK)
     path.write_text(yaml.safe_dump({**spec, "name": "Bad_Name"}))
     refused(workspace, "run", "-m", "zero-fill", "-t", str(path),
             expect=r"key 'name': String should match pattern '^[a-z0-9][a-z0-9+\-]*$'")

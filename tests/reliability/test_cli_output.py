@@ -132,7 +132,8 @@ def test_significant_digits_reference():
 
 
 def test_column_digits_give_every_mean_three_significant_digits():
-    from mribench.leaderboard import Cell, column_digits
+    from mribench.leaderboard.cells import Cell
+    from mribench.leaderboard.grid import column_digits
 
     cells = [Cell(mean=0.0350), Cell(mean=0.2), Cell(mean=float("nan")), Cell(status="not computed")]
     decimals = column_digits(cells, minimum=2)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from mribench.cli import app
 from mribench.data.nifti import strip_nifti_suffix
 from mribench.errors import MribenchError
-from mribench.leaderboard import build_table
+from mribench.leaderboard.layouts.plain import build_table
 from mribench.protocol import make_split
 from mribench.runner import RunRequest, run
 from mribench.tasks import get_task

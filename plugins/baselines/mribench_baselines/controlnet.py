@@ -75,6 +75,7 @@ def control_image(image: torch.Tensor, problem: str) -> torch.Tensor:
 
 class ControlNet(LDM):
     name = "controlnet"
+    display_name = "ControlNet"
     version = "0.1.0"
     summary = ("ControlNet: a trainable control branch (MONAI ControlNet) reading the zero-filled image, on the "
                "frozen ldm of the same dataset, preset and seed")

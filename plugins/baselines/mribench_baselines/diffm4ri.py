@@ -53,6 +53,7 @@ PRESETS = {
 
 class DiffM4RI(LatentDiffusionMethod):
     name = "diffm4ri"
+    display_name = "DiffM4RI"
     version = "0.1.0"
     summary = ("latent diffusion with modality inpainting: per-element autoencoder, unconditional prior on complete "
                "latents, RePaint-style resampling with the observed latents re-imposed (DiffM4RI)")

@@ -128,6 +128,7 @@ class HyperGAENet(nn.Module):
 
 class HyperGAE(ElementMethod):
     name = "hypergae"
+    display_name = "Hyper-GAE"
     family = "gan"
     summary = "hyper-network element-specific encoders/decoders, graph-attention fusion (Hyper-GAE)"
     presets = PRESETS
@@ -149,6 +150,7 @@ class HyperGAE(ElementMethod):
 
 class HyperGAEPrompts(HyperGAE):
     name = "hypergae+prompts"
+    display_name = "Hyper-GAE+Prompts"
     summary = "Hyper-GAE with the binary mask code replaced by frozen CoPeVAE prompts (never reads the mask)"
     uses_prompts = True
     reads_mask = False

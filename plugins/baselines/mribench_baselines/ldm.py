@@ -65,6 +65,7 @@ def shared_model_path(shared_dir: Path, preset: str, seed: int) -> Path:
 
 class LDM(LatentDiffusionMethod):
     name = "ldm"
+    display_name = "LDM"
     version = "0.1.0"
     summary = ("latent diffusion: per-element KL autoencoder, U-Net over the latents conditioned on the observed "
                "latents and the mask code; noise on the missing latents, DDIM (LDM)")

@@ -118,6 +118,7 @@ class M2DNNet(nn.Module):
 
 class M2DN(ElementMethod):
     name = "m2dn"
+    display_name = "M2DN"
     family = "diffusion"
     summary = "diffusion: per-element encoders, channel-attention fusion U-Net, mask code at the bottleneck (M2DN)"
     presets = PRESETS
@@ -159,6 +160,7 @@ class M2DN(ElementMethod):
 
 class M2DNPrompts(M2DN):
     name = "m2dn+prompts"
+    display_name = "M2DN+Prompts"
     summary = "M2DN with the binary mask code replaced by frozen CoPeVAE prompts (never reads the mask)"
     uses_prompts = True
     reads_mask = False

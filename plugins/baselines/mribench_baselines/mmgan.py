@@ -62,6 +62,7 @@ class Generator(nn.Module):
 
 class MMGAN(ElementMethod):
     name = "mmgan"
+    display_name = "MMGAN"
     family = "gan"
     summary = "2D U-Net over all elements (missing zero-filled), LSGAN patch discriminator, curriculum (MMGAN)"
     presets = PRESETS

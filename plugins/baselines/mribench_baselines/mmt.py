@@ -109,6 +109,7 @@ class MMTNet(nn.Module):
 
 class MMT(ElementMethod):
     name = "mmt"
+    display_name = "MMT"
     family = "gan"
     summary = "Swin encoder over available elements with element tokens, decoder querying missing ones (MMT)"
     presets = PRESETS
@@ -131,6 +132,7 @@ class MMT(ElementMethod):
 
 class MMTPrompts(MMT):
     name = "mmt+prompts"
+    display_name = "MMT+Prompts"
     summary = "MMT with the binary mask code replaced by frozen CoPeVAE prompts (never reads the mask)"
     uses_prompts = True
     reads_mask = False

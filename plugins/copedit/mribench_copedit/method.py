@@ -42,6 +42,7 @@ class CoPeDiT(Method):
     """
 
     name: ClassVar[str] = "copedit"
+    display_name: ClassVar[str] = "CoPeDiT"
     version: ClassVar[str] = "0.1.0"
     presets: ClassVar[dict[str, CoPeDiTConfig]] = PRESETS
     reads_mask: ClassVar[bool] = False

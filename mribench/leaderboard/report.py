@@ -1,4 +1,5 @@
-"""Figures and the HTML report of stored runs, and the committed ``leaderboard/`` folder.
+"""Figures and the HTML report of stored runs, and the committed ``leaderboard/`` folder (the README's results block
+is :mod:`mribench.leaderboard.readme`).
 
 * :func:`qualitative_figure`: per task, a few test subjects; top row ground truth, observed inputs and each method's
   synthesis (title: the subject's PSNR), bottom row the absolute error of each synthesis;
@@ -16,28 +17,24 @@ import base64
 import functools
 import io
 import shutil
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from mribench.analyze import analysis_figures
-from mribench.atomic import atomic_write_bytes
+from mribench.atomic import atomic_write_bytes, atomic_write_text
 from mribench.errors import MribenchError
-from mribench.leaderboard import Collection, Grid, GridRow, build_table, collect, metric_cell, render
-from mribench.paper_layouts import (
-    GROUP_TITLES,
-    METRIC_LABELS,
-    PROMPTS_SUFFIX,
-    REPORTED,
-    build_paper_tables,
-    by_dataset,
-    row_labels,
-)
-from mribench.results import RESULT_FILE, atomic_write_text, run_dir
+from mribench.leaderboard.cells import metric_cell
+from mribench.leaderboard.collect import Collection, Descriptions, collect
+from mribench.leaderboard.layouts.paper import PROMPTS_SUFFIX, build_paper_tables, by_dataset, row_labels
+from mribench.leaderboard.layouts.plain import build_table
+from mribench.leaderboard.render import render
+from mribench.results import RESULT_FILE, run_dir
 from mribench.runner import PREDICTION_FOLDERS
 
+DatasetClasses = Callable[[str], type]  # dataset name -> its class (e.g. the registry's ``dataset``)
 TABLE_FILES = {"md": "leaderboard.md", "csv": "leaderboard.csv", "latex": "leaderboard.tex",
                "html": "leaderboard.html"}
 FIGURES_FOLDER = "figures"
@@ -136,11 +133,13 @@ def _predictions_folder(run: Path) -> Path:
 
 
 # -- qualitative grid ----------------------------------------------------------------------------------------
-def qualitative_figure(task: str, collection: Collection, data_root: Path | None, subjects: int) -> Figure:
+def qualitative_figure(task: str, collection: Collection, data_root: Path | None, subjects: int,
+                       dataset_classes: DatasetClasses | None) -> Figure:
     """Rows: ``subjects`` test subjects (the first ones, sorted by ID, that every method predicted), each as an image
     row and an error row. Columns: ground truth, observed inputs, one per method. Brain: the axial slice through the
     labels' centroid (else the middle one) of the subject's first missing modality; cardiac: the middle slice of
-    the missing run, and the observed stack cut along the long axis (the gap is black)."""
+    the missing run, and the observed stack cut along the long axis (the gap is black). ``dataset_classes``: dataset
+    name → class (the installed plugins', which the CLI passes)."""
     from mribench.data import load_task_data
     from mribench.metrics.score import read_on_preprocessed_grid
     from mribench.protocol import evaluation_pattern
@@ -148,9 +147,11 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
 
     spec = get_task(task)
     rows = collection.rows(task)
-    labels = row_labels(rows)
+    labels = row_labels(collection, rows)
     folders = {row: _predictions_folder(_first_run(collection, task, row)) for row in rows}
-    data = load_task_data(spec, data_root)
+    if dataset_classes is None:
+        raise MribenchError(f"{task}: the qualitative figure reads the test subjects, and no dataset classes were given")
+    data = load_task_data(spec, dataset_classes(spec.dataset), data_root)
     chosen = [sid for sid in sorted(data.test.subject_ids)
               if all((folders[row] / sid).is_dir() for row in rows)][:subjects]
     if not chosen:
@@ -239,7 +240,7 @@ def _per_subject_psnr(collection: Collection, task: str, row) -> dict[str, float
 def psnr_boxplot(task: str, collection: Collection) -> Figure | None:
     """Box plot of per-subject PSNR per method (sorted by median); None when no method has per-subject PSNR."""
     rows = collection.rows(task)
-    labels = row_labels(rows)
+    labels = row_labels(collection, rows)
     series = {labels[row]: list(values.values()) for row in rows
               if (values := _per_subject_psnr(collection, task, row))}
     if not series:
@@ -262,7 +263,7 @@ def psnr_vs_missing(dataset: str, tasks: list[str], collection: Collection) -> F
     if len(set(counts.values())) < 2:
         return None
     rows = sorted({row for task in tasks for row in collection.rows(task)})
-    labels = row_labels(rows)
+    labels = row_labels(collection, rows)
     plt = _pyplot()
     figure, ax = plt.subplots(figsize=(7, 4.5))
     for index, row in enumerate(rows):
@@ -287,14 +288,15 @@ def psnr_vs_missing(dataset: str, tasks: list[str], collection: Collection) -> F
 
 
 def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, subjects: int = 3,
-                   kept: Path | None = None) -> list[Figure]:
+                   kept: Path | None = None, fallback: Descriptions | None = None,
+                   dataset_classes: DatasetClasses | None = None) -> list[Figure]:
     """Every figure of the report: per task the qualitative grid and the PSNR box plot, per dataset PSNR vs missing.
     A task whose runs hold no predictions keeps its qualitative figure from the folder ``kept`` (else an error)."""
-    collection = collect(tasks, runs)
+    collection = collect(tasks, runs, fallback)
     figures: list[Figure] = []
     for dataset, dataset_tasks in by_dataset(collection).items():
         for task in dataset_tasks:
-            figures.append(qualitative_figure(task, collection, data_root, subjects)
+            figures.append(qualitative_figure(task, collection, data_root, subjects, dataset_classes)
                            if _has_predictions(collection, task) else _kept_qualitative(task, runs, kept))
             figures += [box] if (box := psnr_boxplot(task, collection)) else []
             figures += stored_analysis_figures(task, collection)
@@ -315,20 +317,22 @@ def stored_analysis_figures(task: str, collection: Collection) -> list[Figure]:
 
 
 def write_report(tasks: list[str], runs: Path, output: Path, data_root: Path | None = None,
-                 subjects: int = 3) -> list[Path]:
+                 subjects: int = 3, fallback: Descriptions | None = None,
+                 dataset_classes: DatasetClasses | None = None) -> list[Path]:
     """``output`` ending in .html: one self-contained page (paper tables with the reported numbers, then the
     figures); otherwise a folder that receives one PNG per figure. Returns the written paths."""
-    figures = report_figures(tasks, runs, data_root, subjects)
+    figures = report_figures(tasks, runs, data_root, subjects, fallback=fallback, dataset_classes=dataset_classes)
     output = Path(output)
     if output.suffix.lower() in (".html", ".htm"):
         inline = [(f.caption, "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")) for f in figures]
-        return [_write_page(tasks, runs, output, inline)]
+        return [_write_page(tasks, runs, output, inline, fallback)]
     return _write_pngs(output, figures)
 
 
-def _write_page(tasks: list[str], runs: Path, output: Path, figures: list[tuple[str, str]]) -> Path:
+def _write_page(tasks: list[str], runs: Path, output: Path, figures: list[tuple[str, str]],
+                fallback: Descriptions | None) -> Path:
     """The paper tables with the reported numbers, then ``figures`` as (caption, image URL)."""
-    page = render(build_paper_tables(tasks, runs, reference=True, withhold_refused=True), "html",
+    page = render(build_paper_tables(tasks, runs, reference=True, withhold_refused=True, fallback=fallback), "html",
                   title="mribench report", figures=figures)
     atomic_write_text(output, page)
     return output
@@ -346,7 +350,8 @@ def _write_pngs(folder: Path, figures: list[Figure]) -> list[Path]:
 
 # -- the committed leaderboard folder ------------------------------------------------------------------------
 def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root: Path | None = None,
-                             subjects: int = LEADERBOARD_SUBJECTS) -> list[Path]:
+                             subjects: int = LEADERBOARD_SUBJECTS, fallback: Descriptions | None = None,
+                             dataset_classes: DatasetClasses | None = None) -> list[Path]:
     """Regenerate ``out`` from ``runs``: paper-layout tables (leaderboard.md/.csv/.tex/.html), the same with the
     paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), the figures as PNGs under
     ``figures/``, report.html linking them by relative path, and a copy of every result.json under
@@ -356,23 +361,24 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     the copies, and the qualitative figures (which need the predictions) are kept. Files are replaced atomically;
     result copies of runs no longer present are removed."""
     out = Path(out)
-    collection = collect(tasks, runs)
-    grids = build_paper_tables(tasks, runs, withhold_refused=True)
+    collection = collect(tasks, runs, fallback)
+    grids = build_paper_tables(tasks, runs, withhold_refused=True, fallback=fallback)
     written = []
     for fmt, name in TABLE_FILES.items():
         atomic_write_text(out / name, render(grids, fmt, title="mribench leaderboard"))
         written.append(out / name)
-    extra = {"leaderboard-reference.md": render(build_paper_tables(tasks, runs, reference=True, withhold_refused=True),
-                                                "md"),
-             "plain.md": render(build_table(tasks, runs), "md")}
+    extra = {"leaderboard-reference.md": render(build_paper_tables(tasks, runs, reference=True, withhold_refused=True,
+                                                                   fallback=fallback), "md"),
+             "plain.md": render(build_table(tasks, runs, fallback=fallback), "md")}
     for name, text in extra.items():
         atomic_write_text(out / name, text)
         written.append(out / name)
-    figures = report_figures(tasks, runs, data_root, subjects, kept=out / FIGURES_FOLDER)
+    figures = report_figures(tasks, runs, data_root, subjects, kept=out / FIGURES_FOLDER, fallback=fallback,
+                             dataset_classes=dataset_classes)
     shutil.rmtree(out / FIGURES_FOLDER, ignore_errors=True)
     written += _write_pngs(out / FIGURES_FOLDER, figures)
     written.append(_write_page(tasks, runs, out / "report.html",
-                               [(f.caption, f"{FIGURES_FOLDER}/{f.name}.png") for f in figures]))
+                               [(f.caption, f"{FIGURES_FOLDER}/{f.name}.png") for f in figures], fallback))
     staging = out / ".results.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     for path, result in collection.all_results():
@@ -382,112 +388,3 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     shutil.rmtree(out / "results", ignore_errors=True)
     staging.rename(out / "results")
     return written + [out / "results"]
-
-
-# -- the README's generated results block --------------------------------------------------------------------
-README_BEGIN = "<!-- leaderboard:begin -->"
-README_END = "<!-- leaderboard:end -->"
-README_WIDTH = 120
-README_NOTE = "<!-- generated from leaderboard/results by `make leaderboard` / `make readme`; edits here are lost -->"
-
-
-def _readme_parts(readme: Path) -> tuple[str, str]:
-    """The README up to and including its begin-marker line, and from its end-marker line on."""
-    try:
-        lines = Path(readme).read_text().splitlines(keepends=True)
-    except OSError as error:
-        raise MribenchError(f"cannot read the README {readme}: {error.strerror or error}") from error
-    begins = [i for i, line in enumerate(lines) if line.strip() == README_BEGIN]
-    ends = [i for i, line in enumerate(lines) if line.strip() == README_END]
-    if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
-        raise MribenchError(f"{readme}: needs one line {README_BEGIN} and, below it, one line {README_END} around "
-                            "the generated results block")
-    return "".join(lines[:begins[0] + 1]), "".join(lines[ends[0]:])
-
-
-def check_readme(readme: Path) -> None:
-    """Refuses, before any long work, a README the block cannot be written into."""
-    _readme_parts(readme)
-
-
-def write_readme_block(readme: Path, tasks: list[str], results: Path) -> Path:
-    """Replace the text between the README's markers with :func:`readme_block`; the rest is kept byte for byte."""
-    before, after = _readme_parts(readme)
-    atomic_write_text(readme, before + readme_block(tasks, results) + after)
-    return readme
-
-
-def readme_block(tasks: list[str], results: Path) -> str:
-    """Markdown for the README's results section, built from the same tables as ``leaderboard/``: the run count and
-    time, per dataset the PSNR columns of its main table and which methods beat the strongest floor, and the
-    +Prompts differences beside the paper's."""
-    collection = collect(tasks, results)
-    found = [result for _, result in collection.all_results()]
-    minutes = sum(sum(result.timings.values()) for result in found) / 60
-    fit = sum(result.timings.get("fit_or_load_s", 0.0) for result in found) / 60
-    presets = ", ".join(sorted({result.method["preset"] for result in found}))
-    parts = [README_NOTE, "",
-             _wrap(f"{len(found)} runs over {len(collection.tasks)} tasks at the `{presets}` preset: {minutes:.0f} min "
-                   f"of run time summed over the results' timings, {fit:.0f} min of it fitting or loading models. PSNR "
-                   "in dB on the missing elements, mean ± std over test subjects, [std over seeds] when there are "
-                   "several; best bold, second italic; †: the paired Wilcoxon test against the runner-up holds in "
-                   "every seed. The full tables (SSIM, FID, FVD, Dice, provenance) are in "
-                   "[`leaderboard/`](leaderboard/)."), ""]
-    main = {grid.key: grid for grid in build_paper_tables(tasks, results, withhold_refused=True)}
-    for dataset, dataset_tasks in by_dataset(collection).items():
-        psnr = _columns_of(main[dataset], lambda group, label: label == METRIC_LABELS["psnr"], lambda g, _: g)
-        subjects = " / ".join(sorted({str(collection.task_info(task)["n_test"]) for task in dataset_tasks}))
-        parts += [f"**{main[dataset].title}** ({subjects} test subjects)", "", render(psnr, "md").rstrip("\n"), ""]
-        parts += [comparison, ""] if (comparison := _floor_comparison(psnr)) else []
-    parts += [_wrap(f"**{grid.title}**: {grid.rows[0].cells[0].text}") + "\n"
-              for grid in main.values() if grid.title.endswith(": withheld")]
-    prompts = next((grid for grid in build_paper_tables(tasks, results, reference=True, withhold_refused=True)
-                    if grid.key == "prompts"), None)
-    if prompts:
-        suffix = f" {METRIC_LABELS['psnr']}"
-        delta = _columns_of(prompts, lambda group, label: label == "Δ" and group.endswith(suffix),
-                            lambda group, _: group.removesuffix(suffix))
-        parts += [_wrap("**+Prompts − base, PSNR difference (dB)**; †: the paired test between the two holds in "
-                        f"every seed; *{REPORTED}*: the paper's numbers on the real dataset (not comparable with the "
-                        "phantoms)"), "",
-                  render(delta, "md").rstrip("\n"), ""]
-    return "\n".join(parts)
-
-
-def _columns_of(grid: Grid, keep, label) -> Grid:
-    """A copy of ``grid`` with only the columns ``keep(group, label)`` accepts, relabelled ``label(group, label)``,
-    without footnote."""
-    chosen = [i for i, (group, name) in enumerate(grid.columns) if keep(group, name)]
-    rows = [GridRow(row.label, [row.cells[i] for i in chosen], row.kind) for row in grid.rows]
-    return Grid(key=grid.key, title=grid.title, columns=[("", label(*grid.columns[i])) for i in chosen], rows=rows)
-
-
-def _floor_comparison(grid: Grid) -> str:
-    """Which methods' mean beats every floor's at every missing count (column), at some (named) and at none."""
-    floors, others, section = [], [], None
-    for row in grid.rows:
-        if row.kind == "section":
-            section = row.label
-        elif row.kind == "result":
-            (floors if section == GROUP_TITLES["floor"] else others).append(row)
-    means = [[c.cell.mean if c.cell is not None and c.cell.ok else None for c in row.cells] for row in floors]
-    best = [max((m[i] for m in means if m[i] is not None), default=None) for i in range(len(grid.columns))]
-    if not floors or not others or None in best:
-        return ""
-    groups: dict[str, list[str]] = {"every": [], "some": [], "none": []}
-    for row in others:
-        above = [grid.columns[i][1] for i, cell in enumerate(row.cells)
-                 if cell.cell is not None and cell.cell.ok and cell.cell.mean > best[i]]
-        if len(above) == len(grid.columns):
-            groups["every"].append(row.label)
-        elif above:
-            groups["some"].append(f"{row.label} ({', '.join(above)})")
-        else:
-            groups["none"].append(row.label)
-    return _wrap(f"Mean PSNR above every floor ({', '.join(row.label for row in floors)}) at every missing count: "
-                 f"{', '.join(groups['every']) or 'none'}; at some: {', '.join(groups['some']) or 'none'}; at none: "
-                 f"{', '.join(groups['none']) or 'none'}.")
-
-
-def _wrap(text: str) -> str:
-    return textwrap.fill(text, width=README_WIDTH, break_long_words=False, break_on_hyphens=False)

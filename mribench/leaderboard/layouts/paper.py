@@ -1,4 +1,4 @@
-"""The paper's table shapes, built from stored results (``mribench leaderboard --layout paper``).
+"""The paper layout (``mribench leaderboard --layout paper``): the paper's table shapes, built from stored results.
 
 * one main table per dataset: PSNR ± std, SSIM ± std, FID, FVD for each missing count of the dataset's tasks,
   rows grouped by method family (floors, GAN-based, diffusion-based, CoPeDiT, then CoPeDiT's ablation variants);
@@ -15,60 +15,27 @@ from pathlib import Path
 from typing import Callable
 
 from mribench.errors import MribenchError
-from mribench.leaderboard import (
-    LEGEND,
-    Cell,
-    Collection,
-    Grid,
-    GridCell,
-    GridRow,
-    RowKey,
-    collect,
-    digits,
-    footnote,
-    higher_is_better,
-    marked_cells,
-    metric_cell,
-    significant,
-)
+from mribench.leaderboard.cells import Cell, metric_cell, significant
+from mribench.leaderboard.collect import Collection, Descriptions, RowKey, collect
+from mribench.leaderboard.grid import LEGEND, Grid, GridCell, GridRow, digits, footnote, marked_cells
 from mribench.metrics.dice import SEGMENTER_VALIDATION
-from mribench.plugins import registry
 from mribench.tasks import get_task
 
 PROMPTS_SUFFIX = "+prompts"
 MAIN_METRICS = ("psnr", "ssim", "fid", "fvd")
 PROMPT_METRICS = ("psnr", "ssim")
-METRIC_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "fid": "FID", "fvd": "FVD", "mae": "MAE", "dice": "Dice"}
 GROUP_ORDER = ("floor", "gan", "diffusion", "other", "proposed", "ablation")
 GROUP_TITLES = {"floor": "Floors", "gan": "GAN-based", "diffusion": "Diffusion-based", "other": "Other methods",
                 "proposed": "CoPeDiT (the paper's method)", "ablation": "Ablations (CoPeDiT variants)"}
-# Family of methods whose class does not declare one, and of methods only the paper reports (reference rows).
-FAMILY_BY_NAME = {"zero-fill": "floor", "mean-available": "floor", "nearest-contrast": "floor",
-                  "slice-interp": "floor", "mmgan": "gan", "mmt": "gan", "hypergae": "gan", "m2dn": "diffusion",
-                  "ldm": "diffusion", "controlnet": "diffusion", "diffm4ri": "diffusion", "copedit": "proposed"}
-PAPER_NAMES = {"mmgan": "MMGAN", "mmt": "MMT", "hypergae": "Hyper-GAE", "m2dn": "M2DN", "copedit": "CoPeDiT",
-               "ldm": "LDM", "controlnet": "ControlNet", "diffm4ri": "DiffM4RI"}
 # A phantom task borrows the reference numbers of the real task with the same missing count.
 REAL_TWIN_PREFIX = {"phantom-brats": "brats", "phantom-ixi": "ixi", "phantom-cardiac": "ukbb"}
 REPORTED = "reported (paper)"
 
 
-def display_name(method: str) -> str:
-    """The paper's spelling: mmgan → MMGAN, hypergae+prompts → Hyper-GAE+Prompts; others unchanged."""
-    base = method.removesuffix(PROMPTS_SUFFIX)
-    return PAPER_NAMES.get(base, base) + ("+Prompts" if method.endswith(PROMPTS_SUFFIX) else "")
-
-
-def family(method: str) -> str:
-    """The method class's ``family`` when it declares one, else :data:`FAMILY_BY_NAME` (a +prompts variant takes its
-    base's), else ``other``."""
-    try:
-        declared = registry().get("method", method).cls.family
-    except MribenchError:
-        declared = "other"
-    if declared in GROUP_TITLES and declared != "other":
-        return declared
-    return FAMILY_BY_NAME.get(method.removesuffix(PROMPTS_SUFFIX), "other")
+def family(collection: Collection, method: str) -> str:
+    """The method's recorded family when it is one of the table's groups, else ``other``."""
+    declared = collection.family(method)
+    return declared if declared in GROUP_TITLES else "other"
 
 
 # -- reported numbers ----------------------------------------------------------------------------------------
@@ -127,12 +94,12 @@ def _reported_note(reported: dict[str, Reported | None]) -> list[str]:
 
 
 # -- shared pieces -------------------------------------------------------------------------------------------
-def row_labels(rows: list[RowKey]) -> dict[RowKey, str]:
-    """Paper names; the preset is added when one method appears with several presets."""
+def row_labels(collection: Collection, rows: list[RowKey]) -> dict[RowKey, str]:
+    """Display names; the preset is added when one method appears with several presets."""
     presets: dict[str, set[str]] = {}
     for method, preset in rows:
         presets.setdefault(method, set()).add(preset)
-    return {(m, p): display_name(m) + (f" ({p})" if len(presets[m]) > 1 else "") for m, p in rows}
+    return {(m, p): collection.display_name(m) + (f" ({p})" if len(presets[m]) > 1 else "") for m, p in rows}
 
 
 def by_dataset(collection: Collection) -> dict[str, list[str]]:
@@ -148,28 +115,22 @@ def _missing_label(collection: Collection, task: str, tasks: list[str]) -> str:
     return f"missing {collection.task_info(task)['missing']}" if len(set(missing)) == len(missing) else task
 
 
-def _grouped_rows(grid: Grid, rows: list[RowKey], labels: dict[RowKey, str], columns: list,
+def _grouped_rows(collection: Collection, grid: Grid, rows: list[RowKey], labels: dict[RowKey, str], columns: list,
                   cells: dict[tuple, dict[RowKey, GridCell]], reported_cells, reported_only: list[str]) -> None:
     """Append family sections; under each of our rows the reported row (if any); then reported-only methods."""
     for group in GROUP_ORDER:
-        ours = sorted((row for row in rows if family(row[0]) == group), key=lambda r: labels[r])
-        others = [name for name in reported_only if _paper_family(name) == group]
+        ours = sorted((row for row in rows if family(collection, row[0]) == group), key=lambda r: labels[r])
+        others = [name for name in reported_only if collection.family_of_display_name(name) == group]
         if not ours and not others:
             continue
         grid.section(GROUP_TITLES[group])
         for row in ours:
             grid.rows.append(GridRow(labels[row], [cells[column].get(row, GridCell("–")) for column in columns]))
-            reported = reported_cells(display_name(row[0]))
+            reported = reported_cells(collection.display_name(row[0]))
             if reported:
                 grid.rows.append(GridRow(f"{labels[row]} — {REPORTED}", reported, kind="reported"))
         for name in others:
             grid.rows.append(GridRow(f"{name} — {REPORTED}", reported_cells(name), kind="reported"))
-
-
-def _paper_family(name: str) -> str:
-    """Family of a method the paper names (e.g. "LDM"), for its reported-only row."""
-    key = next((k for k, v in PAPER_NAMES.items() if v == name), name.lower())
-    return FAMILY_BY_NAME.get(key, "other")
 
 
 def _reported_row(columns, reported: dict[str, Reported | None],
@@ -195,9 +156,10 @@ def main_grid(collection: Collection, dataset: str, tasks: list[str], reference:
     columns = [(task, metric) for task in tasks for metric in MAIN_METRICS if metric in collection.metrics(task)]
     rows = [row for row in collection.rows() if not row[0].endswith(PROMPTS_SUFFIX)
             and any(collection.get(task, row) for task in tasks)]
-    labels = row_labels(rows)
+    labels = row_labels(collection, rows)
     cells = {(task, metric): marked_cells({row: metric_cell(collection.get(task, row), metric) for row in rows
-                                           if collection.get(task, row)}, metric, digits(metric))
+                                           if collection.get(task, row)}, collection.higher_is_better(metric),
+                                          digits(metric))
              for task, metric in columns}
     info = collection.task_info(tasks[0])
     counts = " / ".join(str(collection.task_info(t)["missing"]) for t in tasks)
@@ -206,12 +168,13 @@ def main_grid(collection: Collection, dataset: str, tasks: list[str], reference:
     else:
         what = f"a run of {counts} of {len(info['elements'])} slices missing"
     grid = Grid(key=f"{dataset}", title=f"{dataset}: {what}",
-                columns=[(_missing_label(collection, t, tasks), METRIC_LABELS.get(m, m)) for t, m in columns], rows=[])
+                columns=[(_missing_label(collection, t, tasks), collection.metric_label(m)) for t, m in columns],
+                rows=[])
     reported = {task: reported_for(task) for task in tasks} if reference else {}
-    ours = {display_name(row[0]) for row in rows}
+    ours = {collection.display_name(row[0]) for row in rows}
     reported_only = [name for item in reported.values() if item for name in item.methods()
                      if name not in ours and "+" not in name and name != "Missing"]
-    _grouped_rows(grid, rows, labels, columns, cells,
+    _grouped_rows(collection, grid, rows, labels, columns, cells,
                   _reported_row(columns, reported, lambda c: c) if reference else (lambda name: None),
                   list(dict.fromkeys(reported_only)))
     grid.footnote = footnote(collection, tasks, labels, LEGEND) + _reported_note(reported)
@@ -228,11 +191,11 @@ def prompts_grid(collection: Collection, reference: bool) -> Grid | None:
     if not tasks:
         return None
     blocks = [(task, metric) for task in tasks for metric in PROMPT_METRICS if metric in collection.metrics(task)]
-    columns = [(f"{task} {METRIC_LABELS[metric]}", part) for task, metric in blocks
+    columns = [(f"{task} {collection.metric_label(metric)}", part) for task, metric in blocks
                for part in ("base", "+Prompts", "Δ")]
     grid = Grid(key="prompts", title="+Prompts: the binary mask code replaced by CoPeVAE's learned prompts",
                 columns=columns, rows=[])
-    labels = row_labels(pairs)
+    labels = row_labels(collection, pairs)
     reported = {task: reported_for(task) for task in tasks} if reference else {}
     for base, preset in pairs:
         values, reported_values, any_reported = [], [], False
@@ -240,28 +203,29 @@ def prompts_grid(collection: Collection, reference: bool) -> Grid | None:
             base_cell = metric_cell(collection.get(task, (base, preset)), metric)
             prompt_cell = metric_cell(collection.get(task, (base + PROMPTS_SUFFIX, preset)), metric)
             values += [GridCell(base_cell.text(digits(metric)), base_cell),
-                       GridCell(prompt_cell.text(digits(metric)), prompt_cell), _delta(base_cell, prompt_cell, metric)]
+                       GridCell(prompt_cell.text(digits(metric)), prompt_cell),
+                       _delta(base_cell, prompt_cell, metric, collection.higher_is_better(metric))]
             item = reported.get(task)
-            name = display_name(base)
-            pair = (item.cell(metric, name), item.cell(metric, name + "+Prompts")) if item else (None, None)
+            names = (collection.display_name(base), collection.display_name(base + PROMPTS_SUFFIX))
+            pair = (item.cell(metric, names[0]), item.cell(metric, names[1])) if item else (None, None)
             any_reported = any_reported or any(c is not None for c in pair)
             reported_values += [GridCell(c.text(digits(metric)) if c else "–", c) for c in pair]
-            reported_values.append(_delta(pair[0], pair[1], metric) if all(pair) else GridCell("–"))
+            reported_values.append(_delta(pair[0], pair[1], metric, collection.higher_is_better(metric)) if all(pair)
+                                   else GridCell("–"))
         grid.rows.append(GridRow(labels[(base, preset)], values))
         if any_reported:
             grid.rows.append(GridRow(f"{labels[(base, preset)]} — {REPORTED}", reported_values, kind="reported"))
-    runs = row_labels([row for base, preset in pairs for row in ((base, preset), (base + PROMPTS_SUFFIX, preset))])
+    runs = row_labels(collection, [row for base, preset in pairs for row in ((base, preset), (base + PROMPTS_SUFFIX, preset))])
     grid.footnote = footnote(collection, tasks, runs, "Δ = +Prompts − base; †: the paired Wilcoxon test over "
                              "subjects between the two gives p < 0.05 in every seed; " + LEGEND) + \
         _reported_note(reported)
     return grid
 
 
-def _delta(base: Cell, prompts: Cell, metric: str) -> GridCell:
+def _delta(base: Cell, prompts: Cell, metric: str, higher: bool | None) -> GridCell:
     if not (base.ok and prompts.ok):
         return GridCell("n/a")
     difference = prompts.mean - base.mean
-    higher = higher_is_better(metric)
     is_significant = higher is not None and (significant(prompts, base, higher) or significant(base, prompts, higher))
     return GridCell(f"{difference:+.{digits(metric)}f}", Cell(mean=difference), significant=is_significant)
 
@@ -286,7 +250,8 @@ def dice_grid(collection: Collection, dataset: str, tasks: list[str], reference:
     part = {region: None if region == "avg" else f"synthesis.{region}" for task in tasks
             for region in regions[task] + ["avg"]}
     cells = {(task, region): marked_cells({row: metric_cell(collection.get(task, row), "dice", part[region], 100.0)
-                                           for row in rows if collection.get(task, row)}, "dice", 2)
+                                           for row in rows if collection.get(task, row)},
+                                          collection.higher_is_better("dice"), 2)
              for task, region in columns}
     grid = Grid(key=f"{dataset}-dice", title=f"{dataset}: downstream segmentation Dice (%)",
                 columns=[(_missing_label(collection, t, tasks), r) for t, r in columns], rows=[])
@@ -311,8 +276,8 @@ def dice_grid(collection: Collection, dataset: str, tasks: list[str], reference:
             reported_missing = reported_cells("Missing") if setting == "missing" else None
             if reported_missing:
                 grid.rows.append(GridRow(f"Missing — {REPORTED}", reported_missing, kind="reported"))
-    labels = row_labels(rows)
-    _grouped_rows(grid, rows, labels, columns, cells, reported_cells, [])
+    labels = row_labels(collection, rows)
+    _grouped_rows(collection, grid, rows, labels, columns, cells, reported_cells, [])
     grid.footnote = footnote(collection, tasks, labels, "Dice in %; avg: mean over regions per subject; " + LEGEND) \
         + _reported_note(reported)
     return grid
@@ -345,12 +310,13 @@ def _refuse_inverted_references(dataset: str, task: str, preset: str, sample: li
 
 
 def build_paper_tables(tasks: list[str], runs: Path, reference: bool = False,
-                       withhold_refused: bool = False) -> list[Grid]:
+                       withhold_refused: bool = False, fallback: Descriptions | None = None) -> list[Grid]:
     """Every paper-shaped table the results of ``tasks`` allow: main tables per dataset, +Prompts, Dice.
 
     A refused Dice table (Full below Missing) raises, unless ``withhold_refused``: then a one-cell table in its
-    place says why it is withheld (the committed leaderboard folder and the report are written that way)."""
-    collection = collect(tasks, runs)
+    place says why it is withheld (the committed leaderboard folder and the report are written that way).
+    ``fallback``: see :func:`~mribench.leaderboard.collect.collect`."""
+    collection = collect(tasks, runs, fallback)
     datasets = by_dataset(collection)
     grids = [main_grid(collection, dataset, dataset_tasks, reference) for dataset, dataset_tasks in datasets.items()]
     prompts = prompts_grid(collection, reference)

@@ -1,0 +1,121 @@
+"""The README's generated results block (between its ``leaderboard:begin`` / ``leaderboard:end`` markers), built
+from the same tables as the committed ``leaderboard/`` folder."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from mribench.atomic import atomic_write_text
+from mribench.errors import MribenchError
+from mribench.leaderboard.collect import Descriptions, collect
+from mribench.leaderboard.grid import Grid, GridRow
+from mribench.leaderboard.layouts.paper import GROUP_TITLES, REPORTED, build_paper_tables, by_dataset
+from mribench.leaderboard.render import render
+
+README_BEGIN = "<!-- leaderboard:begin -->"
+README_END = "<!-- leaderboard:end -->"
+README_WIDTH = 120
+README_NOTE = "<!-- generated from leaderboard/results by `make leaderboard` / `make readme`; edits here are lost -->"
+
+
+def _readme_parts(readme: Path) -> tuple[str, str]:
+    """The README up to and including its begin-marker line, and from its end-marker line on."""
+    try:
+        lines = Path(readme).read_text().splitlines(keepends=True)
+    except OSError as error:
+        raise MribenchError(f"cannot read the README {readme}: {error.strerror or error}") from error
+    begins = [i for i, line in enumerate(lines) if line.strip() == README_BEGIN]
+    ends = [i for i, line in enumerate(lines) if line.strip() == README_END]
+    if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
+        raise MribenchError(f"{readme}: needs one line {README_BEGIN} and, below it, one line {README_END} around "
+                            "the generated results block")
+    return "".join(lines[:begins[0] + 1]), "".join(lines[ends[0]:])
+
+
+def check_readme(readme: Path) -> None:
+    """Refuses, before any long work, a README the block cannot be written into."""
+    _readme_parts(readme)
+
+
+def write_readme_block(readme: Path, tasks: list[str], results: Path, fallback: Descriptions | None = None) -> Path:
+    """Replace the text between the README's markers with :func:`readme_block`; the rest is kept byte for byte."""
+    before, after = _readme_parts(readme)
+    atomic_write_text(readme, before + readme_block(tasks, results, fallback) + after)
+    return readme
+
+
+def readme_block(tasks: list[str], results: Path, fallback: Descriptions | None = None) -> str:
+    """Markdown for the README's results section, built from the same tables as ``leaderboard/``: the run count and
+    time, per dataset the PSNR columns of its main table and which methods beat the strongest floor, and the
+    +Prompts differences beside the paper's."""
+    collection = collect(tasks, results, fallback)
+    found = [result for _, result in collection.all_results()]
+    minutes = sum(sum(result.timings.values()) for result in found) / 60
+    fit = sum(result.timings.get("fit_or_load_s", 0.0) for result in found) / 60
+    presets = ", ".join(sorted({result.method["preset"] for result in found}))
+    parts = [README_NOTE, "",
+             _wrap(f"{len(found)} runs over {len(collection.tasks)} tasks at the `{presets}` preset: {minutes:.0f} min "
+                   f"of run time summed over the results' timings, {fit:.0f} min of it fitting or loading models. PSNR "
+                   "in dB on the missing elements, mean ± std over test subjects, [std over seeds] when there are "
+                   "several; best bold, second italic; †: the paired Wilcoxon test against the runner-up holds in "
+                   "every seed. The full tables (SSIM, FID, FVD, Dice, provenance) are in "
+                   "[`leaderboard/`](leaderboard/)."), ""]
+    main = {grid.key: grid for grid in build_paper_tables(tasks, results, withhold_refused=True, fallback=fallback)}
+    psnr_label = collection.metric_label("psnr")
+    for dataset, dataset_tasks in by_dataset(collection).items():
+        psnr = _columns_of(main[dataset], lambda group, label: label == psnr_label, lambda g, _: g)
+        subjects = " / ".join(sorted({str(collection.task_info(task)["n_test"]) for task in dataset_tasks}))
+        parts += [f"**{main[dataset].title}** ({subjects} test subjects)", "", render(psnr, "md").rstrip("\n"), ""]
+        parts += [comparison, ""] if (comparison := _floor_comparison(psnr)) else []
+    parts += [_wrap(f"**{grid.title}**: {grid.rows[0].cells[0].text}") + "\n"
+              for grid in main.values() if grid.title.endswith(": withheld")]
+    prompts = next((grid for grid in build_paper_tables(tasks, results, reference=True, withhold_refused=True,
+                                                        fallback=fallback) if grid.key == "prompts"), None)
+    if prompts:
+        suffix = f" {psnr_label}"
+        delta = _columns_of(prompts, lambda group, label: label == "Δ" and group.endswith(suffix),
+                            lambda group, _: group.removesuffix(suffix))
+        parts += [_wrap("**+Prompts − base, PSNR difference (dB)**; †: the paired test between the two holds in "
+                        f"every seed; *{REPORTED}*: the paper's numbers on the real dataset (not comparable with the "
+                        "phantoms)"), "",
+                  render(delta, "md").rstrip("\n"), ""]
+    return "\n".join(parts)
+
+
+def _columns_of(grid: Grid, keep, label) -> Grid:
+    """A copy of ``grid`` with only the columns ``keep(group, label)`` accepts, relabelled ``label(group, label)``,
+    without footnote."""
+    chosen = [i for i, (group, name) in enumerate(grid.columns) if keep(group, name)]
+    rows = [GridRow(row.label, [row.cells[i] for i in chosen], row.kind) for row in grid.rows]
+    return Grid(key=grid.key, title=grid.title, columns=[("", label(*grid.columns[i])) for i in chosen], rows=rows)
+
+
+def _floor_comparison(grid: Grid) -> str:
+    """Which methods' mean beats every floor's at every missing count (column), at some (named) and at none."""
+    floors, others, section = [], [], None
+    for row in grid.rows:
+        if row.kind == "section":
+            section = row.label
+        elif row.kind == "result":
+            (floors if section == GROUP_TITLES["floor"] else others).append(row)
+    means = [[c.cell.mean if c.cell is not None and c.cell.ok else None for c in row.cells] for row in floors]
+    best = [max((m[i] for m in means if m[i] is not None), default=None) for i in range(len(grid.columns))]
+    if not floors or not others or None in best:
+        return ""
+    groups: dict[str, list[str]] = {"every": [], "some": [], "none": []}
+    for row in others:
+        above = [grid.columns[i][1] for i, cell in enumerate(row.cells)
+                 if cell.cell is not None and cell.cell.ok and cell.cell.mean > best[i]]
+        if len(above) == len(grid.columns):
+            groups["every"].append(row.label)
+        elif above:
+            groups["some"].append(f"{row.label} ({', '.join(above)})")
+        else:
+            groups["none"].append(row.label)
+    return _wrap(f"Mean PSNR above every floor ({', '.join(row.label for row in floors)}) at every missing count: "
+                 f"{', '.join(groups['every']) or 'none'}; at some: {', '.join(groups['some']) or 'none'}; at none: "
+                 f"{', '.join(groups['none']) or 'none'}.")
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=README_WIDTH, break_long_words=False, break_on_hyphens=False)
