@@ -9,7 +9,7 @@ import torch
 from mribench.data.base import Subject, SubjectSet
 from mribench.metrics.base import EvalContext, MetricResult
 from mribench.plugins import registry
-from mribench.protocol import evaluation_pattern
+from mribench.protocol import evaluation_availability
 from mribench.tasks import TaskSpec
 from mribench.training import progress_task
 
@@ -31,7 +31,7 @@ def evaluate(task: TaskSpec, train: SubjectSet, test: SubjectSet,
         metric.prepare(context)
     with progress_task(progress, f"evaluate {task.name}", len(test)) as advance:
         for subject in test:
-            availability = evaluation_pattern(task, subject.subject_id)
+            availability = evaluation_availability(task, subject.subject_id)
             pred = torch.from_numpy(completed_prediction(subject, availability))[None].float()
             target = torch.from_numpy(np.array(subject.image, dtype=np.float32))[None]  # cache arrays are read-only
             label = None if subject.label is None else np.array(subject.label)

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 from mribench_copedit.presets import PRESETS, TokenizerConfig
-from mribench_copedit.prompts import PretextHeads, PretextTargets, latent_availability, observed_from_zero_filled
+from mribench_copedit.prompts import PretextHeads, PretextTargets, latent_availability
 from mribench_copedit.tokenizer import check_shape
-from mribench_copedit.trainer import build_tokenizer, zero_fill
+from mribench_copedit.data import zero_fill
+from mribench_copedit.stage1 import build_tokenizer
 
 from mribench.errors import MribenchError
-from mribench.protocol import sample_training_mask
+from mribench.protocol import draw_training_availability
 
 SMOKE = PRESETS["smoke"].brain.tokenizer
 
@@ -54,13 +55,6 @@ def test_compression_is_a_config_field(task):
         TokenizerConfig(compression=6)
 
 
-def test_observed_from_zero_filled_recovers_the_mask(task):
-    rng = np.random.default_rng(0)
-    mask = sample_training_mask(rng, task, 5)
-    image = zero_fill(torch.rand(5, task.channels, 16, 16, 16) + 0.01, mask)
-    assert torch.equal(observed_from_zero_filled(image, task.problem), mask)
-
-
 def test_latent_availability_marks_any_missing_slice():
     mask = torch.ones(1, 1, 16, dtype=torch.bool)
     mask[0, 0, 6:9] = False  # touches latent slices 0 (slices 0-7) and 1 (8-15)
@@ -92,7 +86,7 @@ def test_pretext_losses_learn_and_report_accuracies(task, tiny):
                           prompt_channels=(8, 16, 16), slice_wise=task.problem == "missing-slice")
     model = build_tokenizer(cfg, task)
     complete = tiny.make_subjects(task, 6).stack()
-    mask = sample_training_mask(np.random.default_rng(1), task, 6)
+    mask = draw_training_availability(np.random.default_rng(1), task, 6)
     targets = PretextTargets.from_mask(mask, task.problem, model.cfg.depth_compression)
     zero_filled = zero_fill(complete, mask)
 
