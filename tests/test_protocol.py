@@ -61,7 +61,8 @@ def test_patterns_identical_across_processes_with_different_hash_seeds():
         outputs.append(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                       check=True).stdout)
     assert outputs[0] == outputs[1]
-    here = {s: evaluation_availability(get_task("phantom-brats-missing2"), s).tolist() for s in ["a", "b", "BraTS2021_00042"]}
+    task = get_task("phantom-brats-missing2")
+    here = {s: evaluation_availability(task, s).tolist() for s in ["a", "b", "BraTS2021_00042"]}
     assert json.loads(outputs[0]) == here
 
 

@@ -8,7 +8,8 @@ import torch
 
 from mribench.data.base import SubjectSet
 from mribench.errors import MribenchError
-from mribench.protocol import draw_availability, draw_training_availability, expand_mask, infer_availability, seeded_rng
+from mribench.protocol import (draw_availability, draw_training_availability, expand_mask, infer_availability,
+                               seeded_rng)
 from mribench.tasks import TaskSpec
 from mribench.training import progress_task
 from mribench_baselines.elements import BRAIN, element_stack
@@ -33,7 +34,7 @@ class ElementBatch:
 
 
 class TrainingData:
-    """Draws element-stack batches with random missing patterns from complete training volumes."""
+    """Draws element-stack batches with random availability from complete training volumes."""
 
     def __init__(self, train: SubjectSet, task: TaskSpec):
         if len(train) == 0:

@@ -176,7 +176,8 @@ def fitted_brain(tmp_path_factory):
     method = CoPeDiT(CoPeDiT.presets["smoke"], seed=0)
     method.fit(make_subjects(task, 6), task, tmp_path_factory.mktemp("work"), None)
     subjects = make_subjects(task, 2, first=6)
-    masks = torch.from_numpy(np.stack([draw_availability(np.random.default_rng(i), task.problem, task.channels, 16, 1 + i)
+    masks = torch.from_numpy(np.stack([draw_availability(np.random.default_rng(i), task.problem, task.channels, 16,
+                                                         1 + i)
                                        for i in range(2)]))
     return method, Batch.from_complete(subjects.stack(), masks, list(subjects.subject_ids))
 

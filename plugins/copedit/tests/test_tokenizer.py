@@ -7,10 +7,12 @@ import torch
 from mribench_copedit.presets import PRESETS, TokenizerConfig
 from mribench_copedit.prompts import PretextHeads, PretextTargets, latent_availability
 from mribench_copedit.tokenizer import check_shape
+from mribench_copedit.api import CoPeVAEPrompts
 from mribench_copedit.data import zero_fill
-from mribench_copedit.stage1 import build_tokenizer
+from mribench_copedit.stage1 import build_tokenizer, freeze
 
-from mribench.errors import MribenchError
+from mribench.errors import MribenchError, UnknownNameError
+from mribench.plugins import Registry
 from mribench.protocol import draw_training_availability
 
 SMOKE = PRESETS["smoke"].brain.tokenizer
@@ -136,3 +138,19 @@ def test_decoder_mirrors_the_encoder_when_some_levels_do_not_downsample(tiny):
 
     assert strides(model.vqvae.encoder.blocks)[:3] == [2, 2, 1]
     assert strides(model.vqvae.decoder.blocks)[1:] == [1, 2, 2]
+
+
+def test_copevae_is_the_copedit_prompt_provider_and_restores_from_a_state(task):
+    """Other plugins reach the tokenizer through the hook: the registry's "copedit" prompt provider restores a saved
+    tokenizer frozen, with the same prompts, and refuses an unknown preset."""
+    provider = Registry().get("prompt provider", "copedit").cls
+    assert provider is CoPeVAEPrompts
+    torch.manual_seed(0)
+    tokenizer = freeze(build_tokenizer(PRESETS["smoke"].for_problem(task.problem).tokenizer, task))
+    restored = provider.restore_tokenizer(tokenizer.state_dict(), task, "smoke")
+    assert not restored.training and not any(p.requires_grad for p in restored.parameters())
+    mask = draw_training_availability(np.random.default_rng(2), task, 2)
+    image = zero_fill(torch.rand(2, task.channels, 16, 16, 16) + 0.01, mask)
+    assert torch.equal(restored.prompts(image), tokenizer.prompts(image))
+    with pytest.raises(UnknownNameError, match="copedit preset 'huge'"):
+        provider.restore_tokenizer(tokenizer.state_dict(), task, "huge")
