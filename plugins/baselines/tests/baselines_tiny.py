@@ -68,6 +68,15 @@ def missing_error(method, batch: Batch, complete: torch.Tensor) -> float:
     return float((out - complete)[missing].abs().mean())
 
 
+def check_training_helps(method, untrained_like, task: TaskSpec, subjects: SubjectSet, n: int) -> None:
+    """On the first ``n`` subjects, the fitted method's missing-element error is below 0.9 x that of
+    ``untrained_like(method)`` (the same method freshly initialised)."""
+    errors = [(missing_error(method, *make_batch(task, subjects, i)),
+               missing_error(untrained_like(method), *make_batch(task, subjects, i))) for i in range(n)]
+    trained, untrained = (sum(e[k] for e in errors) for k in (0, 1))
+    assert trained < 0.9 * untrained
+
+
 def check_synthesis_contract(method, task: TaskSpec, subjects: SubjectSet) -> None:
     """Float32 volumes of the input's shape in [0, 1], observed elements kept, missing ones synthesised."""
     batch, complete = make_batch(task, subjects)

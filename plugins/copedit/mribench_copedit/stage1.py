@@ -21,18 +21,8 @@ from mribench.method import config_hash
 from mribench.metrics.ssim import ssim
 from mribench.protocol import derive_seed, draw_training_availability, seeded_rng
 from mribench.tasks import TaskSpec
-from mribench.training import (
-    CSVLog,
-    TrainState,
-    atomic_torch_save,
-    barrier,
-    dist_info,
-    load_checkpoint,
-    progress_task,
-    seed_everything,
-    warmup_cosine,
-    wrap_ddp,
-)
+from mribench.training import (CSVLog, TrainState, atomic_torch_save, barrier, dist_info, load_checkpoint,
+                               progress_task, seed_everything, warmup_cosine, wrap_ddp)
 from mribench_copedit.data import TrainImages, flip_in_plane, random_crop, zero_fill
 from mribench_copedit.presets import TokenizerConfig
 from mribench_copedit.prompts import PretextTargets

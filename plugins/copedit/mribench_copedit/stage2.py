@@ -24,20 +24,8 @@ import torch
 from mribench.method import config_hash
 from mribench.protocol import derive_seed, draw_training_availability, seeded_rng
 from mribench.tasks import TaskSpec
-from mribench.training import (
-    EMA,
-    CSVLog,
-    TrainState,
-    atomic_torch_save,
-    barrier,
-    dist_info,
-    load_checkpoint,
-    progress_task,
-    seed_everything,
-    unwrap,
-    warmup_cosine,
-    wrap_ddp,
-)
+from mribench.training import (EMA, CSVLog, TrainState, atomic_torch_save, barrier, dist_info, load_checkpoint,
+                               progress_task, seed_everything, unwrap, warmup_cosine, wrap_ddp)
 from mribench_copedit.data import FLIP_VARIANTS, TrainImages, flip_in_plane
 from mribench_copedit.diffusers import build_network, conditioning
 from mribench_copedit.diffusion import GaussianDiffusion
