@@ -18,7 +18,8 @@ from mribench.tasks import get_task
 from mribench.data import load_task_data
 from mribench.plugins import registry
 from mribench_copedit.presets import PRESETS
-from mribench_copedit.trainer import TrainImages, train_tokenizer, tokenizer_report
+from mribench_copedit.data import TrainImages
+from mribench_copedit.stage1 import tokenizer_report, train_tokenizer
 
 torch.set_num_threads(2)
 OUT = Path(__file__).resolve().parent / "sweep-runs"

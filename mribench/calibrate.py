@@ -28,7 +28,7 @@ from mribench.errors import DataMissingError, MribenchError
 from mribench.metrics.elements import element_arrays
 from mribench.metrics.psnr import psnr
 from mribench.progress import progress_task
-from mribench.protocol import Batch, availability_for_missing, expand_mask
+from mribench.protocol import Batch, availability_from_missing, expand_mask
 from mribench.tasks import TaskSpec, get_task
 
 TOLERANCE_DB = 1.5
@@ -116,9 +116,9 @@ def missing_patterns(task: TaskSpec, missing: int) -> list[np.ndarray]:
     """Every availability mask (C, D) with ``missing`` elements missing: each modality choice, or each run start."""
     depth = task.preprocess.shape[0]
     if task.problem == "missing-modality":
-        return [availability_for_missing(task.problem, task.channels, depth, list(chosen))
+        return [availability_from_missing(task.problem, task.channels, depth, list(chosen))
                 for chosen in combinations(range(task.channels), missing)]
-    return [availability_for_missing(task.problem, 1, depth, missing, run_start=start)
+    return [availability_from_missing(task.problem, 1, depth, missing, run_start=start)
             for start in range(depth - missing + 1)]
 
 

@@ -37,7 +37,7 @@ from mribench.data.base import SubjectSet
 from mribench.errors import MribenchError
 from mribench.method import Method, StepHook, config_hash
 from mribench.plugins import registry
-from mribench.protocol import derive_seed, evaluation_pattern
+from mribench.protocol import derive_seed, evaluation_availability
 from mribench.results import provenance
 from mribench.runner import Plan, RunRequest, evaluation_batch, plan
 from mribench.tasks import TaskSpec
@@ -93,7 +93,7 @@ def validation_psnr(method: Method, task: TaskSpec, validation: SubjectSet, seed
         if output.shape != subject.image.shape or not np.isfinite(output).all():
             raise MribenchError(f"method {method.name} returned shape {output.shape} or NaN/Inf for validation "
                                 f"subject {subject.subject_id}")
-        availability = evaluation_pattern(task, subject.subject_id)
+        availability = evaluation_availability(task, subject.subject_id)
         observed = np.broadcast_to(availability[:, :, None, None], output.shape)
         completed = np.where(observed, subject.image, np.clip(output, 0, 1)).astype(np.float32)
         metric.update(torch.from_numpy(completed)[None], torch.from_numpy(np.array(subject.image, np.float32))[None],

@@ -53,6 +53,27 @@ def mribench_register_benchmarks() -> list[type]:
 
 
 @hookspec
+def mribench_register_prompt_providers() -> list[type]:
+    """Return the completeness-prompt providers this plugin offers to other plugins' methods.
+
+    A method that conditions on completeness prompts (the baselines' "+Prompts" variants) asks for a provider by
+    ``name`` through the registry (kind ``"prompt provider"``) instead of importing the providing plugin's internals;
+    copedit registers ``"copedit"``, its frozen stage-I CoPeVAE. Each item is a class with a unique ``name`` and two
+    class methods:
+
+    - ``frozen_tokenizer(train, task, preset, seed, shared_dir, progress)``: the frozen tokenizer of ``task``'s
+      dataset at the provider's ``preset`` and ``seed``, read from ``shared_dir`` (the runner's folder shared by the
+      methods of one dataset, preset and seed), or first trained there on ``train`` (a ``SubjectSet``);
+    - ``restore_tokenizer(state, task, preset)``: the frozen tokenizer whose ``state_dict()`` was ``state`` (kept in
+      the asking method's checkpoint, so a saved model reloads without ``shared_dir``).
+
+    A tokenizer is an ``nn.Module`` in eval mode without gradients offering ``prompts(zero_filled)``: zero-filled
+    volumes ``(B, C, D, H, W)`` -> prompt tokens ``(B, tokens, prompt_dim)``, read from the image alone (never the
+    availability mask).
+    """
+
+
+@hookspec
 def mribench_task_dirs() -> list[str]:
     """Return extra folders that hold task specs (``*.yaml``), added to mribench's own ``tasks/`` folder.
 

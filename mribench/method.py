@@ -2,7 +2,7 @@
 
 Methods know nothing of evaluators, results or the CLI. The runner builds a method from a preset config,
 calls ``fit`` on complete training volumes (the method draws its own missing patterns, e.g. with
-:func:`mribench.protocol.sample_training_mask`), saves it, and calls ``synthesize`` on test batches.
+:func:`mribench.protocol.draw_training_availability`), saves it, and calls ``synthesize`` on test batches.
 
 **The step hook** (used by ``mribench curve``): a caller may set ``method.step_hook`` to a :class:`StepHook` before
 ``fit``. A method whose class sets ``calls_step_hook = True`` promises that its training loop calls

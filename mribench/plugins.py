@@ -31,6 +31,7 @@ _KINDS = {
     "metric": "mribench_register_metrics",
     "analysis": "mribench_register_analyses",
     "benchmark": "mribench_register_benchmarks",
+    "prompt provider": "mribench_register_prompt_providers",
 }
 
 

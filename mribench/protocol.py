@@ -1,4 +1,5 @@
-"""Protocol: deterministic splits, per-subject missing patterns and the Batch handed to methods.
+"""Protocol: deterministic splits, per-subject availability (which elements are observed) and the Batch handed to
+methods.
 
 Everything here is a pure function of sorted subject IDs, names and seeds (hash-seeded generators; never
 Python's ``hash`` nor file-system order), so every machine and process draws the same split and patterns.
@@ -78,10 +79,10 @@ def make_split(task: TaskSpec, subject_ids: list[str]) -> Split:
     return Split(train=train, validation=validation, test=test)
 
 
-# -- missing patterns ----------------------------------------------------------------------------------------
-def availability_for_missing(problem: str, n_channels: int, n_slices: int, missing: list[int] | int,
-                             run_start: int | None = None) -> np.ndarray:
-    """Availability mask (C, D) for a list of missing modalities, or a run of ``missing`` slices from ``run_start``."""
+# -- availability: which elements (modalities / slices) are observed ------------------------------------------
+def availability_from_missing(problem: str, n_channels: int, n_slices: int, missing: list[int] | int,
+                              run_start: int | None = None) -> np.ndarray:
+    """Availability (C, D) bool: the listed modalities missing, or a run of ``missing`` slices from ``run_start``."""
     mask = np.ones((n_channels, n_slices), dtype=bool)
     if problem == "missing-modality":
         mask[list(missing), :] = False
@@ -90,26 +91,41 @@ def availability_for_missing(problem: str, n_channels: int, n_slices: int, missi
     return mask
 
 
-def draw_missing(rng: np.random.Generator, problem: str, n_channels: int, n_slices: int, k: int) -> np.ndarray:
+def draw_availability(rng: np.random.Generator, problem: str, n_channels: int, n_slices: int, k: int) -> np.ndarray:
     """Availability (C, D) with exactly k missing elements: k of C modalities uniformly, or a run of k slices."""
     if problem == "missing-modality":
-        return availability_for_missing(problem, n_channels, n_slices, sorted(rng.choice(n_channels, k, replace=False)))
+        return availability_from_missing(problem, n_channels, n_slices,
+                                         sorted(rng.choice(n_channels, k, replace=False)))
     start = int(rng.integers(0, n_slices - k + 1))
-    return availability_for_missing(problem, n_channels, n_slices, k, run_start=start)
+    return availability_from_missing(problem, n_channels, n_slices, k, run_start=start)
 
 
-def evaluation_pattern(task: TaskSpec, subject_id: str) -> np.ndarray:
-    """The evaluation availability mask (C, D) of one test subject: a function of (task, subject, seed)."""
+def evaluation_availability(task: TaskSpec, subject_id: str) -> np.ndarray:
+    """The availability (C, D) one subject is evaluated with: a function of (task, subject, pattern seed)."""
     rng = seeded_rng("mribench-pattern", task.name, subject_id, task.pattern_seed)
-    return draw_missing(rng, task.problem, task.channels, task.preprocess.shape[0], task.missing)
+    return draw_availability(rng, task.problem, task.channels, task.preprocess.shape[0], task.missing)
 
 
-def sample_training_mask(rng: np.random.Generator, task: TaskSpec, batch_size: int) -> torch.Tensor:
-    """Dual random sampling for training: draw k in ``train_missing``, then which elements (B, C, D) are missing."""
+def draw_training_availability(rng: np.random.Generator, task: TaskSpec, batch_size: int) -> torch.Tensor:
+    """Dual random sampling for training: draw k in ``train_missing``, then which elements are missing → (B, C, D)."""
     lo, hi = task.train_missing
-    masks = [draw_missing(rng, task.problem, task.channels, task.preprocess.shape[0], int(rng.integers(lo, hi + 1)))
+    masks = [draw_availability(rng, task.problem, task.channels, task.preprocess.shape[0],
+                               int(rng.integers(lo, hi + 1)))
              for _ in range(batch_size)]
     return torch.from_numpy(np.stack(masks))
+
+
+def infer_availability(zero_filled: torch.Tensor, problem: str) -> torch.Tensor:
+    """Availability (B, C, D) bool read off a zero-filled image (B, C, D, H, W) alone, without the mask.
+
+    Brain: a modality is missing iff its whole channel is exactly zero; cardiac: a slice iff it is exactly zero.
+    Preprocessed observed content is never exactly zero everywhere (percentile-normalised anatomy), so methods that
+    must not read ``Batch.availability_mask`` (CoPeDiT, the +Prompts baselines) recover it this way.
+    """
+    nonzero_slices = zero_filled.abs().amax(dim=(3, 4)) > 0  # (B, C, D)
+    if problem == "missing-modality":
+        return nonzero_slices.any(dim=2, keepdim=True).expand_as(nonzero_slices)
+    return nonzero_slices
 
 
 def missing_count(availability_mask: torch.Tensor, problem: str) -> torch.Tensor:

@@ -37,7 +37,7 @@ from mribench.metrics.evaluate import evaluate
 from mribench.metrics.features import weights_dir
 from mribench.plugins import registry
 from mribench.preflight import check_output_folder, check_task
-from mribench.protocol import Batch, derive_seed, evaluation_pattern
+from mribench.protocol import Batch, derive_seed, evaluation_availability
 from mribench.results import (RESULT_FILE, DamagedResultError, Result, provenance, read_result, run_dir,
                               write_result)
 from mribench.tasks import TaskSpec, get_task
@@ -220,7 +220,7 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
         outputs={"predictions": request.predictions, "folders": _prediction_folders(request.predictions)},
     )
     write_per_subject_csv(metrics, folder / "per_subject.csv",
-                          {sid: availability_code(task.problem, evaluation_pattern(task, sid))
+                          {sid: availability_code(task.problem, evaluation_availability(task, sid))
                            for sid in data.test.subject_ids})
     write_result(result, folder, local_paths={"<data root>": data.root, "<run>": folder, "<cache>": cache_dir(),
                                               "<models>": the_plan.models, "<weights>": weights_dir()})
@@ -296,7 +296,7 @@ def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: 
 def evaluation_batch(task: TaskSpec, subject) -> Batch:
     """One subject's batch with the protocol's evaluation pattern (test and validation subjects alike)."""
     complete = torch.from_numpy(np.array(subject.image, dtype=np.float32))[None]  # a copy: cache arrays are read-only
-    mask = torch.from_numpy(evaluation_pattern(task, subject.subject_id))[None]
+    mask = torch.from_numpy(evaluation_availability(task, subject.subject_id))[None]
     meta: dict[str, Any] = {"affine": torch.from_numpy(np.asarray(subject.affine, dtype=np.float64))[None]}
     if subject.label is not None:
         meta["label"] = torch.from_numpy(np.asarray(subject.label, dtype=np.int64))[None]
@@ -343,7 +343,7 @@ def _write_predictions(task: TaskSpec, test, predictions: dict[str, Path], folde
     with progress_task(progress, "write predictions", len(test)) as advance:
         for subject in test:
             pred = np.clip(np.load(predictions[subject.subject_id]), 0, 1)
-            mask = evaluation_pattern(task, subject.subject_id)
+            mask = evaluation_availability(task, subject.subject_id)
             if task.problem == "missing-modality":
                 volumes = {task.element_names[c]: pred[c] for c in range(task.channels) if not mask[c].any()}
             else:

@@ -10,7 +10,7 @@ def _hookspecs():
 def test_the_hooks_of_the_design_exist():
     names = {f.__name__ for f in _hookspecs()}
     assert names == {"mribench_register_methods", "mribench_register_datasets", "mribench_register_metrics",
-                     "mribench_register_analyses",
+                     "mribench_register_analyses", "mribench_register_prompt_providers",
                      "mribench_register_benchmarks", "mribench_task_dirs"}
 
 

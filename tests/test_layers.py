@@ -20,14 +20,10 @@ def test_the_core_keeps_its_import_contracts(contract):
     assert _kept(contract), f"import contract {contract!r} broken (details above; `lint-imports` shows them too)"
 
 
-@pytest.mark.xfail(strict=True, reason="branch h-plugins ends the copedit cycle (mdit3d.py <-> unet_diffuser.py); "
-                                       "this passes once it is merged")
 def test_no_import_cycle_in_the_plugins():
     assert _kept("plugins-acyclic")
 
 
-@pytest.mark.xfail(strict=True, reason="branch h-plugins moves the baselines' +Prompts onto the prompt-provider "
-                                       "hook (no mribench_copedit import); this passes once it is merged")
 def test_the_plugins_reach_each_other_only_through_hooks():
     assert _kept("plugins-independent")
 

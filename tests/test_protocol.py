@@ -7,7 +7,10 @@ from collections import Counter
 import numpy as np
 import torch
 
-from mribench.protocol import Batch, make_split, missing_count, sample_training_mask, evaluation_pattern
+import pytest
+
+from mribench.protocol import (Batch, draw_training_availability, evaluation_availability, infer_availability,
+                               make_split, missing_count)
 from mribench.tasks import get_task
 
 SUBJECTS = [f"BraTS2021_{i:05d}" for i in range(200)]
@@ -15,7 +18,7 @@ SUBJECTS = [f"BraTS2021_{i:05d}" for i in range(200)]
 
 def _patterns(task_name, subjects):
     task = get_task(task_name)
-    return {s: evaluation_pattern(task, s) for s in subjects}
+    return {s: evaluation_availability(task, s) for s in subjects}
 
 
 def test_split_is_a_function_of_sorted_ids_not_their_order():
@@ -49,30 +52,46 @@ def test_cardiac_runs_are_contiguous_inside_the_volume_with_uniform_starts():
 
 
 def test_patterns_identical_across_processes_with_different_hash_seeds():
-    code = ("import json; from mribench.protocol import evaluation_pattern; from mribench.tasks import get_task;"
+    code = ("import json; from mribench.protocol import evaluation_availability; from mribench.tasks import get_task;"
             "t = get_task('phantom-brats-missing2');"
-            "print(json.dumps({s: evaluation_pattern(t, s).tolist() for s in ['a', 'b', 'BraTS2021_00042']}))")
+            "print(json.dumps({s: evaluation_availability(t, s).tolist() for s in ['a', 'b', 'BraTS2021_00042']}))")
     outputs = []
     for hash_seed in ("1", "999"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         outputs.append(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                       check=True).stdout)
     assert outputs[0] == outputs[1]
-    here = {s: evaluation_pattern(get_task("phantom-brats-missing2"), s).tolist() for s in ["a", "b", "BraTS2021_00042"]}
+    task = get_task("phantom-brats-missing2")
+    here = {s: evaluation_availability(task, s).tolist() for s in ["a", "b", "BraTS2021_00042"]}
     assert json.loads(outputs[0]) == here
 
 
 def test_a_changed_seed_changes_patterns():
     task = get_task("phantom-brats-missing1")
     other = task.model_copy(update={"pattern_seed": 7})
-    assert any((evaluation_pattern(task, s) != evaluation_pattern(other, s)).any() for s in SUBJECTS[:20])
+    assert any((evaluation_availability(task, s) != evaluation_availability(other, s)).any() for s in SUBJECTS[:20])
 
 
 def test_training_masks_follow_train_missing():
     task = get_task("phantom-cardiac-missing8")
-    masks = sample_training_mask(np.random.default_rng(0), task, 64)
+    masks = draw_training_availability(np.random.default_rng(0), task, 64)
     counts = missing_count(masks, task.problem)
     assert masks.shape == (64, 1, 32) and counts.min() >= 8 and counts.max() <= 24 and len(set(counts.tolist())) > 3
+
+
+@pytest.mark.parametrize("task_name", ["phantom-brats-missing1", "phantom-cardiac-missing8"])
+def test_availability_is_inferred_from_the_zero_filled_image_alone(task_name):
+    task = get_task(task_name)
+    mask = draw_training_availability(np.random.default_rng(0), task, 6)
+    complete = torch.rand(6, task.channels, mask.shape[2], 4, 4) + 0.01
+    complete[0, 0, 0] = 0  # an observed slice that happens to be black must not hide an observed modality
+    inferred = infer_availability(Batch.from_complete(complete, mask, [str(i) for i in range(6)]).image, task.problem)
+    if task.problem == "missing-modality":
+        assert torch.equal(inferred, mask)
+    else:  # a black observed slice reads as missing: the slice is the element
+        expected = mask.clone()
+        expected[0, 0, 0] = False
+        assert torch.equal(inferred, expected)
 
 
 def test_batch_zero_fills_missing_elements():

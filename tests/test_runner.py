@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mribench.cli import app
 from mribench.errors import MribenchError, UnknownNameError
-from mribench.protocol import evaluation_pattern
+from mribench.protocol import evaluation_availability
 from mribench.results import read_result
 from mribench.runner import RunRequest, run
 from mribench.tasks import get_task
@@ -40,7 +40,7 @@ def test_run_writes_result_with_provenance_and_predictions(tiny_registry, tmp_pa
     assert list(rows[0])[:3] == ["subject_id", "availability", "psnr"]
     task = get_task("tiny-brain-missing1")
     for row in rows:  # the pattern each subject was scored on: one modality missing
-        pattern = evaluation_pattern(task, row["subject_id"])
+        pattern = evaluation_availability(task, row["subject_id"])
         assert row["availability"] == "".join("1" if pattern[c].all() else "0" for c in range(task.channels))
         assert len(row["availability"]) == task.channels and row["availability"].count("0") == 1
     assert psnr["higher_is_better"] is True and psnr["unit"] == "dB" and psnr["display_name"] == "PSNR"

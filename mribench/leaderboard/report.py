@@ -142,7 +142,7 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
     name → class (the installed plugins', which the CLI passes)."""
     from mribench.data import load_task_data
     from mribench.metrics.score import read_on_preprocessed_grid
-    from mribench.protocol import evaluation_pattern
+    from mribench.protocol import evaluation_availability
     from mribench.tasks import get_task
 
     spec = get_task(task)
@@ -166,7 +166,7 @@ def qualitative_figure(task: str, collection: Collection, data_root: Path | None
                                 squeeze=False, layout="constrained")
     for position, sid in enumerate(chosen):
         subject = data.test[index[sid]]
-        mask = evaluation_pattern(spec, sid)
+        mask = evaluation_availability(spec, sid)
         direction = np.asarray(subject.affine)[:3, 1]
         if spec.problem == "missing-modality":
             channel = next(c for c in range(spec.channels) if not mask[c].any())

@@ -9,7 +9,7 @@ import torch
 from mribench.data.base import Subject, SubjectSet
 from mribench.metrics.base import EvalContext, Metric, MetricResult
 from mribench.progress import progress_task
-from mribench.protocol import evaluation_pattern
+from mribench.protocol import evaluation_availability
 from mribench.tasks import TaskSpec
 
 
@@ -30,7 +30,7 @@ def evaluate(task: TaskSpec, metric_classes: Mapping[str, type[Metric]], train: 
         metric.prepare(context)
     with progress_task(progress, f"evaluate {task.name}", len(test)) as advance:
         for subject in test:
-            availability = evaluation_pattern(task, subject.subject_id)
+            availability = evaluation_availability(task, subject.subject_id)
             pred = torch.from_numpy(completed_prediction(subject, availability))[None].float()
             target = torch.from_numpy(np.array(subject.image, dtype=np.float32))[None]  # cache arrays are read-only
             label = None if subject.label is None else np.array(subject.label)

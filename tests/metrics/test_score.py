@@ -13,7 +13,7 @@ from mribench.errors import MribenchError
 from mribench.metrics import score as score_module
 from mribench.metrics.psnr import psnr
 from mribench.metrics.score import score_predictions
-from mribench.protocol import evaluation_pattern
+from mribench.protocol import evaluation_availability
 from mribench.tasks import TaskSpec
 from mribench.plugins import registry
 
@@ -53,7 +53,7 @@ def test_brain_predictions_scored_like_arrays_and_clipping_counted(tmp_path, mon
     subjects = _data(monkeypatch, 3)
     expected = {}
     for sid, subject in subjects.items():
-        availability = evaluation_pattern(task, sid)
+        availability = evaluation_availability(task, sid)
         channel = int(np.flatnonzero(~availability.all(axis=1))[0])
         prediction = subject.image[channel] + 0.05
         prediction[0, 0, 0] = 1.5  # outside [0, 1]: clipped and counted
@@ -122,7 +122,7 @@ def test_predictions_on_the_source_grid_are_brought_onto_the_task_grid(tmp_path,
     subjects = {}
     for sid in ("s0", "s1"):
         subjects[sid], source = _subject_from_source(sid, affine)
-        channel = int(np.flatnonzero(~evaluation_pattern(task, sid).all(axis=1))[0])
+        channel = int(np.flatnonzero(~evaluation_availability(task, sid).all(axis=1))[0])
         element = f"{task.element_names[channel]}.nii.gz"
         # percentiles (0, 100): the pipeline min-max scales the resized volume
         resized = to_preprocessed(source[channel], NativeGrid.of(subjects[sid].meta), SHAPE)

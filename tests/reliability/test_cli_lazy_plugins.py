@@ -25,7 +25,7 @@ def test_listing_commands_import_neither_torch_nor_monai():
 def test_every_lazy_registration_agrees_with_its_class():
     registry = Registry()
     checked = 0
-    for kind in ("method", "dataset", "metric", "analysis", "benchmark"):
+    for kind in ("method", "dataset", "metric", "analysis", "benchmark", "prompt provider"):
         for item in registry.items(kind):
             facts = dict(getattr(item._entry, "facts", {}))
             cls = item.cls  # imports it and checks name and facts
@@ -34,7 +34,7 @@ def test_every_lazy_registration_agrees_with_its_class():
                 if key == "unavailable_reason":
                     assert declared() == cls.unavailable_reason(), item.name
             checked += 1
-    assert checked >= 12 + 7 + 9 + 8
+    assert checked >= 12 + 7 + 9 + 8 + 1
     assert all(info.ok for info in registry.plugins.values())
 
 

@@ -23,9 +23,10 @@ from torch import nn
 from mribench.data.base import SubjectSet
 from mribench.errors import MribenchError
 from mribench.tasks import TaskSpec
-from mribench_baselines.common import BRAIN, TrainingData
+from mribench_baselines.elements import BRAIN
 from mribench_baselines.latent import (LatentBatch, LatentConfig, LatentDiffusionMethod, build_unet,
                                        count_parameters, spatial_dims)
+from mribench_baselines.training_data import TrainingData
 from mribench_baselines.ldm import LDM, LDMConfig, PRESETS as LDM_PRESETS, shared_model_path
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mribench_baselines.latent import (LatentBatch, LatentConfig, LatentDiffusionMethod, UNetConfig, build_unet,
-                                       ddim, merged, noised, random_timesteps, split, where_elements)
+                                       merged, noised, split, where_elements)
 from mribench_baselines.ldm import PRESETS as LDM_PRESETS
 
 
@@ -66,13 +66,11 @@ class DiffM4RI(LatentDiffusionMethod):
 
     def loss(self, batch: LatentBatch) -> torch.Tensor:
         """Unconditional: every element of the complete latents is noised and denoised (the mask is not used)."""
-        t = random_timesteps(self.config, batch.latents.shape[0])
-        x_t, noise = noised(ddim(self.config), batch.latents, t)
+        t, x_t, noise = self.noised_latents(batch.latents)
         return (self.nets["prior"](merged(x_t), t) - merged(noise)).pow(2).mean()
 
     def sample(self, latents: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-        scheduler = ddim(self.config)
-        scheduler.set_timesteps(self.config.sample_steps)
+        scheduler = self.sampling_scheduler()
         prior, n = self.network(), self.n_elements
         stride = self.config.timesteps // self.config.sample_steps
         x = torch.randn_like(latents)

@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mribench_baselines.common import (CodeSpec, ConditionCode, ElementBatch, ElementMethod, TrainConfig,
-                                       optimizer_step, pad_to_multiple)
+from mribench_baselines.conditioning import CodeSpec, ConditionCode
+from mribench_baselines.element_method import ElementMethod, TrainConfig, optimizer_step
+from mribench_baselines.elements import pad_to_multiple
+from mribench_baselines.training_data import ElementBatch
 
 
 @dataclass(frozen=True, kw_only=True)

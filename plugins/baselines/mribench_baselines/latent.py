@@ -33,10 +33,12 @@ from torch import nn
 from mribench.data.base import SubjectSet
 from mribench.errors import MribenchError
 from mribench.method import Method, config_hash
-from mribench.protocol import Batch, draw_missing, seeded_rng
+from mribench.protocol import Batch, draw_training_availability, seeded_rng
 from mribench.tasks import TaskSpec
 from mribench.training import EMA, CSVLog, TrainState, progress_task, warmup_cosine
-from mribench_baselines.common import BRAIN, TrainingData, optimizer_step
+from mribench_baselines.element_method import optimizer_step
+from mribench_baselines.elements import BRAIN
+from mribench_baselines.training_data import TrainingData
 
 
 # -- configs ------------------------------------------------------------------------------------------------
@@ -192,13 +194,6 @@ class LatentBatch:
     image: torch.Tensor
 
 
-def draw_availability(rng: np.random.Generator, task: TaskSpec) -> torch.Tensor:
-    """A training pattern with k missing elements, k uniform in the task's ``train_missing`` range: (C, D)."""
-    lo, hi = task.train_missing
-    k = int(rng.integers(lo, hi + 1))
-    return torch.from_numpy(draw_missing(rng, task.problem, task.channels, task.preprocess.shape[0], k))
-
-
 # -- the generic method -------------------------------------------------------------------------------------
 class LatentDiffusionMethod(Method):
     """Stage I: the per-element autoencoder; stage II: the network a subclass trains over the frozen latents.
@@ -238,6 +233,19 @@ class LatentDiffusionMethod(Method):
     def prepare(self, data: TrainingData, workdir: Path, progress) -> None:
         """Stage I (and anything else before stage II); default: train this method's own autoencoder."""
         self.autoencoder = fit_autoencoder(self.config.autoencoder, data, workdir, self.seed, self.name, progress)
+
+    # -- the diffusion schedule of ``loss`` and ``sample`` -----------------------------------------------------
+    def noised_latents(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training: random timesteps (B,), the latents (B, N, c, *S) noised to them and the noise drawn."""
+        t = random_timesteps(self.config, latents.shape[0])
+        x_t, noise = noised(ddim(self.config), latents, t)
+        return t, x_t, noise
+
+    def sampling_scheduler(self) -> DDIMScheduler:
+        """Synthesis: the DDIM scheduler set to the config's ``sample_steps``."""
+        scheduler = ddim(self.config)
+        scheduler.set_timesteps(self.config.sample_steps)
+        return scheduler
 
     # -- description -----------------------------------------------------------------------------------------
     @property
@@ -325,7 +333,7 @@ class LatentDiffusionMethod(Method):
 
     def _batch(self, data: TrainingData, latents: torch.Tensor, rng: np.random.Generator) -> LatentBatch:
         indices = [int(rng.integers(len(data))) for _ in range(self.config.batch_volumes)]
-        masks = torch.stack([draw_availability(rng, data.task) for _ in indices])  # (B, C, D)
+        masks = draw_training_availability(rng, data.task, len(indices))  # (B, C, D)
         volumes = torch.stack([data.volume(i) for i in indices]) if self.reads_image else None
         image = volumes * masks[:, :, :, None, None].float() if volumes is not None else None
         return LatentBatch(latents[indices], element_availability(masks, data.problem), image)

@@ -21,8 +21,8 @@ from torch import nn
 from mribench.data.base import SubjectSet
 from mribench.tasks import TaskSpec
 from mribench_baselines.latent import (AutoencoderConfig, LatentBatch, LatentConfig, LatentDiffusionMethod,
-                                       UNetConfig, build_unet, ddim, element_maps, merged, missing_mse, noised,
-                                       random_timesteps, split, where_elements)
+                                       UNetConfig, build_unet, element_maps, merged, missing_mse, split,
+                                       where_elements)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,15 +87,13 @@ class LDM(LatentDiffusionMethod):
         return split(net(inputs, t), self.n_elements)
 
     def loss(self, batch: LatentBatch) -> torch.Tensor:
-        t = random_timesteps(self.config, batch.latents.shape[0])
-        x_t, noise = noised(ddim(self.config), batch.latents, t)
+        t, x_t, noise = self.noised_latents(batch.latents)
         inputs = self.denoiser_input(x_t, batch.latents, batch.visible)
         prediction = self.predict_noise(self.nets[self.trained_network], inputs, t)
         return missing_mse(prediction, noise, batch.visible)
 
     def sample(self, latents: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-        scheduler = ddim(self.config)
-        scheduler.set_timesteps(self.config.sample_steps)
+        scheduler = self.sampling_scheduler()
         net = self.network()
         x = torch.randn_like(latents)
         for t in scheduler.timesteps:

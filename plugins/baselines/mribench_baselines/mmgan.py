@@ -14,8 +14,10 @@ from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator, UNet
 from torch import nn
 
-from mribench_baselines.common import (CodeSpec, ElementBatch, ElementMethod, TrainConfig, missing_l1,
-                                       optimizer_step, pad_to_multiple)
+from mribench_baselines.conditioning import CodeSpec
+from mribench_baselines.element_method import ElementMethod, TrainConfig, optimizer_step
+from mribench_baselines.elements import pad_to_multiple
+from mribench_baselines.training_data import ElementBatch, missing_l1
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,8 +18,10 @@ import torch
 from monai.networks.nets.swin_unetr import BasicLayer
 from torch import nn
 
-from mribench_baselines.common import (CodeSpec, ConditionCode, ElementBatch, ElementMethod, TrainConfig, missing_l1,
-                                       optimizer_step, pad_to_multiple)
+from mribench_baselines.conditioning import CodeSpec, ConditionCode
+from mribench_baselines.element_method import ElementMethod, TrainConfig, optimizer_step
+from mribench_baselines.elements import pad_to_multiple
+from mribench_baselines.training_data import ElementBatch, missing_l1
 
 
 @dataclass(frozen=True, kw_only=True)

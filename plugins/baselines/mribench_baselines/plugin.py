@@ -11,18 +11,21 @@ BOTH = frozenset({"missing-modality", "missing-slice"})
 PRESET_NAMES = ("smoke", "cpu", "paper")
 
 
-def copedit_missing_reason() -> str | None:
-    """Why the +Prompts variants cannot run here (the copedit plugin is absent), else None."""
+PROMPT_PROVIDER = "copedit"  # the prompt provider of the +Prompts variants: CoPeDiT's frozen CoPeVAE
+
+
+def prompt_provider_missing_reason() -> str | None:
+    """Why the +Prompts variants cannot run here (no plugin registers their prompt provider), else None."""
     from mribench.plugins import registry
 
-    if "copedit" in registry().names("method"):
+    if PROMPT_PROVIDER in registry().names("prompt provider"):
         return None
     return "needs the copedit plugin (mribench-copedit), which is not installed"
 
 
 def _method(target: str, name: str, problems: frozenset[str] = BOTH, prompts: bool = False) -> LazyClass:
     facts = {"problems": problems, "presets": PRESET_NAMES,
-             "unavailable_reason": copedit_missing_reason if prompts else always_available}
+             "unavailable_reason": prompt_provider_missing_reason if prompts else always_available}
     return LazyClass(f"mribench_baselines.{target}", name, facts)
 
 

@@ -8,7 +8,8 @@ import torch
 from typer.testing import CliRunner
 
 import mribench_baselines.latent as latent
-from baselines_tiny import make_batch, make_subjects, make_task
+from baselines_tiny import (check_synthesis_contract, check_training_helps, fitted, make_batch, make_subjects,
+                           make_task)
 from mribench.errors import MribenchError
 from mribench.method import StepHook
 from mribench.plugins import Registry, set_registry
@@ -33,33 +34,11 @@ def quick(cls, steps: int, autoencoder_steps: int | None = None, **changes):
     return dataclasses.replace(config, steps=steps, **changes)
 
 
-def fitted(cls, problem: str, tmp_path, config=None, shared: bool = True):
-    task, subjects = make_task(problem), make_subjects(problem, 6)
-    seed_everything(0)
-    method = cls(config or cls.presets["smoke"], seed=0)
-    method.shared_dir = tmp_path / "shared" if shared else None
-    method.fit(subjects, task, tmp_path / cls.name, None)
-    return method, task, subjects
-
-
-def missing_error(method, batch: Batch, complete: torch.Tensor) -> float:
-    torch.manual_seed(0)
-    out = method.synthesize(batch)
-    missing = ~batch.availability_mask[..., None, None].expand_as(complete)
-    return float((out - complete)[missing].abs().mean())
-
-
 # -- contracts --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
 def test_contract_on_both_problems(cls, problem, tmp_path):
     method, task, subjects = fitted(cls, problem, tmp_path, quick(cls, steps=2, autoencoder_steps=2))
-    batch, complete = make_batch(task, subjects)
-    out = method.synthesize(batch)
-    assert out.shape == complete.shape and out.dtype == torch.float32
-    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
-    observed = batch.availability_mask[..., None, None].expand_as(complete)
-    assert torch.equal(out[observed], batch.image[observed])
-    assert not torch.equal(out[~observed], batch.image[~observed])
+    check_synthesis_contract(method, task, subjects)
     assert cls.family == "diffusion" and cls.reads_mask and cls.calls_step_hook
 
 
@@ -100,11 +79,7 @@ LEARNING = [(LDM, "missing-modality"), (ControlNet, "missing-slice"), (DiffM4RI,
 @pytest.mark.parametrize("cls,problem_name", LEARNING, ids=[f"{c.name}-{p}" for c, p in LEARNING])
 def test_smoke_training_beats_an_untrained_copy_on_unseen_subjects(cls, problem_name, tmp_path):
     method, task, _ = fitted(cls, problem_name, tmp_path)
-    unseen = make_subjects(problem_name, 3, seed=7)
-    errors = [(missing_error(method, *make_batch(task, unseen, i)),
-               missing_error(untrained_like(method), *make_batch(task, unseen, i))) for i in range(3)]
-    trained, untrained = (sum(e[k] for e in errors) for k in (0, 1))
-    assert trained < 0.9 * untrained
+    check_training_helps(method, untrained_like, task, make_subjects(problem_name, 3, seed=7), 3)
 
 
 # -- the mask ---------------------------------------------------------------------------------------------------------

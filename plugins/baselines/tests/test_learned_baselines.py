@@ -5,15 +5,15 @@ import dataclasses
 
 import pytest
 import torch
-from torch import nn
 from typer.testing import CliRunner
 
-import mribench_baselines.common as common
-from baselines_tiny import make_batch, make_subjects, make_task
+from baselines_tiny import (FakeTokenizer, check_synthesis_contract, check_training_helps, fitted, make_batch,
+                           make_subjects, make_task)
 from mribench.errors import MribenchError
 from mribench.plugins import Registry, registry, set_registry
 from mribench.protocol import Batch, seeded_rng
 from mribench.training import seed_everything
+from mribench_baselines import elements
 from mribench_baselines import plugin as baselines_plugin
 from mribench_baselines.hypergae import HyperGAE, HyperGAEPrompts
 from mribench_baselines.m2dn import M2DN, M2DNPrompts
@@ -23,50 +23,11 @@ from mribench_baselines.mmt import MMT, MMTPrompts
 BASE = [MMGAN, MMT, M2DN, HyperGAE]
 PROMPTED = [MMTPrompts, M2DNPrompts, HyperGAEPrompts]
 ALL = BASE + PROMPTED
-
-
-class FakeTokenizer(nn.Module):
-    """Stands in for CoPeVAE: prompts (B, 3, P) from which elements are present and their mean intensities."""
-
-    prompt_dim = 6
-
-    def __init__(self, seed: int = 0):
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        self.proj = nn.Parameter(torch.randn(2, 3 * self.prompt_dim, generator=generator), requires_grad=False)
-
-    def prompts(self, image: torch.Tensor) -> torch.Tensor:
-        per_element = image.flatten(3).mean(3)  # (B, C, D)
-        features = torch.stack([(per_element > 0).float().mean((1, 2)), per_element.mean((1, 2))], 1)
-        present = (per_element > 0).float().flatten(1)
-        prompts = (features @ self.proj).view(-1, 3, self.prompt_dim)
-        return prompts + present[:, : self.prompt_dim].sum(1, keepdim=True)[..., None] * 0.1
-
-
-@pytest.fixture(autouse=True)
-def fake_copedit(monkeypatch):
-    """Route the +Prompts methods to a fake tokenizer (the copedit tokenizer has its own tests)."""
-    monkeypatch.setattr(common, "frozen_tokenizer", lambda *args, **kwargs: FakeTokenizer())
-
-    def restore(state, task, preset):
-        tokenizer = FakeTokenizer()
-        tokenizer.load_state_dict(state)
-        return tokenizer
-
-    monkeypatch.setattr(common, "restore_tokenizer", restore)
+pytestmark = pytest.mark.usefixtures("fake_prompt_provider")  # the +Prompts variants get FakeTokenizer
 
 
 def quick(cls, **changes):
     return dataclasses.replace(cls.presets["smoke"], **changes)
-
-
-def fitted(cls, problem: str, tmp_path, config=None, n_subjects: int = 6):
-    task, subjects = make_task(problem), make_subjects(problem, n_subjects)
-    seed_everything(0)
-    method = cls(config or cls.presets["smoke"], seed=0)
-    method.shared_dir = tmp_path / "shared"
-    method.fit(subjects, task, tmp_path / cls.name.replace("+", "_"), None)
-    return method, task, subjects
 
 
 def untrained_like(method):
@@ -80,24 +41,11 @@ def untrained_like(method):
     return copy
 
 
-def missing_error(method, batch: Batch, complete: torch.Tensor) -> float:
-    torch.manual_seed(0)
-    out = method.synthesize(batch)
-    missing = ~batch.availability_mask[..., None, None].expand_as(complete)
-    return float((out - complete)[missing].abs().mean())
-
-
 # -- contracts --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
 def test_contract_on_both_problems(cls, problem, tmp_path):
     method, task, subjects = fitted(cls, problem, tmp_path, quick(cls, steps=2), n_subjects=3)
-    batch, complete = make_batch(task, subjects)
-    out = method.synthesize(batch)
-    assert out.shape == complete.shape and out.dtype == torch.float32
-    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
-    observed = batch.availability_mask[..., None, None].expand_as(complete)
-    assert torch.equal(out[observed], batch.image[observed])
-    assert not torch.equal(out[~observed], batch.image[~observed])
+    check_synthesis_contract(method, task, subjects)
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
@@ -140,13 +88,12 @@ def test_a_step_sees_the_same_number_of_element_images_on_both_problems(cls):
     assert config.samples_per_step(10_000) == 1, "at least one stack per step"
 
 
-def test_element_stack_round_trip_and_inferred_availability(problem):
+def test_element_stack_round_trip(problem):
     task = make_task(problem)
     batch, complete = make_batch(task, make_subjects(problem, 1))
-    stack, availability = common.element_stack(complete, batch.availability_mask, problem)
+    stack, availability = elements.element_stack(complete, batch.availability_mask, problem)
     assert stack.shape[1] == task.n_elements and availability.shape == stack.shape[:2]
-    assert torch.equal(common.volume_from_stack(stack, problem, 1), complete)
-    assert torch.equal(common.inferred_availability(batch.image, problem), batch.availability_mask)
+    assert torch.equal(elements.volume_from_stack(stack, problem, 1), complete)
 
 
 # -- learning -----------------------------------------------------------------------------------------------------
@@ -158,10 +105,7 @@ LEARNING = [(MMGAN, "missing-modality"), (MMT, "missing-slice"), (M2DN, "missing
 @pytest.mark.parametrize("cls,problem_name", LEARNING, ids=[c.name for c, _ in LEARNING])
 def test_smoke_training_beats_an_untrained_copy(cls, problem_name, tmp_path):
     method, task, subjects = fitted(cls, problem_name, tmp_path)
-    errors = [(missing_error(method, *make_batch(task, subjects, i)),
-               missing_error(untrained_like(method), *make_batch(task, subjects, i))) for i in range(2)]
-    trained, untrained = (sum(e[k] for e in errors) for k in (0, 1))
-    assert trained < 0.9 * untrained
+    check_training_helps(method, untrained_like, task, subjects, 2)
 
 
 # -- +Prompts -----------------------------------------------------------------------------------------------------
@@ -180,12 +124,15 @@ def test_prompt_variants_read_prompts_never_the_mask(cls, tmp_path):
     assert not torch.allclose(method.synthesize(batch), reference)
 
 
-def test_prompt_variants_unavailable_without_copedit():
+def test_prompt_variants_unavailable_without_a_prompt_provider(tmp_path):
     set_registry(Registry(entry_points=False, extra_plugins=[("baselines", baselines_plugin)]))
     try:
         for cls in PROMPTED:
             assert cls.unavailable_reason() == "needs the copedit plugin (mribench-copedit), which is not installed"
         assert all(cls.unavailable_reason() is None for cls in BASE)
+        with pytest.raises(MribenchError, match=r"^the \+Prompts methods are unavailable: needs the copedit plugin"):
+            fitted(MMTPrompts, "missing-slice", tmp_path, quick(MMTPrompts, steps=1))
+        assert not (tmp_path / "mmt_prompts").exists(), "nothing is written before the provider is found"
     finally:
         set_registry(None)
 

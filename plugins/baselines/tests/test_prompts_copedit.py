@@ -1,4 +1,4 @@
-"""+Prompts variants with the real frozen CoPeVAE of the copedit plugin (smoke preset, tiny data)."""
+"""+Prompts variants with the real frozen CoPeVAE, found through copedit's prompt provider (smoke preset, tiny data)."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from baselines_tiny import make_batch, make_subjects, make_task
+from mribench.plugins import registry
 from mribench.training import seed_everything
 from mribench_baselines.m2dn import M2DNPrompts
+from mribench_baselines.plugin import PROMPT_PROVIDER
 
-pytest.importorskip("mribench_copedit.api")
+pytestmark = pytest.mark.skipif(PROMPT_PROVIDER not in registry().names("prompt provider"),
+                                reason="the copedit plugin (the prompt provider) is not installed")
 
 
 def test_m2dn_prompts_with_the_real_tokenizer_trains_saves_and_reloads(tmp_path):

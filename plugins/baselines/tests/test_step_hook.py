@@ -7,18 +7,13 @@ import dataclasses
 import pytest
 import torch
 
-import mribench_baselines.common as common
 from baselines_tiny import make_batch, make_subjects, make_task
 from mribench.method import StepHook
 from mribench.training import seed_everything
 from mribench_baselines.m2dn import M2DN, M2DNPrompts
 from mribench_baselines.mmgan import MMGAN
-from test_learned_baselines import FakeTokenizer
 
-
-@pytest.fixture(autouse=True)
-def fake_copedit(monkeypatch):
-    monkeypatch.setattr(common, "frozen_tokenizer", lambda *args, **kwargs: FakeTokenizer())
+pytestmark = pytest.mark.usefixtures("fake_prompt_provider")  # M2DNPrompts gets the stand-in tokenizer
 
 
 def _fit(cls, problem, workdir, hook=None, steps=12):

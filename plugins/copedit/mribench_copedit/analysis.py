@@ -36,13 +36,13 @@ import torch
 from mribench.analyze import Analysis, AnalysisContext
 from mribench.atomic import atomic_path
 from mribench.errors import MribenchError
-from mribench.protocol import availability_for_missing, seeded_rng
-from mribench_copedit.api import tokenizer_folder
+from mribench.protocol import availability_from_missing, seeded_rng
+from mribench_copedit.data import TrainImages
 from mribench_copedit.mdit3d import TOKEN_AXES, FactorisedAttention
 from mribench_copedit.method import CoPeDiT
 from mribench_copedit.presets import PROMPT_NAMES
 from mribench_copedit.prompts import mask_latents
-from mribench_copedit.trainer import TrainImages, tokenizer_report, train_tokenizer
+from mribench_copedit.stage1 import tokenizer_folder, tokenizer_report, train_tokenizer
 
 CORRUPTION_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.5)
 CORRUPTED_PROMPTS = {**{name: (index,) for index, name in enumerate(PROMPT_NAMES)}, "all": (0, 1, 2)}
@@ -286,10 +286,10 @@ class PromptAnalysis(Analysis):
         lo, hi = task.train_missing
         channels, slices = task.channels, task.preprocess.shape[0]
         if task.problem == "missing-modality":
-            return [availability_for_missing(task.problem, channels, slices, list(missing))
+            return [availability_from_missing(task.problem, channels, slices, list(missing))
                     for k in range(lo, hi + 1) for missing in itertools.combinations(range(channels), k)]
         rng = seeded_rng("copedit-prompt-tsne", context.seed, task.name, subject_id)
-        return [availability_for_missing(task.problem, channels, slices, k, run_start=int(start))
+        return [availability_from_missing(task.problem, channels, slices, k, run_start=int(start))
                 for k in sorted({lo, (lo + hi) // 2, hi})
                 for start in rng.choice(slices - k + 1, size=min(CARDIAC_TSNE_STARTS, slices - k + 1), replace=False)]
 

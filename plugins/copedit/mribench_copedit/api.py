@@ -1,31 +1,46 @@
-"""Reuse of CoPeDiT's stage I by other methods (the "+Prompts" baselines)."""
+"""What copedit offers other plugins: its frozen stage-I CoPeVAE as a completeness-prompt provider.
+
+Registered through the ``mribench_register_prompt_providers`` hook (see ``mribench.hookspecs``) under the name
+``copedit``; the baselines' "+Prompts" variants reach it through the registry, never by importing this package.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
 from mribench.data.base import SubjectSet
 from mribench.errors import UnknownNameError
 from mribench.tasks import TaskSpec
-from mribench_copedit.presets import PRESETS
+from mribench_copedit.data import TrainImages
+from mribench_copedit.presets import PRESETS, TokenizerConfig
+from mribench_copedit.stage1 import restore_tokenizer, tokenizer_folder, train_tokenizer
 from mribench_copedit.tokenizer import CoPeVAE
-from mribench_copedit.trainer import TrainImages, train_tokenizer
 
 
-def tokenizer_folder(shared_dir: Path, preset_name: str, seed: int) -> Path:
-    """Where stage I of (preset, seed) lives inside a dataset's shared folder."""
-    return Path(shared_dir) / "copedit-tokenizer" / f"{preset_name}-seed{seed}"
+class CoPeVAEPrompts:
+    """CoPeDiT's frozen CoPeVAE for other methods. Its ``prompts(zero_filled (B, C, D, H, W)) -> (B, 3, P)`` gives the
+    count, position and assessment tokens read from the zero-filled input only."""
+
+    name: ClassVar[str] = "copedit"
+
+    @classmethod
+    def frozen_tokenizer(cls, train: SubjectSet, task: TaskSpec, preset: str, seed: int, shared_dir: Path,
+                         progress=None) -> CoPeVAE:
+        """Stage I of (preset, seed) from the dataset's shared folder, trained there first when absent (the same
+        tokenizer CoPeDiT and its ablation variants use)."""
+        folder = tokenizer_folder(shared_dir, preset, seed)
+        tokenizer, _ = train_tokenizer(tokenizer_config(task, preset), task, TrainImages(train, task), folder, seed,
+                                       progress)
+        return tokenizer
+
+    @classmethod
+    def restore_tokenizer(cls, state: dict[str, Any], task: TaskSpec, preset: str) -> CoPeVAE:
+        """The frozen tokenizer saved (``state_dict()``) in another method's checkpoint."""
+        return restore_tokenizer(tokenizer_config(task, preset), task, state)
 
 
-def frozen_tokenizer(train: SubjectSet, task: TaskSpec, preset_name: str, seed: int, shared_dir: Path,
-                     progress=None) -> CoPeVAE:
-    """CoPeDiT's frozen CoPeVAE for this dataset: loaded when stage I exists, else trained first.
-
-    The result (eval mode, no gradients) offers ``.prompts(zero_filled (B, C, D, H, W)) -> (B, 3, P)`` (count,
-    position, assessment tokens, read from the zero-filled input only), ``.encode`` and ``.decode``.
-    """
-    if preset_name not in PRESETS:
-        raise UnknownNameError("copedit preset", preset_name, PRESETS)
-    cfg = PRESETS[preset_name].for_problem(task.problem).tokenizer
-    folder = tokenizer_folder(shared_dir, preset_name, seed)
-    tokenizer, _ = train_tokenizer(cfg, task, TrainImages(train, task), folder, seed, progress)
-    return tokenizer
+def tokenizer_config(task: TaskSpec, preset: str) -> TokenizerConfig:
+    """Stage I's configuration of a copedit preset for the task's problem."""
+    if preset not in PRESETS:
+        raise UnknownNameError("copedit preset", preset, PRESETS)
+    return PRESETS[preset].for_problem(task.problem).tokenizer

@@ -121,12 +121,13 @@ class Stage2Benchmark(Benchmark):
     summary = "stage-II step re-encoding 7x per sample (the authors' code) / on cached latents, paper brain (>= 20x)"
 
     def run(self, settings: BenchSettings) -> list[Figure]:
-        from mribench.protocol import sample_training_mask
+        from mribench.protocol import draw_training_availability
         from mribench_copedit.diffusion import GaussianDiffusion
         from mribench_copedit.method import reference_task
         from mribench_copedit.presets import PRESETS
         from mribench_copedit.prompts import mask_latents
-        from mribench_copedit.trainer import build_network, build_tokenizer, conditioning
+        from mribench_copedit.diffusers import build_network, conditioning
+        from mribench_copedit.stage1 import build_tokenizer
 
         preset = "smoke" if settings.tiny else "paper"
         task = reference_task("missing-modality")
@@ -141,7 +142,7 @@ class Stage2Benchmark(Benchmark):
         volumes = torch.rand(1, task.channels, *task.preprocess.shape)
         with torch.no_grad():
             cached = tokenizer.encode(volumes)  # what the latent cache holds
-        mask = sample_training_mask(np.random.default_rng(0), task, 1)
+        mask = draw_training_availability(np.random.default_rng(0), task, 1)
 
         def step(latents: torch.Tensor) -> None:
             available = tokenizer.latent_availability(mask)
@@ -187,11 +188,13 @@ def ddim_latency(preset: str, problem: str, repeats: int) -> tuple[str, list[flo
     """-> (network, seconds of one DDIM step per repeat, seconds of encode + prompts + decode, the preset's DDIM
     steps). The preset's tokenizer and diffuser are built untrained (latency does not depend on the weights) and
     one volume is synthesised as ``copedit`` does; the phantom shape for the non-paper presets."""
-    from mribench.protocol import availability_for_missing
+    from mribench.protocol import availability_from_missing
     from mribench_copedit.diffusion import GaussianDiffusion
     from mribench_copedit.method import reference_task
     from mribench_copedit.presets import PRESETS
-    from mribench_copedit.trainer import build_network, build_tokenizer, conditioning, zero_fill
+    from mribench_copedit.data import zero_fill
+    from mribench_copedit.diffusers import build_network, conditioning
+    from mribench_copedit.stage1 import build_tokenizer
 
     task = reference_task(problem)
     if preset != "paper":
@@ -202,7 +205,7 @@ def ddim_latency(preset: str, problem: str, repeats: int) -> tuple[str, list[flo
     tokenizer = build_tokenizer(stage.tokenizer, task).eval()
     network = build_network(stage.diffusion, stage.tokenizer, task).eval()
     depth = task.preprocess.shape[0]
-    mask = torch.from_numpy(availability_for_missing(
+    mask = torch.from_numpy(availability_from_missing(
         problem, task.channels, depth, [1] if problem == "missing-modality" else depth // 2, run_start=depth // 4))[None]
     image = zero_fill(torch.rand(1, task.channels, *task.preprocess.shape) * 0.9 + 0.05, mask)
     start = time.perf_counter()

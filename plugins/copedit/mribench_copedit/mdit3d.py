@@ -1,7 +1,7 @@
 """MDiT3D: the latent diffusion transformer of CoPeDiT (stage II), and the plain DiT / DiT-3D ablation diffusers.
 
 Reads top to bottom: embedders, the transformer block with factorised attention, the final layer, the model, the
-size presets, then helpers (patchify, sin-cos tables, the ``build_diffuser`` factory).
+size presets, then helpers (patchify, sin-cos tables). ``diffusers.py`` builds the diffuser a config names.
 
 Shapes. Latents are ``(B, E, c, d, h, w)``: E elements (brain: modalities; cardiac: E = 1), each a CoPeVAE latent of
 ``c`` channels on the volume grid ``(D, H, W) / 8`` (volume convention ``(C, D, H, W)``, D = slice axis). Paper
@@ -28,7 +28,7 @@ literal widths (73.8 M).
 Ablation diffusers (``diffuser``): ``dit`` — a plain DiT: 2D patches ``(1, p, p)`` of every latent slice, a 1D sin-cos
 position over the token sequence and full attention over all tokens of all elements; ``dit3d`` — DiT-3D: 3D patches,
 3D sin-cos and full attention over all tokens of all elements concatenated. Both condition every block. ``unet``
-(MONAI's DiffusionModelUNet) lives in ``unet_diffuser.py``.
+(MONAI's DiffusionModelUNet) lives in ``unet_diffuser.py``; ``diffusers.build_diffuser`` picks one.
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from mribench.errors import MribenchError
@@ -145,7 +146,8 @@ class FactorisedAttention(nn.Module):
 
     Tokens ``(B, E, N, C)`` are viewed as ``(B, E, D, P, C)`` with ``P = h' * w'`` (the plane); ``attend_over``
     names the axes forming each attention sequence, e.g. ``("element",)`` for a Modal block. One fused QKV
-    projection; the regrouping is folded into the head split, so it costs no extra copy beyond standard attention.
+    projection; the regrouping is folded into the head split (one einops pattern each way), so it costs no extra copy
+    beyond standard attention.
     """
 
     def __init__(self, hidden: int, heads: int, attend_over: tuple[str, ...]):
@@ -159,26 +161,19 @@ class FactorisedAttention(nn.Module):
         self.attend_over = tuple(axis for axis in TOKEN_AXES if axis in attend_over)
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
-        # axes of qkv viewed as (B, E, D, P, 3, heads, head_dim) = dims 0..6
-        attend = [1 + TOKEN_AXES.index(axis) for axis in self.attend_over]
-        self._batch_dims = [0] + [dim for dim in (1, 2, 3) if dim not in attend]
-        self._attend_dims = attend
-        self._to_groups = [4] + self._batch_dims + [5] + attend + [6]
-        out_order = self._batch_dims + [5] + attend + [6]
-        self._from_groups = [out_order.index(dim) for dim in (0, 1, 2, 3, 5, 6)]
+        letter = {"element": "e", "depth": "d", "plane": "p"}
+        groups = " ".join(["b", *(letter[axis] for axis in TOKEN_AXES if axis not in self.attend_over)])
+        sequence = " ".join(letter[axis] for axis in self.attend_over)
+        # e.g. a Modal block: "b e (d p) (three h c) -> three (b d p) h (e) c"
+        self._to_groups = f"b e (d p) (three h c) -> three ({groups}) h ({sequence}) c"
+        self._from_groups = f"({groups}) h ({sequence}) c -> b e (d p) (h c)"
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        batch, elements, tokens, hidden = x.shape
-        depth, plane = grid[0], grid[1] * grid[2]
-        sizes = (batch, elements, depth, plane)
-        qkv = self.qkv(x).view(batch, elements, depth, plane, 3, self.heads, self.head_dim)
-        batch_sizes = [sizes[dim] for dim in self._batch_dims]
-        attend_sizes = [sizes[dim] for dim in self._attend_dims]
-        groups, length = math.prod(batch_sizes), math.prod(attend_sizes)
-        q, k, v = qkv.permute(self._to_groups).reshape(3, groups, self.heads, length, self.head_dim).unbind(0)
+        batch, elements = x.shape[:2]
+        sizes = {"b": batch, "e": elements, "d": grid[0], "p": grid[1] * grid[2]}
+        q, k, v = rearrange(self.qkv(x), self._to_groups, three=3, h=self.heads, b=batch, d=sizes["d"])
         out = F.scaled_dot_product_attention(q, k, v)
-        out = out.view(*batch_sizes, self.heads, *attend_sizes, self.head_dim).permute(self._from_groups)
-        return self.proj(out.reshape(batch, elements, tokens, hidden))
+        return self.proj(rearrange(out, self._from_groups, **sizes))
 
 
 class MDiTBlock(nn.Module):
@@ -227,7 +222,7 @@ class MDiT3D(nn.Module):
     """Latent diffusion transformer predicting clean latents (x0).
 
     Args:
-        config: what to build (``diffuser`` must be "mdit3d", "dit" or "dit3d"; see ``build_diffuser`` for all).
+        config: what to build (``diffuser`` "mdit3d", "dit" or "dit3d"; ``diffusers.build_diffuser`` builds any).
         latent_shape: ``(E, c, d, h, w)`` of one sample's latents; d, h, w must be divisible by the patch.
         mask_code_length: length of the binary mask code when ``condition == "mask"`` (brain: E modalities;
             cardiac: the number of image slices). Defaults to E.
@@ -242,7 +237,7 @@ class MDiT3D(nn.Module):
         super().__init__()
         if config.diffuser not in ("mdit3d", "dit", "dit3d"):
             raise MribenchError(f"MDiT3D builds the transformer diffusers, not {config.diffuser!r}; "
-                                "use build_diffuser")
+                                "use diffusers.build_diffuser")
         dims = config.dims
         self.config = config
         self.latent_shape = tuple(int(n) for n in latent_shape)
@@ -349,22 +344,17 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 def patchify(latents: torch.Tensor, patch_shape: tuple[int, int, int]) -> torch.Tensor:
     """``(B, E, c, d, h, w)`` -> ``(B, E, N, c * pd * ph * pw)``, tokens in ``(d', h', w')`` order."""
-    batch, elements, channels, depth, height, width = latents.shape
     pd, ph, pw = patch_shape
-    x = latents.reshape(batch, elements, channels, depth // pd, pd, height // ph, ph, width // pw, pw)
-    x = x.permute(0, 1, 3, 5, 7, 2, 4, 6, 8)
-    return x.reshape(batch, elements, (depth // pd) * (height // ph) * (width // pw), channels * pd * ph * pw)
+    return rearrange(latents, "b e c (d pd) (h ph) (w pw) -> b e (d h w) (c pd ph pw)", pd=pd, ph=ph, pw=pw)
 
 
 def unpatchify(patches: torch.Tensor, patch_shape: tuple[int, int, int],
                latent_shape: tuple[int, int, int, int, int]) -> torch.Tensor:
     """Inverse of ``patchify``: ``(B, E, N, c * pd * ph * pw)`` -> ``(B, E, c, d, h, w)``."""
-    elements, channels, depth, height, width = latent_shape
+    _, channels, depth, height, width = latent_shape
     pd, ph, pw = patch_shape
-    batch = patches.shape[0]
-    x = patches.reshape(batch, elements, depth // pd, height // ph, width // pw, channels, pd, ph, pw)
-    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4, 8)
-    return x.reshape(batch, elements, channels, depth, height, width)
+    return rearrange(patches, "b e (d h w) (c pd ph pw) -> b e c (d pd) (h ph) (w pw)", c=channels, d=depth // pd,
+                     h=height // ph, w=width // pw, pd=pd, ph=ph, pw=pw)
 
 
 def sincos_features(positions: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -398,13 +388,3 @@ def sincos_sequence_table(hidden: int, length: int) -> torch.Tensor:
 
 def count_trainable_parameters(module: nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters() if parameter.requires_grad)
-
-
-def build_diffuser(config: MDiT3DConfig, latent_shape: tuple[int, int, int, int, int],
-                   mask_code_length: int | None = None) -> nn.Module:
-    """The diffuser ``config.diffuser`` names, with MDiT3D's forward signature (see ``MDiT3D``)."""
-    if config.diffuser == "unet":
-        from mribench_copedit.unet_diffuser import UNetDiffuser  # MONAI's networks import slowly; only when used
-
-        return UNetDiffuser(config, latent_shape, mask_code_length)
-    return MDiT3D(config, latent_shape, mask_code_length)

@@ -11,20 +11,14 @@ from mribench.data.base import SubjectSet
 from mribench.method import Method
 from mribench.protocol import Batch
 from mribench.tasks import TaskSpec
-from mribench_copedit.api import tokenizer_folder
+from mribench_copedit.data import TrainImages
+from mribench_copedit.diffusers import build_network, conditioning
 from mribench_copedit.presets import PRESETS, CoPeDiTConfig
+from mribench_copedit.sample import sample
+from mribench_copedit.stage1 import (build_tokenizer, restore_tokenizer, tokenizer_folder, tokenizer_report,
+                                     train_tokenizer)
+from mribench_copedit.stage2 import train_diffusion
 from mribench_copedit.tokenizer import build_discriminator, count_parameters, perceptual_weights
-from mribench_copedit.trainer import (
-    TrainImages,
-    build_network,
-    build_tokenizer,
-    conditioning,
-    freeze,
-    sample,
-    tokenizer_report,
-    train_diffusion,
-    train_tokenizer,
-)
 
 REFERENCE_TASKS = {
     # The paper's shapes, used by describe() when no task is given.
@@ -137,9 +131,7 @@ class CoPeDiT(Method):
     def load_state(self, state: dict[str, Any], task: TaskSpec) -> None:
         settings = self.config.for_problem(task.problem)
         self.problem = task.problem
-        self.tokenizer = build_tokenizer(settings.tokenizer, task)
-        self.tokenizer.load_state_dict(state["tokenizer"])
-        freeze(self.tokenizer)
+        self.tokenizer = restore_tokenizer(settings.tokenizer, task, state["tokenizer"])
         self.network = build_network(settings.diffusion, settings.tokenizer, task)
         self.network.load_state_dict(state["network"])
         self.network.eval().requires_grad_(False)

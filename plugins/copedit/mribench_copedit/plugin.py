@@ -1,5 +1,5 @@
-"""Entry point of the mribench-copedit distribution: registers CoPeDiT, its ablation variants, its analyses and its
-speed benchmarks through mribench's hooks.
+"""Entry point of the mribench-copedit distribution: registers CoPeDiT, its ablation variants, its analyses, its
+speed benchmarks and its frozen CoPeVAE as a prompt provider (for other plugins' methods) through mribench's hooks.
 
 Registered lazily (by import path), so listing methods imports neither torch nor MONAI.
 """
@@ -18,6 +18,11 @@ def mribench_register_methods() -> list[LazyClass]:
     return [LazyClass("mribench_copedit.method:CoPeDiT", "copedit", _FACTS),
             *(LazyClass(f"mribench_copedit.ablations:{class_name(v.name)}", v.name, {**_FACTS, "family": "ablation"})
               for v in VARIANTS)]
+
+
+@hookimpl
+def mribench_register_prompt_providers() -> list[LazyClass]:
+    return [LazyClass("mribench_copedit.api:CoPeVAEPrompts", "copedit")]
 
 
 @hookimpl

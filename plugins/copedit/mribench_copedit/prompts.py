@@ -78,19 +78,6 @@ def mask_latents(latents: torch.Tensor, latent_availability: torch.Tensor) -> to
     return latents * latent_availability[:, :, None, :, None, None].to(latents.dtype)
 
 
-def observed_from_zero_filled(image: torch.Tensor, problem: str) -> torch.Tensor:
-    """Which elements of a zero-filled volume (B, C, D, H, W) are observed, from the image alone → (B, C, D) bool.
-
-    Brain: a modality is missing iff its whole channel is exactly zero. Cardiac: a slice is missing iff it is exactly
-    zero. Preprocessed observed content is never exactly zero everywhere (percentile-normalised anatomy), so this
-    recovers the availability without reading the mask.
-    """
-    nonzero_slices = image.abs().amax(dim=(3, 4)) > 0  # (B, C, D)
-    if problem == "missing-modality":
-        return nonzero_slices.any(dim=2, keepdim=True).expand_as(nonzero_slices)
-    return nonzero_slices
-
-
 class PretextHeads(nn.Module):
     """Projection heads of the three pretext tasks and the assessment embedding of the missing latents."""
 

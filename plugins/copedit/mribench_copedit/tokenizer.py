@@ -25,6 +25,7 @@ from monai.networks.nets import VQVAE, PatchDiscriminator
 from torch import nn
 
 from mribench.errors import MribenchError
+from mribench.protocol import infer_availability
 from mribench_copedit.presets import TokenizerConfig
 from mribench_copedit.prompts import (
     PretextHeads,
@@ -32,7 +33,6 @@ from mribench_copedit.prompts import (
     PromptEncoder,
     latent_availability,
     mask_latents,
-    observed_from_zero_filled,
 )
 
 DEAD_CODE_USAGE = 0.03
@@ -129,7 +129,7 @@ class CoPeVAE(nn.Module):
     def available_latents(self, zero_filled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """From the zero-filled input alone: (latents (B, E, c, d, h, w) zeroed where missing, their availability
         (B, E, d)). The observed elements are the not-all-zero channels (brain) / slices (cardiac)."""
-        availability = self.latent_availability(observed_from_zero_filled(zero_filled, self.problem))
+        availability = self.latent_availability(infer_availability(zero_filled, self.problem))
         return mask_latents(self.encode(zero_filled), availability), availability
 
     def prompts(self, zero_filled: torch.Tensor) -> torch.Tensor:

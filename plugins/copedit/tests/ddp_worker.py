@@ -12,7 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from copedit_tiny import make_subjects, make_task
 from mribench_copedit.presets import PRESETS
-from mribench_copedit.trainer import TrainImages, train_diffusion, train_tokenizer
+from mribench_copedit.data import TrainImages
+from mribench_copedit.stage1 import train_tokenizer
+from mribench_copedit.stage2 import train_diffusion
 
 from mribench.training import init_distributed
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from mribench_copedit import trainer
+from mribench_copedit import stage1
 from mribench_copedit.ablations import VARIANT_CLASSES
 from mribench_copedit.analysis import (
     AttentionRecorder,
@@ -19,15 +19,17 @@ from mribench_copedit.analysis import (
     cyclic_donors,
     interventions,
 )
-from mribench_copedit.api import tokenizer_folder
+from mribench_copedit.data import TrainImages
 from mribench_copedit.mdit3d import TOKEN_AXES, FactorisedAttention
 from mribench_copedit.method import CoPeDiT
 from mribench_copedit.presets import PRESETS
+from mribench_copedit.sample import sample
+from mribench_copedit.stage1 import tokenizer_folder
 from mribench_copedit.variants import VARIANTS
 
 from mribench.atomic import file_lock
 from mribench.plugins import Registry
-from mribench.protocol import Batch, draw_missing, seeded_rng
+from mribench.protocol import Batch, draw_availability, seeded_rng
 
 
 def _variant(name: str) -> type[CoPeDiT]:
@@ -75,17 +77,17 @@ class Recorder(torch.nn.Module):
 def _received(method_name: str, tokenizer, task, zero_filled) -> dict[str, torch.Tensor]:
     config = (CoPeDiT if method_name == "copedit" else _variant(method_name)).presets["smoke"]
     network = Recorder()
-    trainer.sample(network, tokenizer, 1.0, config.for_problem(task.problem).diffusion, zero_filled, task.problem,
-                   torch.Generator().manual_seed(0))
+    sample(network, tokenizer, 1.0, config.for_problem(task.problem).diffusion, zero_filled, task.problem,
+           torch.Generator().manual_seed(0))
     return network.inputs[0]
 
 
 def test_the_conditioning_reaching_the_diffuser_changes_only_as_each_switch_says(tiny):
     task = tiny.make_task("missing-modality")
     torch.manual_seed(0)
-    tokenizer = trainer.freeze(trainer.build_tokenizer(PRESETS["smoke"].brain.tokenizer, task))
+    tokenizer = stage1.freeze(stage1.build_tokenizer(PRESETS["smoke"].brain.tokenizer, task))
     subjects = tiny.make_subjects(task, 2)
-    mask = torch.from_numpy(np.stack([draw_missing(np.random.default_rng(i), task.problem, task.channels, 16, 2)
+    mask = torch.from_numpy(np.stack([draw_availability(np.random.default_rng(i), task.problem, task.channels, 16, 2)
                                       for i in range(2)]))
     zero_filled = Batch.from_complete(subjects.stack(), mask, list(subjects.subject_ids)).image
     full = _received("copedit", tokenizer, task, zero_filled)["prompts"]
@@ -105,13 +107,13 @@ def test_a_stage_two_variant_reads_copedit_s_tokenizer_and_never_retrains_it(tin
     task = tiny.make_task("missing-modality")
     train = tiny.make_subjects(task, 4)
     folder = tokenizer_folder(tmp_path / "shared", "smoke", 0)
-    trainer.train_tokenizer(PRESETS["smoke"].brain.tokenizer, task, trainer.TrainImages(train, task), folder, 0)
+    stage1.train_tokenizer(PRESETS["smoke"].brain.tokenizer, task, TrainImages(train, task), folder, 0)
     written = (folder / "tokenizer.pt").stat().st_mtime_ns, (folder / "stage1.csv").read_text()
 
     def no_training(*args, **kwargs):
         raise AssertionError("stage I trained again")
 
-    monkeypatch.setattr(trainer, "build_discriminator", no_training)
+    monkeypatch.setattr(stage1, "build_discriminator", no_training)
     variant = _variant("copedit-no-count")(_variant("copedit-no-count").presets["smoke"], seed=0)
     variant.shared_dir = tmp_path / "shared"
     variant.fit(train, task, tmp_path / "work", None)
@@ -122,10 +124,10 @@ def test_a_stage_two_variant_reads_copedit_s_tokenizer_and_never_retrains_it(tin
 
 def test_a_second_run_waits_for_the_tokenizer_folder_lock(tmp_path, monkeypatch):
     events = []
-    monkeypatch.setattr(trainer, "_train_or_load_tokenizer", lambda *args: events.append("trained") or (None, {}))
+    monkeypatch.setattr(stage1, "_train_or_load_tokenizer", lambda *args: events.append("trained") or (None, {}))
     folder = tmp_path / "copedit-tokenizer" / "smoke-seed0"
     with file_lock(folder.with_name(f".{folder.name}.lock")):
-        worker = threading.Thread(target=trainer.train_tokenizer, args=(None, None, None, folder, 0))
+        worker = threading.Thread(target=stage1.train_tokenizer, args=(None, None, None, folder, 0))
         worker.start()
         time.sleep(0.3)
         assert events == [], "the second run waits while the first holds the lock"
@@ -174,7 +176,8 @@ def fitted_brain(tmp_path_factory):
     method = CoPeDiT(CoPeDiT.presets["smoke"], seed=0)
     method.fit(make_subjects(task, 6), task, tmp_path_factory.mktemp("work"), None)
     subjects = make_subjects(task, 2, first=6)
-    masks = torch.from_numpy(np.stack([draw_missing(np.random.default_rng(i), task.problem, task.channels, 16, 1 + i)
+    masks = torch.from_numpy(np.stack([draw_availability(np.random.default_rng(i), task.problem, task.channels, 16,
+                                                         1 + i)
                                        for i in range(2)]))
     return method, Batch.from_complete(subjects.stack(), masks, list(subjects.subject_ids))
 

@@ -8,9 +8,11 @@ import pytest
 import torch
 from mribench_copedit.presets import PRESETS
 from mribench_copedit.prompts import PretextTargets, mask_latents
-from mribench_copedit.trainer import FLIP_VARIANTS, TrainImages, build_tokenizer, cached_latents, flip_in_plane, zero_fill
+from mribench_copedit.data import FLIP_VARIANTS, TrainImages, flip_in_plane, zero_fill
+from mribench_copedit.stage1 import build_tokenizer
+from mribench_copedit.stage2 import cached_latents
 
-from mribench.protocol import availability_for_missing
+from mribench.protocol import availability_from_missing
 from mribench.tasks import TaskSpec
 
 
@@ -30,7 +32,7 @@ def test_cardiac_latent_slices_never_straddle_a_missing_run(preset):
     tokenizer = build_tokenizer(cfg, task).eval()
     for run in (8, 16, 24):
         for start in range(32 - run + 1):
-            slices = torch.from_numpy(availability_for_missing("missing-slice", 1, 32, run, run_start=start))[None]
+            slices = torch.from_numpy(availability_from_missing("missing-slice", 1, 32, run, run_start=start))[None]
             latents = tokenizer.latent_availability(slices)
             assert torch.equal(latents, slices), (run, start)
 

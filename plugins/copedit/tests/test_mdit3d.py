@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from mribench.errors import MribenchError
-from mribench_copedit.mdit3d import (MDiT3D, MDiT3DConfig, block_plan, build_diffuser, count_trainable_parameters,
-                                     patchify, sincos_features, sincos_grid_table, unpatchify)
+from mribench_copedit.diffusers import build_diffuser
+from mribench_copedit.mdit3d import (MDiT3D, MDiT3DConfig, block_plan, count_trainable_parameters, patchify,
+                                     sincos_features, sincos_grid_table, unpatchify)
 
 BRAIN_LATENT = (3, 4, 2, 4, 4)      # E modalities, c, d, h, w
 CARDIAC_LATENT = (1, 4, 4, 4, 4)    # one volume, 4 latent slices

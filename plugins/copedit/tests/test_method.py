@@ -6,12 +6,14 @@ import pytest
 import torch
 from mribench_copedit.diffusion import GaussianDiffusion
 from mribench_copedit.method import CoPeDiT, ablation
-from mribench_copedit.trainer import build_network, build_tokenizer, conditioning, zero_fill
+from mribench_copedit.data import zero_fill
+from mribench_copedit.diffusers import build_network, conditioning
+from mribench_copedit.stage1 import build_tokenizer
 
 from mribench.errors import CheckpointMismatchError
 from mribench.method import StepHook
 from mribench.plugins import Registry
-from mribench.protocol import Batch, draw_missing, sample_training_mask
+from mribench.protocol import Batch, draw_availability, draw_training_availability
 from mribench.training import seed_everything
 
 
@@ -30,7 +32,7 @@ def fitted(request, tmp_path_factory):
 
 def batch_for(task, subjects, index: int, k: int, seed: int) -> Batch:
     subject = subjects[index]
-    mask = draw_missing(np.random.default_rng(seed), task.problem, task.channels, task.preprocess.shape[0], k)
+    mask = draw_availability(np.random.default_rng(seed), task.problem, task.channels, task.preprocess.shape[0], k)
     return Batch.from_complete(torch.from_numpy(subject.image)[None], torch.from_numpy(mask)[None],
                                [subject.subject_id])
 
@@ -49,7 +51,7 @@ def test_each_stage_beats_an_untrained_copy(fitted):
     untrained = build_tokenizer(settings.tokenizer, task).eval()
     with torch.no_grad():
         assert reconstruction_l1(method.tokenizer) < reconstruction_l1(untrained)
-        mask = sample_training_mask(np.random.default_rng(5), task, len(complete))
+        mask = draw_training_availability(np.random.default_rng(5), task, len(complete))
         available_latents, available = method.tokenizer.available_latents(zero_fill(complete, mask))
         latents = method.tokenizer.encode(complete) / method.latent_scale
         inputs = conditioning(method.tokenizer, available_latents, mask, settings.diffusion, task.problem)

@@ -5,12 +5,15 @@ import numpy as np
 import pytest
 import torch
 from mribench_copedit.presets import PRESETS, TokenizerConfig
-from mribench_copedit.prompts import PretextHeads, PretextTargets, latent_availability, observed_from_zero_filled
+from mribench_copedit.prompts import PretextHeads, PretextTargets, latent_availability
 from mribench_copedit.tokenizer import check_shape
-from mribench_copedit.trainer import build_tokenizer, zero_fill
+from mribench_copedit.api import CoPeVAEPrompts
+from mribench_copedit.data import zero_fill
+from mribench_copedit.stage1 import build_tokenizer, freeze
 
-from mribench.errors import MribenchError
-from mribench.protocol import sample_training_mask
+from mribench.errors import MribenchError, UnknownNameError
+from mribench.plugins import Registry
+from mribench.protocol import draw_training_availability
 
 SMOKE = PRESETS["smoke"].brain.tokenizer
 
@@ -54,13 +57,6 @@ def test_compression_is_a_config_field(task):
         TokenizerConfig(compression=6)
 
 
-def test_observed_from_zero_filled_recovers_the_mask(task):
-    rng = np.random.default_rng(0)
-    mask = sample_training_mask(rng, task, 5)
-    image = zero_fill(torch.rand(5, task.channels, 16, 16, 16) + 0.01, mask)
-    assert torch.equal(observed_from_zero_filled(image, task.problem), mask)
-
-
 def test_latent_availability_marks_any_missing_slice():
     mask = torch.ones(1, 1, 16, dtype=torch.bool)
     mask[0, 0, 6:9] = False  # touches latent slices 0 (slices 0-7) and 1 (8-15)
@@ -92,7 +88,7 @@ def test_pretext_losses_learn_and_report_accuracies(task, tiny):
                           prompt_channels=(8, 16, 16), slice_wise=task.problem == "missing-slice")
     model = build_tokenizer(cfg, task)
     complete = tiny.make_subjects(task, 6).stack()
-    mask = sample_training_mask(np.random.default_rng(1), task, 6)
+    mask = draw_training_availability(np.random.default_rng(1), task, 6)
     targets = PretextTargets.from_mask(mask, task.problem, model.cfg.depth_compression)
     zero_filled = zero_fill(complete, mask)
 
@@ -142,3 +138,19 @@ def test_decoder_mirrors_the_encoder_when_some_levels_do_not_downsample(tiny):
 
     assert strides(model.vqvae.encoder.blocks)[:3] == [2, 2, 1]
     assert strides(model.vqvae.decoder.blocks)[1:] == [1, 2, 2]
+
+
+def test_copevae_is_the_copedit_prompt_provider_and_restores_from_a_state(task):
+    """Other plugins reach the tokenizer through the hook: the registry's "copedit" prompt provider restores a saved
+    tokenizer frozen, with the same prompts, and refuses an unknown preset."""
+    provider = Registry().get("prompt provider", "copedit").cls
+    assert provider is CoPeVAEPrompts
+    torch.manual_seed(0)
+    tokenizer = freeze(build_tokenizer(PRESETS["smoke"].for_problem(task.problem).tokenizer, task))
+    restored = provider.restore_tokenizer(tokenizer.state_dict(), task, "smoke")
+    assert not restored.training and not any(p.requires_grad for p in restored.parameters())
+    mask = draw_training_availability(np.random.default_rng(2), task, 2)
+    image = zero_fill(torch.rand(2, task.channels, 16, 16, 16) + 0.01, mask)
+    assert torch.equal(restored.prompts(image), tokenizer.prompts(image))
+    with pytest.raises(UnknownNameError, match="copedit preset 'huge'"):
+        provider.restore_tokenizer(tokenizer.state_dict(), task, "huge")

@@ -1,5 +1,5 @@
-"""Two-stage trainer: exact resume after interruption, refusal of foreign checkpoints, latents encoded once,
-CSV logs, and the prompt-side ablation switches."""
+"""The two training stages (stage1.py, stage2.py): exact resume after interruption, refusal of foreign checkpoints,
+latents encoded once, CSV logs, and the prompt-side ablation switches."""
 from __future__ import annotations
 
 import csv
@@ -9,20 +9,15 @@ import numpy as np
 import pytest
 import torch
 from mribench_copedit.presets import PRESETS
-from mribench_copedit.prompts import observed_from_zero_filled
-from mribench_copedit.trainer import (
-    FLIP_VARIANTS,
-    TrainImages,
-    build_network,
-    conditioning,
-    random_crop,
-    train_diffusion,
-    train_tokenizer,
-    zero_fill,
-)
+from mribench_copedit.data import FLIP_VARIANTS, TrainImages, random_crop, zero_fill
+from mribench_copedit.diffusers import build_network, conditioning
+from mribench_copedit.stage1 import train_tokenizer
+from mribench_copedit.stage2 import train_diffusion
+
+from mribench.protocol import infer_availability
 
 from mribench.errors import CheckpointMismatchError, MribenchError
-from mribench.protocol import sample_training_mask
+from mribench.protocol import draw_training_availability
 
 TOKENIZER = dataclasses.replace(PRESETS["smoke"].brain.tokenizer, steps=6, save_every=2, adversarial_start=2,
                                 crop=(16, 16))
@@ -109,18 +104,18 @@ def test_stage2_resumes_exactly_and_encodes_each_subject_once(brain, tmp_path, m
 def zero_filled(task):
     from copedit_tiny import make_subjects
 
-    mask = sample_training_mask(np.random.default_rng(0), task, 3)
+    mask = draw_training_availability(np.random.default_rng(0), task, 3)
     return zero_fill(make_subjects(task, 3).stack(), mask), mask
 
 
 def test_prompt_switches(task, zero_filled):
     image, mask = zero_filled
     cfg = PRESETS["smoke"].for_problem(task.problem)
-    from mribench_copedit.trainer import build_tokenizer
+    from mribench_copedit.stage1 import build_tokenizer
 
     tokenizer = build_tokenizer(cfg.tokenizer, task).eval()
     available = tokenizer.available_latents(image)[0]
-    observed = observed_from_zero_filled(image, task.problem)  # what synthesis has instead of the mask
+    observed = infer_availability(image, task.problem)  # what synthesis has instead of the mask
 
     def condition(diffusion):
         return conditioning(tokenizer, available, observed, diffusion, task.problem)
@@ -142,14 +137,14 @@ def test_ablation_networks_train_a_step(task, zero_filled, changes):
     image, _ = zero_filled
     cfg = PRESETS["smoke"].for_problem(task.problem)
     diffusion = dataclasses.replace(cfg.diffusion, **changes)
-    from mribench_copedit.trainer import build_tokenizer
+    from mribench_copedit.stage1 import build_tokenizer
 
     tokenizer = build_tokenizer(cfg.tokenizer, task).eval()
     network = build_network(diffusion, cfg.tokenizer, task)
     latents = tokenizer.encode(image)
     available, _ = tokenizer.available_latents(image)
     output = network(latents, torch.zeros(len(image), dtype=torch.long),
-                     **conditioning(tokenizer, available, observed_from_zero_filled(image, task.problem), diffusion,
+                     **conditioning(tokenizer, available, infer_availability(image, task.problem), diffusion,
                                     task.problem))
     assert output.shape == latents.shape
     output.square().mean().backward()
@@ -173,7 +168,7 @@ def test_random_crop_windows_fit_the_plane():
 
 def test_bf16_autocast_trains(brain, tmp_path):
     task, images = brain
-    from mribench_copedit.trainer import build_tokenizer, freeze
+    from mribench_copedit.stage1 import build_tokenizer, freeze
 
     tokenizer = freeze(build_tokenizer(TOKENIZER, task))
     network, _ = train_diffusion(dataclasses.replace(DIFFUSION, steps=2, bf16=True), tokenizer, "untrained-tokenizer",

@@ -1,14 +1,5 @@
-"""What every learned baseline shares: element views, training batches, conditioning codes, one training loop.
-
-Elements: brain volumes (C, D, H, W) have C elements (modalities), cardiac volumes (1, D, H, W) have D elements
-(slices). Every baseline here is a 2D network over an *element stack* (S, N, H, W) of N elements:
-brain → one sample per axial slice (S = B·D, N = C); cardiac → one sample per volume (S = B, N = D).
-
-Conditioning: the base methods read the binary availability code (S, N); their "+Prompts" variants read the frozen
-CoPeVAE prompt tokens (S, 3, P) instead and never the mask. Where a network needs to know structurally which
-elements are present (attention keys, where to put noise), a +Prompts variant infers it from the zero-filled image
-(:func:`inferred_availability`), never from ``Batch.availability_mask``.
-"""
+"""The element-method fit loop every learned 2D baseline shares (MMGAN, MMT, M2DN, Hyper-GAE, their +Prompts
+variants): configs, resumable training with EMA and the step hook, synthesis over element stacks, state."""
 from __future__ import annotations
 
 import time
@@ -17,89 +8,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mribench.data.base import SubjectSet
 from mribench.errors import MribenchError
 from mribench.method import Method, config_hash
-from mribench.protocol import Batch, draw_missing, expand_mask, seeded_rng
+from mribench.protocol import Batch, infer_availability, seeded_rng
 from mribench.tasks import TaskSpec
 from mribench.training import (CSVLog, EMA, TrainState, atomic_torch_save, dist_info, load_checkpoint, progress_task,
                                unwrap, warmup_cosine, wrap_ddp)
-from mribench_baselines.plugin import copedit_missing_reason
-
-BRAIN = "missing-modality"
-IN_MEMORY_LIMIT_BYTES = 2 * 1024**3  # stack the training set in RAM below this size, else load subjects per step
-
-
-# -- element views ------------------------------------------------------------------------------------------
-def element_stack(volume: torch.Tensor, availability: torch.Tensor, problem: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, C, D, H, W) volumes + (B, C, D) availability → element stack (S, N, H, W) + availability (S, N)."""
-    if problem == BRAIN:
-        b, c, d, h, w = volume.shape
-        return (volume.permute(0, 2, 1, 3, 4).reshape(b * d, c, h, w),
-                availability.permute(0, 2, 1).reshape(b * d, c))
-    return volume[:, 0], availability[:, 0]
+from mribench_baselines.conditioning import CodeSpec, prompt_provider
+from mribench_baselines.elements import element_stack, volume_from_stack
+from mribench_baselines.plugin import prompt_provider_missing_reason
+from mribench_baselines.training_data import ElementBatch, TrainingData
 
 
-def volume_from_stack(stack: torch.Tensor, problem: str, batch_size: int) -> torch.Tensor:
-    """Inverse of :func:`element_stack`: (S, N, H, W) → (B, C, D, H, W)."""
-    if problem == BRAIN:
-        s, n, h, w = stack.shape
-        return stack.reshape(batch_size, s // batch_size, n, h, w).permute(0, 2, 1, 3, 4)
-    return stack[:, None]
-
-
-def inferred_availability(image: torch.Tensor, problem: str) -> torch.Tensor:
-    """Availability (B, C, D) read off a zero-filled image (B, C, D, H, W): an element that is all zero is missing.
-
-    Brain: a channel is present when any of its voxels is non-zero; cardiac: a slice when any of its pixels is.
-    """
-    if problem == BRAIN:
-        present = image.flatten(2).abs().amax(dim=2) > 0
-        return present[:, :, None].expand(image.shape[:3])
-    return image.flatten(3).abs().amax(dim=3) > 0
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad the last two axes (replicate) up to a multiple; returns the padded tensor and the original (H, W)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x, (h, w)
-
-
-# -- conditioning -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CodeSpec:
-    """What conditions a network: the binary mask code (N values) or prompt tokens (3 × prompt_dim)."""
-
-    n_elements: int
-    prompt_dim: int = 0  # 0 = binary mask code
-
-    @property
-    def uses_prompts(self) -> bool:
-        return self.prompt_dim > 0
-
-
-class ConditionCode(nn.Module):
-    """Binary availability code (S, N) or prompt tokens (S, 3, P) → conditioning vector (S, dim)."""
-
-    def __init__(self, spec: CodeSpec, dim: int):
-        super().__init__()
-        width = 3 * spec.prompt_dim if spec.uses_prompts else spec.n_elements
-        self.net = nn.Sequential(nn.LayerNorm(width) if spec.uses_prompts else nn.Identity(),
-                                 nn.Linear(width, dim), nn.SiLU(), nn.Linear(dim, dim))
-
-    def forward(self, condition: torch.Tensor) -> torch.Tensor:
-        return self.net(condition.flatten(1).float())
-
-
-# -- configs ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Fields every learned baseline has. ``preset`` names the size (also picks the CoPeVAE preset for +Prompts)."""
@@ -122,125 +46,6 @@ class TrainConfig:
         Counting element images rather than stacks makes a step cost about the same on both problems.
         """
         return max(1, self.batch_elements // n_elements)
-
-
-# -- training data ------------------------------------------------------------------------------------------
-@dataclass
-class ElementBatch:
-    """One training batch of element stacks.
-
-    target: (S, N, H, W) complete elements in [0, 1]; image: the same with missing elements zeroed.
-    availability: (S, N) bool, the true pattern (for losses); visible: what the network may use structurally
-    (the true pattern for mask methods, the inferred one for +Prompts); condition: code (S, N) or prompts (S, 3, P).
-    """
-
-    target: torch.Tensor
-    image: torch.Tensor
-    availability: torch.Tensor
-    visible: torch.Tensor
-    condition: torch.Tensor
-
-
-class TrainingData:
-    """Draws element-stack batches with random missing patterns from complete training volumes."""
-
-    def __init__(self, train: SubjectSet, task: TaskSpec):
-        if len(train) == 0:
-            raise MribenchError(f"task {task.name}: no training subjects")
-        self.train, self.task, self.problem = train, task, task.problem
-        c, (d, h, w) = task.channels, task.preprocess.shape
-        small = len(train) * c * d * h * w * 4 <= IN_MEMORY_LIMIT_BYTES
-        self.volumes = train.stack() if small else None
-        self.prompts: torch.Tensor | None = None  # (n_subjects, bank, 3, P)
-        self.patterns: torch.Tensor | None = None  # (n_subjects, bank, C, D)
-
-    def __len__(self) -> int:
-        return len(self.train)
-
-    def volume(self, index: int) -> torch.Tensor:
-        if self.volumes is not None:
-            return self.volumes[index]
-        return torch.from_numpy(self.train[index].image).float()
-
-    def build_prompt_bank(self, tokenizer, bank: int, seed: int, progress) -> None:
-        """Draw ``bank`` training patterns per subject and compute their prompts once (the tokenizer is frozen)."""
-        rng = seeded_rng("prompt-bank", self.task.name, seed)
-        lo, hi = self.task.train_missing
-        patterns, prompts = [], []
-        with progress_task(progress, "prompts: encoding training patterns", len(self)) as advance:
-            for index in range(len(self)):
-                masks = torch.from_numpy(np.stack([self._draw(rng, int(rng.integers(lo, hi + 1)))
-                                                   for _ in range(bank)]))
-                volume = self.volume(index)
-                complete = volume[None].expand(bank, *volume.shape)
-                image = complete * expand_mask(masks, complete.shape).float()
-                with torch.no_grad():
-                    prompts.append(tokenizer.prompts(image).float().cpu())
-                patterns.append(masks)
-                advance()
-        self.patterns, self.prompts = torch.stack(patterns), torch.stack(prompts)
-
-    def _draw(self, rng: np.random.Generator, k: int) -> np.ndarray:
-        d = self.task.preprocess.shape[0]
-        return draw_missing(rng, self.problem, self.task.channels, d, k)
-
-    def batch(self, rng: np.random.Generator, size: int, k_range: tuple[int, int]) -> ElementBatch:
-        """``size`` samples; mask methods draw k uniformly in ``k_range``, +Prompts methods use the bank."""
-        targets, masks, conditions = [], [], []
-        for _ in range(size):
-            index = int(rng.integers(len(self)))
-            complete = self.volume(index)
-            if self.prompts is not None:
-                entry = int(rng.integers(self.prompts.shape[1]))
-                mask, condition = self.patterns[index, entry], self.prompts[index, entry]
-            else:
-                mask = torch.from_numpy(self._draw(rng, int(rng.integers(k_range[0], k_range[1] + 1))))
-                condition = None
-            image = complete * expand_mask(mask[None], complete[None].shape)[0].float()
-            visible = inferred_availability(image[None], self.problem)[0] if condition is not None else mask
-            stack, availability = element_stack(complete[None], mask[None], self.problem)
-            visible = element_stack(image[None], visible[None], self.problem)[1]
-            if self.problem == BRAIN:  # one axial slice of the volume
-                d = int(rng.integers(stack.shape[0]))
-                stack, availability, visible = stack[d:d + 1], availability[d:d + 1], visible[d:d + 1]
-            targets.append(stack)
-            masks.append(torch.stack([availability[0], visible[0]]))
-            conditions.append(condition[None] if condition is not None else availability.float())
-        target = torch.cat(targets)
-        both = torch.stack(masks)
-        availability, visible = both[:, 0], both[:, 1]
-        image = target * availability[..., None, None].float()
-        return ElementBatch(target, image, availability, visible, torch.cat(conditions))
-
-
-def missing_l1(prediction: torch.Tensor, batch: ElementBatch) -> torch.Tensor:
-    """Mean absolute error over the missing elements of a batch."""
-    missing = (~batch.availability)[..., None, None].expand_as(prediction)
-    return (prediction - batch.target).abs()[missing].mean()
-
-
-# -- the generic method -------------------------------------------------------------------------------------
-def frozen_tokenizer(train: SubjectSet, task: TaskSpec, preset: str, seed: int, shared_dir: Path | None,
-                     progress):
-    """CoPeDiT's frozen CoPeVAE tokenizer from the copedit plugin, found through the registry."""
-    from mribench.plugins import registry
-
-    registry().method("copedit")  # raises a clear error when the plugin is absent
-    from mribench_copedit.api import frozen_tokenizer as copedit_tokenizer
-
-    if shared_dir is None:
-        raise MribenchError(f"task {task.name}: +Prompts methods need the runner's shared folder for the tokenizer")
-    return copedit_tokenizer(train, task, preset, seed, shared_dir, progress)
-
-
-def restore_tokenizer(state: dict[str, Any], task: TaskSpec, preset: str):
-    """Rebuild the frozen CoPeVAE saved in a +Prompts checkpoint (as the copedit method restores its own)."""
-    from mribench_copedit.presets import PRESETS
-    from mribench_copedit.trainer import build_tokenizer, freeze
-
-    tokenizer = build_tokenizer(PRESETS[preset].for_problem(task.problem).tokenizer, task)
-    tokenizer.load_state_dict(state)
-    return freeze(tokenizer)
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -292,7 +97,7 @@ class ElementMethod(Method):
     # -- availability and description -----------------------------------------------------------------------
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        return copedit_missing_reason() if cls.uses_prompts else None
+        return prompt_provider_missing_reason() if cls.uses_prompts else None
 
     @classmethod
     def describe(cls, preset: str, task: TaskSpec | None = None) -> dict[str, Any]:
@@ -313,7 +118,12 @@ class ElementMethod(Method):
         data = TrainingData(train, task)
         prompt_dim = 0
         if self.uses_prompts:
-            self._tokenizer = frozen_tokenizer(train, task, self.config.preset, self.seed, self.shared_dir, progress)
+            provider = prompt_provider()
+            if self.shared_dir is None:
+                raise MribenchError(f"task {task.name}: +Prompts methods need the runner's shared folder for the "
+                                    "tokenizer")
+            self._tokenizer = provider.frozen_tokenizer(train, task, self.config.preset, self.seed, self.shared_dir,
+                                                        progress)
             bank_path = workdir / "prompt_bank.pt"
             if bank_path.exists():
                 saved = load_checkpoint(bank_path, expect={"config_hash": config_hash(self.config)})
@@ -389,7 +199,7 @@ class ElementMethod(Method):
         """(B, C, D, H, W) in [0, 1] with missing elements filled; observed elements are written back."""
         problem, b = self.task.problem, batch.image.shape[0]
         if self.uses_prompts:
-            visible_volume = inferred_availability(batch.image, problem)
+            visible_volume = infer_availability(batch.image, problem)
             prompts = self._tokenizer.prompts(batch.image).float()
         else:
             visible_volume = batch.availability_mask.bool()
@@ -426,5 +236,4 @@ class ElementMethod(Method):
             net.eval()
         self.ema = None
         if self.uses_prompts:
-            self._tokenizer = restore_tokenizer(state["tokenizer"], task, self.config.preset)
-
+            self._tokenizer = prompt_provider().restore_tokenizer(state["tokenizer"], task, self.config.preset)
