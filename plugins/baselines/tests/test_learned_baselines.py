@@ -14,11 +14,13 @@ from mribench.plugins import Registry, registry, set_registry
 from mribench.protocol import Batch, seeded_rng
 from mribench.training import seed_everything
 from mribench_baselines import elements
+from mribench_baselines.conditioning import CodeSpec
 from mribench_baselines import plugin as baselines_plugin
 from mribench_baselines.hypergae import HyperGAE, HyperGAEPrompts
 from mribench_baselines.m2dn import M2DN, M2DNPrompts
 from mribench_baselines.mmgan import MMGAN
 from mribench_baselines.mmt import MMT, MMTPrompts
+from mribench_baselines.training_data import TrainingData, missing_l1
 
 BASE = [MMGAN, MMT, M2DN, HyperGAE]
 PROMPTED = [MMTPrompts, M2DNPrompts, HyperGAEPrompts]
@@ -69,12 +71,12 @@ def test_mmt_head_still_learns_when_its_output_is_far_below_zero():
     task, subjects = make_task("missing-slice"), make_subjects("missing-slice", 2)
     method = MMT(MMT.presets["smoke"], seed=0)
     method.task = task
-    method._build(common.CodeSpec(task.n_elements))
+    method._build(CodeSpec(task.n_elements))
     net = method.nets["transformer"]
     with torch.no_grad():
         net.head[-1].bias.fill_(-50.0)
-    batch = common.TrainingData(subjects, task).batch(seeded_rng("mmt-head"), 1, tuple(task.train_missing))
-    common.missing_l1(net(batch.image, batch.visible, batch.condition), batch).backward()
+    batch = TrainingData(subjects, task).batch(seeded_rng("mmt-head"), 1, tuple(task.train_missing))
+    missing_l1(net(batch.image, batch.visible, batch.condition), batch).backward()
     assert net.head[-1].bias.grad.abs().item() > 0.5
 
 
