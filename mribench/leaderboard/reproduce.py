@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.text import Text
 
@@ -28,6 +27,7 @@ from mribench.plugins import registry
 from mribench.results import RESULT_FILE, find_results
 from mribench.runner import RunRequest, plan, run
 from mribench.tasks import get_task
+from mribench.threads import torch_threads
 
 # Torch threads of every reproduction run: CPU float results depend on the thread count, so it is fixed for a fresh
 # clone to reproduce the committed numbers on any machine. One thread: the cpu presets' small models gain about 1.2x
@@ -125,16 +125,12 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
         for request in requests:
             console.print(f"  {request.task}  {request.method}  seed {request.seed}")
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(REPRODUCE_THREADS)
-    try:
+    with torch_threads(REPRODUCE_THREADS):
         for index, request in enumerate(requests, 1):
             console.rule(f"[{index}/{len(requests)}] {request.method} on {request.task}, seed {request.seed}")
             outcome = run(request, console=console)
             if outcome.status == "complete":
                 console.print("complete (skipped)")
-    finally:
-        torch.set_num_threads(threads)
     _write_outputs(the_plan, the_plan.runs, console)
 
 

@@ -7,6 +7,7 @@ import pytest
 from mribench.data.base import RawSubject
 from mribench.data.preprocess import NativeGrid, preprocess_subject, to_native, to_preprocessed
 from mribench.tasks import PreprocessSpec
+from mribench.threads import torch_threads
 
 LPS_AFFINE = np.array([[-1.5, 0, 0, 20.0], [0, -1.5, 0, 15.0], [0, 0, 2.0, -12.0], [0, 0, 0, 1]])
 
@@ -210,13 +211,9 @@ def test_preprocessed_bytes_do_not_depend_on_the_callers_thread_count():
 
     raw = raw_with_blob(shape=(120, 120, 78))
     spec = PreprocessSpec(shape=(32, 96, 96), crop_foreground=True, percentiles=(0.0, 100.0))
-    before = torch.get_num_threads()
     images = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
+    for threads in (1, 2):
+        with torch_threads(threads):
             images.append(preprocess_subject(raw, spec).image)
             assert torch.get_num_threads() == threads, "the caller's thread count is restored"
-    finally:
-        torch.set_num_threads(before)
     assert images[0].tobytes() == images[1].tobytes()

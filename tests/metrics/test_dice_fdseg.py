@@ -16,6 +16,7 @@ from mribench.metrics.dice import SEGMENTER_VALIDATION, Dice, region_dice
 from mribench.metrics.fdseg import FDSeg
 from mribench.metrics.segmenter import (BRAIN_REGIONS, PRESETS, SegmenterConfig, draw_slices, get_segmenter,
                                         region_targets, segmenter_path)
+from mribench.threads import torch_threads
 
 
 @pytest.fixture(autouse=True)
@@ -208,16 +209,12 @@ def test_segmenter_identity_does_not_depend_on_the_cache_or_the_callers_threads(
     original = segmenter_module.train_network
     monkeypatch.setattr(segmenter_module, "train_network",
                         lambda *args, **kwargs: (seen.append(torch.get_num_threads()), original(*args, **kwargs)))
-    before = torch.get_num_threads()
     digests = []
     for cache, threads in (("first", 2), ("second", 1)):
         monkeypatch.setenv("MRIBENCH_CACHE", str(tmp_path / cache))
         segmenter_module._LOADED.clear()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             digests.append(get_segmenter(task, train, "smoke", [0, 1, 2]).info["sha256"])
             assert torch.get_num_threads() == threads, "the caller's thread count is restored"
-        finally:
-            torch.set_num_threads(before)
     assert seen == [segmenter_module.SEGMENTER_THREADS] * 2
     assert digests[0] == digests[1]
