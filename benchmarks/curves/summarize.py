@@ -20,7 +20,7 @@ def rows() -> list[str]:
         minutes, load = curve["training_minutes"], curve["load_average"]
         lines.append(f"| {path.parent.name} | {curve['method']['name']} | {curve['preset_steps']} | "
                      f"{curve['psnr_at_preset_steps']:.2f} | {curve['scaled_steps']} | "
-                     f"{curve['psnr_at_scaled_steps']:.2f} | {curve['gain_db']:+.2f} | {curve['verdict']} | "
+                     f"{curve['psnr_at_scaled_steps']:.2f} | {curve['gain_db']:+.3f} | {curve['verdict']} | "
                      f"{minutes['preset']:.1f} / {minutes['scaled']:.1f} | "
                      f"{load['before'][0]:.1f} / {load['after'][0]:.1f} |")
     return lines
