@@ -166,8 +166,9 @@ _SMOKE_DIFFUSION = DiffusionStageConfig(
 #   27.7 dB at 3,200 (about 6 min on 2 idle cores); 48x48 crops cost twice the time per step;
 # - MDiT3D-XS (0.3 M parameters: 64 wide, 4 blocks, patch 2; (1, 2, 2) on slice-wise cardiac latents), batch 2,
 #   EMA 0.995, 25 DDIM steps: sized to fit the 15-min training budget on 2 cores. Stage II 1,200 steps: its
-#   validation curve (benchmarks/curves/phantom-brats-missing3/copedit-cpu, on the earlier 800-step 8/16/16
-#   tokenizer) gained +0.58 dB from 800 to 1,600 steps and is flat from 1,000 on.
+#   validation curve behind this tokenizer (benchmarks/curves/phantom-brats-missing3/copedit-cpu) gains +0.495 dB
+#   at 2,400 steps, a plateau by the 0.5 dB rule; the stage-II sweep (benchmarks/curves/copedit-stage2-sweep.md)
+#   found no cheaper gain: lr 1e-3 -0.08 dB, 128 wide +0.40 dB at 2.3x the time, 10-100 DDIM steps within 0.1 dB.
 # Cardiac latents are slice-wise at every preset (the fix of a straddling defect, not a cpu shortcut).
 _CPU_TOKENIZER = TokenizerConfig(
     channels=(16, 32, 32), compression=4, quantize=False, num_res_layers=1, num_res_channels=(16, 32, 32),
