@@ -29,7 +29,7 @@ from mribench.data import TaskData, load_task_data
 from mribench.data.base import Dataset, cache_dir
 from mribench.data.nifti import write_volume
 from mribench.data.preprocess import NativeGrid, to_native
-from mribench.errors import MribenchError, UnknownNameError
+from mribench.errors import CheckpointMismatchError, MribenchError, UnknownNameError
 from mribench.method import Method, config_hash, config_json
 from mribench.metrics.aggregate import availability_code, write_per_subject_csv
 from mribench.metrics.base import Metric, MetricResult
@@ -153,13 +153,22 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
         shutil.rmtree(folder, ignore_errors=True)
     elif result_path.exists():
         try:
-            read_result(result_path)
-            return RunOutcome("complete", folder)
+            stored = read_result(result_path).method.get("config_hash")
         except DamagedResultError as exc:
             if request.overwrite == "never":
                 raise MribenchError(f"{exc}; --overwrite never forbids redoing it; use --overwrite missing") from None
             say(f"{exc}; redoing its evaluation (a valid trained model is kept)")
             result_path.unlink()
+        else:
+            wanted = config_hash(the_plan.config)
+            if stored == wanted:
+                return RunOutcome("complete", folder)
+            stale = (f"{result_path}: made with another {the_plan.preset} config of {the_plan.method} (config hash "
+                     f"{stored}; the preset is now {wanted})")
+            if request.overwrite == "never":
+                raise MribenchError(f"{stale}; --overwrite never forbids redoing it; use --overwrite missing")
+            say(f"{stale}; redoing the run with today's preset")
+            shutil.rmtree(folder)
     elif request.overwrite == "never" and folder.exists():
         raise MribenchError(f"{folder}: a partial run exists and --overwrite never forbids touching it; "
                             "use --overwrite missing to resume it")
@@ -182,7 +191,7 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
                                     "it; use --overwrite missing to resume it")
             sweep_temporaries(model_dir)
             method = _fit_or_load(the_plan, model_dir, model_root / "shared", data.train, data.validation, progress,
-                                  say)
+                                  say, request.overwrite)
         timings["fit_or_load_s"] = time.perf_counter() - started
         if not dist.is_main:
             return RunOutcome("worker", folder)
@@ -237,7 +246,10 @@ def _data_provenance(data: TaskData) -> dict[str, Any]:
 
 # -- phases --------------------------------------------------------------------------------------------------
 def _fit_or_load(the_plan: Plan, model_dir: Path, shared_dir: Path, train, validation, progress,
-                 say: Callable[[str], None]) -> Method:
+                 say: Callable[[str], None], overwrite: str) -> Method:
+    """The model of ``model_dir``, trained there first when absent. A checkpoint of another config of the preset
+    (the preset changed since) is retrained from scratch, its training folder with it, unless ``overwrite`` is
+    ``never``."""
     seed = the_plan.seed
     checkpoint = model_dir / "model.pt"
     if checkpoint.exists():
@@ -248,17 +260,35 @@ def _fit_or_load(the_plan: Plan, model_dir: Path, shared_dir: Path, train, valid
         except UnreadableCheckpointError as exc:
             say(f"{exc}; training the model again")
             checkpoint.unlink()
-    seed_everything(derive_seed("fit", seed))
-    method = the_plan.method_cls(the_plan.config, seed=seed)
-    method.shared_dir = shared_dir
-    method.validation = validation
-    started = time.perf_counter()
-    method.fit(train, the_plan.task, model_dir / "work", progress)
+        except CheckpointMismatchError:
+            _discard_other_config(model_dir, the_plan, say, overwrite)
+    for attempt in (1, 2):
+        seed_everything(derive_seed("fit", seed))
+        method = the_plan.method_cls(the_plan.config, seed=seed)
+        method.shared_dir = shared_dir
+        method.validation = validation
+        started = time.perf_counter()
+        try:
+            method.fit(train, the_plan.task, model_dir / "work", progress)
+            break
+        except CheckpointMismatchError:  # a partial training of another config: start afresh, once
+            if attempt == 2 or not (model_dir / "work").exists():
+                raise
+            _discard_other_config(model_dir, the_plan, say, overwrite)
     method.fit_seconds = round(time.perf_counter() - started, 3)  # a resumed fit counts this process's part only
     if dist_info().is_main:
         method.save(checkpoint)
     barrier()
     return method
+
+
+def _discard_other_config(model_dir: Path, the_plan: Plan, say: Callable[[str], None], overwrite: str) -> None:
+    """Remove a model folder trained (or half-trained) with another config of the preset, or refuse to."""
+    stale = f"{model_dir}: trained with another config of the {the_plan.preset} preset of {the_plan.method}"
+    if overwrite == "never":
+        raise MribenchError(f"{stale}; --overwrite never forbids retraining it; use --overwrite missing")
+    say(f"{stale}; training it again with today's preset")
+    shutil.rmtree(model_dir, ignore_errors=True)  # every torchrun rank sees the same mismatch
 
 
 def _training_facts(the_plan: Plan, method: Method) -> dict[str, Any]:

@@ -1,15 +1,20 @@
 """End to end through the runner and the CLI on the tests-only tiny datasets."""
 import csv
+import io
 import json
 import math
+from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
+from rich.console import Console
 from typer.testing import CliRunner
 
 from mribench.cli import app
-from mribench.errors import MribenchError, UnknownNameError
+from mribench.errors import CheckpointMismatchError, MribenchError, UnknownNameError
+from mribench.method import config_hash
 from mribench.protocol import evaluation_availability
 from mribench.results import read_result
 from mribench.runner import RunRequest, run
@@ -158,14 +163,18 @@ def test_leaderboard_refuses_mixed_task_hashes(tiny_registry, tmp_path):
     assert result.exit_code == 2 and "different task hashes" in result.output
 
 
-def test_checkpoint_from_another_config_is_refused(tiny_registry, tmp_path):
+def test_checkpoint_from_another_config_is_refused_under_overwrite_never_and_retrained_else(tiny_registry, tmp_path):
     _run(tmp_path, method="nearest-contrast")
     checkpoint = next((tmp_path / "runs" / "_models").glob("*/nearest-contrast/smoke-seed0/model.pt"))
     cpu_dir = checkpoint.parent.parent / "cpu-seed0"
     cpu_dir.mkdir()
     cpu_dir.joinpath("model.pt").write_bytes(checkpoint.read_bytes())
-    with pytest.raises(MribenchError, match="another config"):
-        run(RunRequest(method="nearest-contrast", task="tiny-brain-missing1", preset="cpu", out=tmp_path / "runs"))
+    request = RunRequest(method="nearest-contrast", task="tiny-brain-missing1", preset="cpu", out=tmp_path / "runs")
+    with pytest.raises(MribenchError, match="trained with another config of the cpu preset.*--overwrite never"):
+        run(replace(request, overwrite="never"))
+    assert run(request).status == "done"
+    assert torch.load(cpu_dir / "model.pt", weights_only=True)["config_hash"] != \
+        torch.load(checkpoint, weights_only=True)["config_hash"]
 
 
 def test_tasks_methods_plugins_commands(tiny_registry):
@@ -201,3 +210,54 @@ def test_predictions_preprocessed_only_writes_the_task_grid(tiny_registry, tmp_p
     assert all(nib.load(f).shape == (12, 16, 16) for f in files)
     recorded = read_result(outcome.folder / "result.json").outputs  # the choice is part of the result
     assert recorded == {"predictions": "preprocessed", "folders": ["predictions-preprocessed"]}
+
+
+def _change_smoke_preset(monkeypatch):
+    """nearest-contrast's smoke preset as if a later release had changed it (another config hash)."""
+    import mribench_baselines.floors as floors
+
+    changed = {**floors.NearestContrast.presets, "smoke": floors.FloorConfig(max_train_subjects=7)}
+    monkeypatch.setattr(floors.NearestContrast, "presets", changed)
+    return floors
+
+
+def test_a_result_and_model_of_an_older_preset_are_redone_not_skipped(tiny_registry, tmp_path, monkeypatch):
+    first = _run(tmp_path, method="nearest-contrast")
+    model = next((tmp_path / "runs" / "_models").glob("*/nearest-contrast/smoke-seed0/model.pt"))
+    _change_smoke_preset(monkeypatch)
+    with pytest.raises(MribenchError, match="made with another smoke config of nearest-contrast.*--overwrite never"):
+        _run(tmp_path, method="nearest-contrast", overwrite="never")
+    console = Console(file=io.StringIO(), width=400)
+    again = run(RunRequest(method="nearest-contrast", task="tiny-brain-missing1", preset="smoke",
+                           out=tmp_path / "runs"), console=console)
+    notices = console.file.getvalue()
+    assert again.status == "done"
+    assert again.result.method["config_hash"] != first.result.method["config_hash"]
+    assert json.loads((again.folder / "result.json").read_text())["method"]["config"] == '{"max_train_subjects": 7}'
+    assert "redoing the run with today's preset" in notices and "training it again with today's preset" in notices
+    assert torch.load(model, weights_only=True)["config_hash"] == again.result.method["config_hash"]
+    assert _run(tmp_path, method="nearest-contrast").status == "complete"
+
+
+def test_a_half_trained_model_of_an_older_preset_starts_afresh(tiny_registry, tmp_path, monkeypatch):
+    floors = _change_smoke_preset(monkeypatch)
+    original = floors.NearestContrast.fit
+
+    def fit_resuming_a_checked_checkpoint(self, train, task, workdir, progress):
+        marker = workdir / "train.marker"  # stands for a resumable checkpoint that records its config
+        if marker.exists() and marker.read_text() != config_hash(self.config):
+            raise CheckpointMismatchError(f"{marker}: written by another config")
+        workdir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(config_hash(self.config))
+        original(self, train, task, workdir, progress)
+
+    monkeypatch.setattr(floors.NearestContrast, "fit", fit_resuming_a_checked_checkpoint)
+    _run(tmp_path / "probe", method="nearest-contrast")  # learn where the model folder goes
+    model_dir = next((tmp_path / "probe" / "runs" / "_models").glob("*/nearest-contrast/smoke-seed0"))
+    relative = model_dir.relative_to(tmp_path / "probe" / "runs")
+    stale = tmp_path / "runs" / relative / "work" / "train.marker"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("0123456789abcdef")
+    assert _run(tmp_path, method="nearest-contrast").status == "done"
+    assert (tmp_path / "runs" / relative / "model.pt").exists()
+    assert stale.read_text() == config_hash(floors.NearestContrast.presets["smoke"])
