@@ -76,6 +76,9 @@ class BrainPhantomOptions(PhantomOptions):
     voxel_mm: float = Field(default=2.0, ge=1.0, le=6.0)
 
 
+INTERPOLATED_MAPS = ("gm", "wm", "csf", "support", "sulcal_csf")  # Template maps sampled with cval 0
+
+
 # -- the template --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Template:
@@ -88,21 +91,45 @@ class Template:
     sulcal_csf: np.ndarray  # smoothed CSF: where cortical atrophy turns grey matter into CSF
     outside_mm: np.ndarray  # distance (mm) from the brain mask, 0 inside
     world_to_voxel: np.ndarray  # (4, 4)
+    nonzero_cells: np.ndarray  # (X, Y, Z) uint8: bit b set where INTERPOLATED_MAPS[b] is non-zero at a cell corner
     ventricle_centre: np.ndarray  # (3,) mm
     brain_centre: np.ndarray  # (3,) mm
     tumour_sites: np.ndarray  # (N, 3) mm: deep white-matter points where tumours may be centred
 
     def sample(self, points: np.ndarray, *names: str) -> list[np.ndarray]:
-        """Trilinear values of the named maps at world points (..., 3); outside the template: 0 (distance: edge)."""
+        """Trilinear values of the named maps at world points (..., 3); outside the template: 0 (distance: edge).
+
+        The tissue maps (:data:`INTERPOLATED_MAPS`) are interpolated only at the points whose cell has a non-zero
+        corner in that map (:attr:`nonzero_cells`): elsewhere every term of the interpolation is 0, or the point
+        lies outside the grid where the constant mode gives 0, so the values are those of interpolating every
+        point, without the work on the empty field of view."""
         coords = (points @ self.world_to_voxel[:3, :3].T.astype(np.float32) + self.world_to_voxel[:3, 3]
                   .astype(np.float32))
-        coords = np.moveaxis(coords, -1, 0)
+        codes = None
         out = []
         for name in names:
-            mode = "nearest" if name == "outside_mm" else "constant"
-            out.append(ndimage.map_coordinates(getattr(self, name), coords, output=np.float32, order=1, mode=mode,
-                                               cval=0.0, prefilter=False))
+            if name == "outside_mm":
+                out.append(ndimage.map_coordinates(self.outside_mm, np.moveaxis(coords, -1, 0), output=np.float32,
+                                                   order=1, mode="nearest", prefilter=False))
+                continue
+            if codes is None:
+                codes = self.cell_codes(coords)
+            where = np.flatnonzero(codes & np.uint8(1 << INTERPOLATED_MAPS.index(name)))
+            values = np.zeros(points.shape[:-1], dtype=np.float32)
+            values.flat[where] = ndimage.map_coordinates(getattr(self, name), coords.reshape(-1, 3)[where].T,
+                                                         output=np.float32, order=1, mode="constant", cval=0.0,
+                                                         prefilter=False)
+            out.append(values)
         return out
+
+    def cell_codes(self, coords: np.ndarray) -> np.ndarray:
+        """:attr:`nonzero_cells` of the cell holding each voxel coordinate (..., 3), flattened; 0 off the grid."""
+        flat = coords.reshape(-1, 3)
+        inside = np.flatnonzero(np.all((flat >= 0) & (flat <= np.array(self.nonzero_cells.shape) - 1), axis=-1))
+        cells = flat[inside].astype(np.intp)  # coordinates >= 0: truncation is the floor
+        codes = np.zeros(len(flat), dtype=np.uint8)
+        codes[inside] = self.nonzero_cells[cells[:, 0], cells[:, 1], cells[:, 2]]
+        return codes
 
 
 def template_files() -> dict[str, Path]:
@@ -119,6 +146,19 @@ def template_files() -> dict[str, Path]:
     if missing:
         raise MribenchError(f"nilearn's MNI152 template file is missing: {missing[0]} (reinstall nilearn)")
     return files
+
+
+def nonzero_cells(maps: dict[str, np.ndarray]) -> np.ndarray:
+    """Bit b of cell (i, j, k) is set when ``maps[INTERPOLATED_MAPS[b]]`` is non-zero at one of the cell's corners
+    (i..i+1, j..j+1, k..k+1, within the grid): the voxels a trilinear sample in the cell reads."""
+    codes = np.zeros(maps[INTERPOLATED_MAPS[0]].shape, dtype=np.uint8)
+    for bit, name in enumerate(INTERPOLATED_MAPS):
+        touched = maps[name] != 0
+        for axis in range(3):  # cell i of this axis also reads voxel i + 1
+            before = (slice(None),) * axis
+            touched[before + (slice(None, -1),)] |= touched[before + (slice(1, None),)]
+        codes |= touched.astype(np.uint8) << bit
+    return codes
 
 
 @lru_cache(maxsize=2)
@@ -156,10 +196,12 @@ def load_template(voxel_mm: float) -> Template:
     central = ((np.abs(world[:, 0]) < 30) & (world[:, 1] > -45) & (world[:, 1] < 25) & (world[:, 2] > -5)
                & (world[:, 2] < 35) & (flat_csf > 0.7))
     deep_wm = (maps["wm"].ravel() > 0.7) & (depth_mm.ravel() > 25.0)
+    maps["support"] = support.astype(np.float32)
+    maps["sulcal_csf"] = ndimage.gaussian_filter(maps["csf"], 2.0 / step).astype(np.float32)
     return Template(
-        gm=maps["gm"], wm=maps["wm"], csf=maps["csf"], support=support.astype(np.float32),
-        sulcal_csf=ndimage.gaussian_filter(maps["csf"], 2.0 / step).astype(np.float32), outside_mm=outside_mm,
-        world_to_voxel=np.linalg.inv(affine), ventricle_centre=world[central].mean(axis=0),
+        **{name: maps[name] for name in INTERPOLATED_MAPS}, outside_mm=outside_mm,
+        world_to_voxel=np.linalg.inv(affine), nonzero_cells=nonzero_cells(maps),
+        ventricle_centre=world[central].mean(axis=0),
         brain_centre=world[inside.ravel()].mean(axis=0), tumour_sites=world[deep_wm].astype(np.float32))
 
 
