@@ -96,15 +96,18 @@ class Template:
     brain_centre: np.ndarray  # (3,) mm
     tumour_sites: np.ndarray  # (N, 3) mm: deep white-matter points where tumours may be centred
 
-    def sample(self, points: np.ndarray, *names: str) -> list[np.ndarray]:
-        """Trilinear values of the named maps at world points (..., 3); outside the template: 0 (distance: edge).
+    def voxel_coordinates(self, points: np.ndarray) -> np.ndarray:
+        """Template voxel coordinates (..., 3) float32 of world points (..., 3), what :meth:`sample` takes."""
+        return points @ self.world_to_voxel[:3, :3].T.astype(np.float32) + self.world_to_voxel[:3, 3].astype(np.float32)
+
+    def sample(self, coords: np.ndarray, *names: str) -> list[np.ndarray]:
+        """Trilinear values of the named maps at voxel coordinates (..., 3); outside the template: 0 (distance:
+        edge).
 
         The tissue maps (:data:`INTERPOLATED_MAPS`) are interpolated only at the points whose cell has a non-zero
         corner in that map (:attr:`nonzero_cells`): elsewhere every term of the interpolation is 0, or the point
         lies outside the grid where the constant mode gives 0, so the values are those of interpolating every
         point, without the work on the empty field of view."""
-        coords = (points @ self.world_to_voxel[:3, :3].T.astype(np.float32) + self.world_to_voxel[:3, 3]
-                  .astype(np.float32))
         codes = None
         out = []
         for name in names:
@@ -115,7 +118,7 @@ class Template:
             if codes is None:
                 codes = self.cell_codes(coords)
             where = np.flatnonzero(codes & np.uint8(1 << INTERPOLATED_MAPS.index(name)))
-            values = np.zeros(points.shape[:-1], dtype=np.float32)
+            values = np.zeros(coords.shape[:-1], dtype=np.float32)
             values.flat[where] = ndimage.map_coordinates(getattr(self, name), coords.reshape(-1, 3)[where].T,
                                                          output=np.float32, order=1, mode="constant", cval=0.0,
                                                          prefilter=False)
@@ -125,7 +128,10 @@ class Template:
     def cell_codes(self, coords: np.ndarray) -> np.ndarray:
         """:attr:`nonzero_cells` of the cell holding each voxel coordinate (..., 3), flattened; 0 off the grid."""
         flat = coords.reshape(-1, 3)
-        inside = np.flatnonzero(np.all((flat >= 0) & (flat <= np.array(self.nonzero_cells.shape) - 1), axis=-1))
+        inside = np.ones(len(flat), dtype=bool)
+        for axis, size in enumerate(self.nonzero_cells.shape):
+            inside &= (flat[:, axis] >= 0) & (flat[:, axis] <= size - 1)
+        inside = np.flatnonzero(inside)
         cells = flat[inside].astype(np.intp)  # coordinates >= 0: truncation is the floor
         codes = np.zeros(len(flat), dtype=np.uint8)
         codes[inside] = self.nonzero_cells[cells[:, 0], cells[:, 1], cells[:, 2]]
@@ -272,8 +278,17 @@ def radial_expand(points: np.ndarray, centre: np.ndarray, amount: float, radius_
 
     Monotone along every ray for amount < 1, so it folds nothing (topology is kept)."""
     offset = points - centre.astype(np.float32)
-    r2 = np.sum(offset * offset, axis=-1, keepdims=True)
+    r2 = squared_norm(offset)[..., None]
     return centre.astype(np.float32) + offset * (1.0 - amount * np.exp(-r2 / (2.0 * radius_mm ** 2)))
+
+
+def squared_norm(vectors: np.ndarray) -> np.ndarray:
+    """x² + y² + z² of vectors (..., 3), added left to right: the values of ``np.sum(vectors ** 2, axis=-1)``
+    without numpy's slow reduction over a length-3 axis."""
+    out = vectors[..., 0] * vectors[..., 0]
+    out += vectors[..., 1] * vectors[..., 1]
+    out += vectors[..., 2] * vectors[..., 2]
+    return out
 
 
 def to_template(anatomy: Anatomy, template: Template, points: np.ndarray) -> np.ndarray:
@@ -304,7 +319,8 @@ def tissue_fractions(anatomy: Anatomy, template: Template, points: np.ndarray, w
     sample_points = template_points
     if tumour is not None:
         sample_points = radial_expand(template_points, tumour.centre, tumour.mass_effect, tumour.enhancing_mm * 1.5)
-    gm, wm, csf, support, sulcal = template.sample(sample_points, "gm", "wm", "csf", "support", "sulcal_csf")
+    sample_coords = template.voxel_coordinates(sample_points)
+    gm, wm, csf, support, sulcal = template.sample(sample_coords, "gm", "wm", "csf", "support", "sulcal_csf")
     atrophy = anatomy.cortical_atrophy * np.clip(2.0 * sulcal, 0.0, 1.0) * gm
     gm, csf = gm - atrophy, csf + atrophy
     fractions = {"gm": gm, "wm": wm, "csf": csf}
@@ -312,7 +328,7 @@ def tissue_fractions(anatomy: Anatomy, template: Template, points: np.ndarray, w
     brain = support > 0.5
     if tumour is not None:
         local = (template_points - tumour.centre.astype(np.float32)) @ tumour.axes.astype(np.float32)
-        distance = np.sqrt(np.sum(local * local, axis=-1))
+        distance = np.sqrt(squared_norm(local))
         lesion_distance = distance * (1.0 + 0.18 * tumour.boundary(template_points))
         oedema_distance = distance * (1.0 + 0.25 * tumour.oedema_boundary(template_points))
         parenchyma = gm + wm
@@ -330,8 +346,9 @@ def tissue_fractions(anatomy: Anatomy, template: Template, points: np.ndarray, w
         labels[brain & (core > 0.5) & (tumour.core_mm < tumour.enhancing_mm)] = 1
         if tumour.core_mm >= tumour.enhancing_mm:
             labels[brain & (lesion > 0.5)] = 1
-    if with_head:
-        outside = template.sample(template_points, "outside_mm")[0]
+    if with_head:  # the head around the brain, not pushed by the mass effect
+        head_coords = sample_coords if tumour is None else template.voxel_coordinates(template_points)
+        outside = template.sample(head_coords, "outside_mm")[0]
         rest = np.clip(1.0 - support, 0.0, 1.0)
 
         def band(inner: float, outer: float) -> np.ndarray:
@@ -341,7 +358,7 @@ def tissue_fractions(anatomy: Anatomy, template: Template, points: np.ndarray, w
         fractions["bone"] = band(1.5, 7.0)
         fractions["fat"] = band(7.0, 11.0)
         fractions["muscle"] = band(11.0, 14.0)
-    fractions = {k: np.clip(v, 0.0, 1.0).astype(np.float32) for k, v in fractions.items()}
+    fractions = {k: np.clip(v, 0.0, 1.0).astype(np.float32, copy=False) for k, v in fractions.items()}
     return BrainTissues(fractions=fractions, labels=labels, brain_mask=brain)
 
 

@@ -188,7 +188,7 @@ def scipy_samples(template: pb.Template, points: np.ndarray, name: str) -> np.nd
 
 def assert_samples_are_scipy_bit_for_bit(template: pb.Template, points: np.ndarray) -> None:
     names = (*pb.INTERPOLATED_MAPS, "outside_mm")
-    for name, values in zip(names, template.sample(points, *names)):
+    for name, values in zip(names, template.sample(template.voxel_coordinates(points), *names)):
         expected = scipy_samples(template, points, name)
         assert values.dtype == np.float32 and values.shape == points.shape[:-1]
         assert np.array_equal(values.view(np.int32), expected.view(np.int32)), name
