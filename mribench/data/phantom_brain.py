@@ -278,8 +278,11 @@ def radial_expand(points: np.ndarray, centre: np.ndarray, amount: float, radius_
 
     Monotone along every ray for amount < 1, so it folds nothing (topology is kept)."""
     offset = points - centre.astype(np.float32)
-    r2 = squared_norm(offset)[..., None]
-    return centre.astype(np.float32) + offset * (1.0 - amount * np.exp(-r2 / (2.0 * radius_mm ** 2)))
+    factor = 1.0 - amount * np.exp(-squared_norm(offset) / (2.0 * radius_mm ** 2))
+    for axis, coordinate in enumerate(centre.astype(np.float32)):  # axis by axis: no broadcast over a length-3 axis
+        offset[..., axis] *= factor
+        offset[..., axis] += coordinate
+    return offset
 
 
 def squared_norm(vectors: np.ndarray) -> np.ndarray:
@@ -296,9 +299,10 @@ def to_template(anatomy: Anatomy, template: Template, points: np.ndarray) -> np.
     centre = template.brain_centre.astype(np.float32)
     inverse = (anatomy.rotation / anatomy.scale[None, :]).astype(np.float32)  # R·S, inverted below
     moved = (points - centre - anatomy.shift.astype(np.float32)) @ inverse + centre
-    displacement = np.stack([field(moved) for field in anatomy.elastic], axis=-1)
-    moved = moved + ELASTIC_MM * displacement
-    return radial_expand(moved, template.ventricle_centre, anatomy.ventricle_enlargement, 22.0)
+    warped = moved.copy()
+    for axis, field in enumerate(anatomy.elastic):
+        warped[..., axis] += ELASTIC_MM * field(moved)
+    return radial_expand(warped, template.ventricle_centre, anatomy.ventricle_enlargement, 22.0)
 
 
 @dataclass
@@ -429,12 +433,21 @@ def ixi_grids(voxel_mm: float) -> dict[str, tuple[tuple[int, int, int], np.ndarr
     return {"axial": (axial_shape, axial), "sagittal": (sagittal_shape, sagittal)}
 
 
+@lru_cache(maxsize=6)
+def brain_grid(name: str, voxel_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Affine and world points (X, Y, Z, 3) of the grid ``name`` ("brats", or IXI's "axial" or "sagittal") at
+    ``voxel_mm``; both read-only, computed once per process and shared by every subject."""
+    shape, affine = brats_grid(voxel_mm) if name == "brats" else ixi_grids(voxel_mm)[name]
+    points = grid_points(shape, affine)
+    affine.flags.writeable = points.flags.writeable = False
+    return affine, points
+
+
 def simulate_brats(options: BrainPhantomOptions, index: int) -> BrainSimulation:
     """BraTS-like subject ``index``: skull-stripped T1, T1ce, T2, FLAIR and tumour labels on the BraTS grid."""
     template = load_template(options.voxel_mm)
     anatomy = draw_anatomy(subject_rng("phantom-brats", options, index, "anatomy"), template, with_tumour=True)
-    shape, affine = brats_grid(options.voxel_mm)
-    points = grid_points(shape, affine)
+    affine, points = brain_grid("brats", options.voxel_mm)
     tissues = tissue_fractions(anatomy, template, points, with_head=False, voxel_mm=options.voxel_mm)
     images = {}
     for contrast in BRATS_FILES:
@@ -476,8 +489,7 @@ def simulate_ixi(options: BrainPhantomOptions, index: int) -> dict[str, BrainSim
     snr_scale = 1.4 if "-HH-" in ixi_id(options, index) else 1.0  # Hammersmith scanned at 3 T
     out = {}
     for grid, contrasts in (("sagittal", ("T1",)), ("axial", ("T2", "PD"))):
-        shape, affine = ixi_grids(options.voxel_mm)[grid]
-        points = grid_points(shape, affine)
+        affine, points = brain_grid(grid, options.voxel_mm)
         tissues = tissue_fractions(anatomy, template, points, with_head=True, voxel_mm=options.voxel_mm)
         images = {c: acquire(subject_rng("phantom-ixi", options, index, c), tissues, points, c, None, snr_scale)
                   for c in contrasts}
