@@ -354,15 +354,16 @@ def tissue_fractions(anatomy: Anatomy, template: Template, points: np.ndarray, w
         head_coords = sample_coords if tumour is None else template.voxel_coordinates(template_points)
         outside = template.sample(head_coords, "outside_mm")[0]
         rest = np.clip(1.0 - support, 0.0, 1.0)
+        steps = {edge: sigmoid((outside - edge) / softness) for edge in (-10.0, 1.5, 7.0, 11.0, 14.0)}
 
-        def band(inner: float, outer: float) -> np.ndarray:
-            return rest * (sigmoid((outside - inner) / softness) - sigmoid((outside - outer) / softness))
+        def band(inner: float, outer: float) -> np.ndarray:  # adjacent layers share the step at their boundary
+            return rest * (steps[inner] - steps[outer])
 
         fractions["csf"] = fractions["csf"] + band(-10.0, 1.5)
         fractions["bone"] = band(1.5, 7.0)
         fractions["fat"] = band(7.0, 11.0)
         fractions["muscle"] = band(11.0, 14.0)
-    fractions = {k: np.clip(v, 0.0, 1.0).astype(np.float32, copy=False) for k, v in fractions.items()}
+    fractions = {k: np.clip(v, 0.0, 1.0, out=v).astype(np.float32, copy=False) for k, v in fractions.items()}
     return BrainTissues(fractions=fractions, labels=labels, brain_mask=brain)
 
 
