@@ -76,7 +76,8 @@ class BrainPhantomOptions(PhantomOptions):
     voxel_mm: float = Field(default=2.0, ge=1.0, le=6.0)
 
 
-INTERPOLATED_MAPS = ("gm", "wm", "csf", "support", "sulcal_csf")  # Template maps sampled with cval 0
+# The maps of a Template, in the bit order of Template.nonzero_cells; all but the distance are 0 off the template.
+TEMPLATE_MAPS = ("gm", "wm", "csf", "support", "sulcal_csf", "outside_mm")
 
 
 # -- the template --------------------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ class Template:
     sulcal_csf: np.ndarray  # smoothed CSF: where cortical atrophy turns grey matter into CSF
     outside_mm: np.ndarray  # distance (mm) from the brain mask, 0 inside
     world_to_voxel: np.ndarray  # (4, 4)
-    nonzero_cells: np.ndarray  # (X, Y, Z) uint8: bit b set where INTERPOLATED_MAPS[b] is non-zero at a cell corner
+    nonzero_cells: np.ndarray  # (X, Y, Z) uint8: bit b set where TEMPLATE_MAPS[b] is non-zero at a cell corner
     ventricle_centre: np.ndarray  # (3,) mm
     brain_centre: np.ndarray  # (3,) mm
     tumour_sites: np.ndarray  # (N, 3) mm: deep white-matter points where tumours may be centred
@@ -102,38 +103,35 @@ class Template:
 
     def sample(self, coords: np.ndarray, *names: str) -> list[np.ndarray]:
         """Trilinear values of the named maps at voxel coordinates (..., 3); outside the template: 0 (distance:
-        edge).
+        the value at the nearest edge).
 
-        The tissue maps (:data:`INTERPOLATED_MAPS`) are interpolated only at the points whose cell has a non-zero
-        corner in that map (:attr:`nonzero_cells`): elsewhere every term of the interpolation is 0, or the point
-        lies outside the grid where the constant mode gives 0, so the values are those of interpolating every
-        point, without the work on the empty field of view."""
-        codes = None
+        A map is interpolated only at the points whose cell has a non-zero corner in it (:attr:`nonzero_cells`),
+        and for the distance also at every point off the template (where it takes the nearest edge's value):
+        elsewhere every term of the interpolation is 0, or the point lies off the template where the other maps
+        are 0, so the values are those of interpolating every point, without the work on the empty field of view
+        (and, for the distance, inside the brain)."""
+        codes = self.cell_codes(coords)
         out = []
         for name in names:
-            if name == "outside_mm":
-                out.append(ndimage.map_coordinates(self.outside_mm, np.moveaxis(coords, -1, 0), output=np.float32,
-                                                   order=1, mode="nearest", prefilter=False))
-                continue
-            if codes is None:
-                codes = self.cell_codes(coords)
-            where = np.flatnonzero(codes & np.uint8(1 << INTERPOLATED_MAPS.index(name)))
+            bit = TEMPLATE_MAPS.index(name)
+            where = np.flatnonzero(codes & np.uint8(1 << bit))
             values = np.zeros(coords.shape[:-1], dtype=np.float32)
-            values.flat[where] = ndimage.map_coordinates(getattr(self, name), coords.reshape(-1, 3)[where].T,
-                                                         output=np.float32, order=1, mode="constant", cval=0.0,
-                                                         prefilter=False)
+            values.flat[where] = ndimage.map_coordinates(
+                getattr(self, name), coords.reshape(-1, 3)[where].T, output=np.float32, order=1,
+                mode="nearest" if name == "outside_mm" else "constant", cval=0.0, prefilter=False)
             out.append(values)
         return out
 
     def cell_codes(self, coords: np.ndarray) -> np.ndarray:
-        """:attr:`nonzero_cells` of the cell holding each voxel coordinate (..., 3), flattened; 0 off the grid."""
+        """:attr:`nonzero_cells` of the cell holding each voxel coordinate (..., 3), flattened; off the template
+        only the distance's bit."""
         flat = coords.reshape(-1, 3)
         inside = np.ones(len(flat), dtype=bool)
         for axis, size in enumerate(self.nonzero_cells.shape):
             inside &= (flat[:, axis] >= 0) & (flat[:, axis] <= size - 1)
         inside = np.flatnonzero(inside)
         cells = flat[inside].astype(np.intp)  # coordinates >= 0: truncation is the floor
-        codes = np.zeros(len(flat), dtype=np.uint8)
+        codes = np.full(len(flat), 1 << TEMPLATE_MAPS.index("outside_mm"), dtype=np.uint8)
         codes[inside] = self.nonzero_cells[cells[:, 0], cells[:, 1], cells[:, 2]]
         return codes
 
@@ -155,10 +153,10 @@ def template_files() -> dict[str, Path]:
 
 
 def nonzero_cells(maps: dict[str, np.ndarray]) -> np.ndarray:
-    """Bit b of cell (i, j, k) is set when ``maps[INTERPOLATED_MAPS[b]]`` is non-zero at one of the cell's corners
+    """Bit b of cell (i, j, k) is set when ``maps[TEMPLATE_MAPS[b]]`` is non-zero at one of the cell's corners
     (i..i+1, j..j+1, k..k+1, within the grid): the voxels a trilinear sample in the cell reads."""
-    codes = np.zeros(maps[INTERPOLATED_MAPS[0]].shape, dtype=np.uint8)
-    for bit, name in enumerate(INTERPOLATED_MAPS):
+    codes = np.zeros(maps[TEMPLATE_MAPS[0]].shape, dtype=np.uint8)
+    for bit, name in enumerate(TEMPLATE_MAPS):
         touched = maps[name] != 0
         for axis in range(3):  # cell i of this axis also reads voxel i + 1
             before = (slice(None),) * axis
@@ -204,10 +202,10 @@ def load_template(voxel_mm: float) -> Template:
     deep_wm = (maps["wm"].ravel() > 0.7) & (depth_mm.ravel() > 25.0)
     maps["support"] = support.astype(np.float32)
     maps["sulcal_csf"] = ndimage.gaussian_filter(maps["csf"], 2.0 / step).astype(np.float32)
+    maps["outside_mm"] = outside_mm
     return Template(
-        **{name: maps[name] for name in INTERPOLATED_MAPS}, outside_mm=outside_mm,
-        world_to_voxel=np.linalg.inv(affine), nonzero_cells=nonzero_cells(maps),
-        ventricle_centre=world[central].mean(axis=0),
+        **{name: maps[name] for name in TEMPLATE_MAPS}, world_to_voxel=np.linalg.inv(affine),
+        nonzero_cells=nonzero_cells(maps), ventricle_centre=world[central].mean(axis=0),
         brain_centre=world[inside.ravel()].mean(axis=0), tumour_sites=world[deep_wm].astype(np.float32))
 
 
@@ -324,7 +322,9 @@ def tissue_fractions(anatomy: Anatomy, template: Template, points: np.ndarray, w
     if tumour is not None:
         sample_points = radial_expand(template_points, tumour.centre, tumour.mass_effect, tumour.enhancing_mm * 1.5)
     sample_coords = template.voxel_coordinates(sample_points)
-    gm, wm, csf, support, sulcal = template.sample(sample_coords, "gm", "wm", "csf", "support", "sulcal_csf")
+    shared_head = with_head and tumour is None  # the head is sampled without the mass effect: then at these points
+    gm, wm, csf, support, sulcal, *head = template.sample(sample_coords, "gm", "wm", "csf", "support", "sulcal_csf",
+                                                          *(["outside_mm"] if shared_head else []))
     atrophy = anatomy.cortical_atrophy * np.clip(2.0 * sulcal, 0.0, 1.0) * gm
     gm, csf = gm - atrophy, csf + atrophy
     fractions = {"gm": gm, "wm": wm, "csf": csf}
@@ -350,9 +350,9 @@ def tissue_fractions(anatomy: Anatomy, template: Template, points: np.ndarray, w
         labels[brain & (core > 0.5) & (tumour.core_mm < tumour.enhancing_mm)] = 1
         if tumour.core_mm >= tumour.enhancing_mm:
             labels[brain & (lesion > 0.5)] = 1
-    if with_head:  # the head around the brain, not pushed by the mass effect
-        head_coords = sample_coords if tumour is None else template.voxel_coordinates(template_points)
-        outside = template.sample(head_coords, "outside_mm")[0]
+    if with_head:
+        outside = head[0] if shared_head else template.sample(template.voxel_coordinates(template_points),
+                                                              "outside_mm")[0]
         rest = np.clip(1.0 - support, 0.0, 1.0)
         steps = {edge: sigmoid((outside - edge) / softness) for edge in (-10.0, 1.5, 7.0, 11.0, 14.0)}
 

@@ -187,7 +187,7 @@ def scipy_samples(template: pb.Template, points: np.ndarray, name: str) -> np.nd
 
 
 def assert_samples_are_scipy_bit_for_bit(template: pb.Template, points: np.ndarray) -> None:
-    names = (*pb.INTERPOLATED_MAPS, "outside_mm")
+    names = pb.TEMPLATE_MAPS
     for name, values in zip(names, template.sample(template.voxel_coordinates(points), *names)):
         expected = scipy_samples(template, points, name)
         assert values.dtype == np.float32 and values.shape == points.shape[:-1]
@@ -200,13 +200,12 @@ def test_sampling_only_near_non_zero_voxels_gives_scipy_values_at_edges_and_outs
     rng = np.random.default_rng(0)
     shape = (7, 6, 5)
     maps = {}
-    for offset, name in enumerate(pb.INTERPOLATED_MAPS):
+    for offset, name in enumerate(pb.TEMPLATE_MAPS):
         values = np.zeros(shape, dtype=np.float32)
         values[offset % 3:offset % 3 + 3, 2:, :2] = rng.uniform(0.1, 1.0, (3, 4, 2))  # touches y = 5 and z = 0
         values[-1, 0, -1] = 0.5  # a lone corner voxel
         maps[name] = values
-    template = pb.Template(**maps, outside_mm=rng.uniform(0.0, 9.0, shape).astype(np.float32),
-                           world_to_voxel=np.eye(4), nonzero_cells=pb.nonzero_cells(maps),
+    template = pb.Template(**maps, world_to_voxel=np.eye(4), nonzero_cells=pb.nonzero_cells(maps),
                            ventricle_centre=np.zeros(3), brain_centre=np.zeros(3), tumour_sites=np.zeros((1, 3)))
     corners = np.stack(np.meshgrid(*[np.arange(-1.0, n + 1.0, 0.5) for n in shape], indexing="ij"), axis=-1)
     nudged = np.concatenate([corners + delta for delta in (-1e-4, 0.0, 1e-4)])

@@ -17,6 +17,7 @@ import gzip
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mribench.data import phantom_brain, phantom_cardiac
@@ -55,3 +56,12 @@ def test_a_generated_subject_has_the_bytes_it_always_had(tmp_path, dataset, inde
     assert subject_digest(tmp_path, decompress=False) == files, (
         "same content, other compressed bytes: the NIfTI writer or zlib changed, and with them the file sizes in "
         "the results' data fingerprints")
+
+
+def test_phantom_noise_is_numpys_normal_draw_for_draw():
+    from mribench.data.phantom_common import gaussian
+
+    for sigma in (0.013, 2.5):
+        expected = np.random.default_rng(7).normal(0.0, sigma, (33, 5, 4)).astype(np.float32)
+        noise = gaussian(np.random.default_rng(7), sigma, (33, 5, 4))
+        assert noise.dtype == np.float32 and np.array_equal(noise.view(np.int32), expected.view(np.int32))
