@@ -76,6 +76,10 @@ class BrainPhantomOptions(PhantomOptions):
     voxel_mm: float = Field(default=2.0, ge=1.0, le=6.0)
 
 
+# The maps of a Template, in the bit order of Template.nonzero_cells; all but the distance are 0 off the template.
+TEMPLATE_MAPS = ("gm", "wm", "csf", "support", "sulcal_csf", "outside_mm")
+
+
 # -- the template --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Template:
@@ -88,21 +92,48 @@ class Template:
     sulcal_csf: np.ndarray  # smoothed CSF: where cortical atrophy turns grey matter into CSF
     outside_mm: np.ndarray  # distance (mm) from the brain mask, 0 inside
     world_to_voxel: np.ndarray  # (4, 4)
+    nonzero_cells: np.ndarray  # (X, Y, Z) uint8: bit b set where TEMPLATE_MAPS[b] is non-zero at a cell corner
     ventricle_centre: np.ndarray  # (3,) mm
     brain_centre: np.ndarray  # (3,) mm
     tumour_sites: np.ndarray  # (N, 3) mm: deep white-matter points where tumours may be centred
 
-    def sample(self, points: np.ndarray, *names: str) -> list[np.ndarray]:
-        """Trilinear values of the named maps at world points (..., 3); outside the template: 0 (distance: edge)."""
-        coords = (points @ self.world_to_voxel[:3, :3].T.astype(np.float32) + self.world_to_voxel[:3, 3]
-                  .astype(np.float32))
-        coords = np.moveaxis(coords, -1, 0)
+    def voxel_coordinates(self, points: np.ndarray) -> np.ndarray:
+        """Template voxel coordinates (..., 3) float32 of world points (..., 3), what :meth:`sample` takes."""
+        return points @ self.world_to_voxel[:3, :3].T.astype(np.float32) + self.world_to_voxel[:3, 3].astype(np.float32)
+
+    def sample(self, coords: np.ndarray, *names: str) -> list[np.ndarray]:
+        """Trilinear values of the named maps at voxel coordinates (..., 3); outside the template: 0 (distance:
+        the value at the nearest edge).
+
+        A map is interpolated only at the points whose cell has a non-zero corner in it (:attr:`nonzero_cells`),
+        and for the distance also at every point off the template (where it takes the nearest edge's value):
+        elsewhere every term of the interpolation is 0, or the point lies off the template where the other maps
+        are 0, so the values are those of interpolating every point, without the work on the empty field of view
+        (and, for the distance, inside the brain)."""
+        codes = self.cell_codes(coords)
         out = []
         for name in names:
-            mode = "nearest" if name == "outside_mm" else "constant"
-            out.append(ndimage.map_coordinates(getattr(self, name), coords, output=np.float32, order=1, mode=mode,
-                                               cval=0.0, prefilter=False))
+            bit = TEMPLATE_MAPS.index(name)
+            where = np.flatnonzero(codes & np.uint8(1 << bit))
+            values = np.zeros(coords.shape[:-1], dtype=np.float32)
+            values.flat[where] = ndimage.map_coordinates(
+                getattr(self, name), coords.reshape(-1, 3)[where].T, output=np.float32, order=1,
+                mode="nearest" if name == "outside_mm" else "constant", cval=0.0, prefilter=False)
+            out.append(values)
         return out
+
+    def cell_codes(self, coords: np.ndarray) -> np.ndarray:
+        """:attr:`nonzero_cells` of the cell holding each voxel coordinate (..., 3), flattened; off the template
+        only the distance's bit."""
+        flat = coords.reshape(-1, 3)
+        inside = np.ones(len(flat), dtype=bool)
+        for axis, size in enumerate(self.nonzero_cells.shape):
+            inside &= (flat[:, axis] >= 0) & (flat[:, axis] <= size - 1)
+        inside = np.flatnonzero(inside)
+        cells = flat[inside].astype(np.intp)  # coordinates >= 0: truncation is the floor
+        codes = np.full(len(flat), 1 << TEMPLATE_MAPS.index("outside_mm"), dtype=np.uint8)
+        codes[inside] = self.nonzero_cells[cells[:, 0], cells[:, 1], cells[:, 2]]
+        return codes
 
 
 def template_files() -> dict[str, Path]:
@@ -119,6 +150,19 @@ def template_files() -> dict[str, Path]:
     if missing:
         raise MribenchError(f"nilearn's MNI152 template file is missing: {missing[0]} (reinstall nilearn)")
     return files
+
+
+def nonzero_cells(maps: dict[str, np.ndarray]) -> np.ndarray:
+    """Bit b of cell (i, j, k) is set when ``maps[TEMPLATE_MAPS[b]]`` is non-zero at one of the cell's corners
+    (i..i+1, j..j+1, k..k+1, within the grid): the voxels a trilinear sample in the cell reads."""
+    codes = np.zeros(maps[TEMPLATE_MAPS[0]].shape, dtype=np.uint8)
+    for bit, name in enumerate(TEMPLATE_MAPS):
+        touched = maps[name] != 0
+        for axis in range(3):  # cell i of this axis also reads voxel i + 1
+            before = (slice(None),) * axis
+            touched[before + (slice(None, -1),)] |= touched[before + (slice(1, None),)]
+        codes |= touched.astype(np.uint8) << bit
+    return codes
 
 
 @lru_cache(maxsize=2)
@@ -156,10 +200,12 @@ def load_template(voxel_mm: float) -> Template:
     central = ((np.abs(world[:, 0]) < 30) & (world[:, 1] > -45) & (world[:, 1] < 25) & (world[:, 2] > -5)
                & (world[:, 2] < 35) & (flat_csf > 0.7))
     deep_wm = (maps["wm"].ravel() > 0.7) & (depth_mm.ravel() > 25.0)
+    maps["support"] = support.astype(np.float32)
+    maps["sulcal_csf"] = ndimage.gaussian_filter(maps["csf"], 2.0 / step).astype(np.float32)
+    maps["outside_mm"] = outside_mm
     return Template(
-        gm=maps["gm"], wm=maps["wm"], csf=maps["csf"], support=support.astype(np.float32),
-        sulcal_csf=ndimage.gaussian_filter(maps["csf"], 2.0 / step).astype(np.float32), outside_mm=outside_mm,
-        world_to_voxel=np.linalg.inv(affine), ventricle_centre=world[central].mean(axis=0),
+        **{name: maps[name] for name in TEMPLATE_MAPS}, world_to_voxel=np.linalg.inv(affine),
+        nonzero_cells=nonzero_cells(maps), ventricle_centre=world[central].mean(axis=0),
         brain_centre=world[inside.ravel()].mean(axis=0), tumour_sites=world[deep_wm].astype(np.float32))
 
 
@@ -230,8 +276,20 @@ def radial_expand(points: np.ndarray, centre: np.ndarray, amount: float, radius_
 
     Monotone along every ray for amount < 1, so it folds nothing (topology is kept)."""
     offset = points - centre.astype(np.float32)
-    r2 = np.sum(offset * offset, axis=-1, keepdims=True)
-    return centre.astype(np.float32) + offset * (1.0 - amount * np.exp(-r2 / (2.0 * radius_mm ** 2)))
+    factor = 1.0 - amount * np.exp(-squared_norm(offset) / (2.0 * radius_mm ** 2))
+    for axis, coordinate in enumerate(centre.astype(np.float32)):  # axis by axis: no broadcast over a length-3 axis
+        offset[..., axis] *= factor
+        offset[..., axis] += coordinate
+    return offset
+
+
+def squared_norm(vectors: np.ndarray) -> np.ndarray:
+    """x² + y² + z² of vectors (..., 3), added left to right: the values of ``np.sum(vectors ** 2, axis=-1)``
+    without numpy's slow reduction over a length-3 axis."""
+    out = vectors[..., 0] * vectors[..., 0]
+    out += vectors[..., 1] * vectors[..., 1]
+    out += vectors[..., 2] * vectors[..., 2]
+    return out
 
 
 def to_template(anatomy: Anatomy, template: Template, points: np.ndarray) -> np.ndarray:
@@ -239,9 +297,10 @@ def to_template(anatomy: Anatomy, template: Template, points: np.ndarray) -> np.
     centre = template.brain_centre.astype(np.float32)
     inverse = (anatomy.rotation / anatomy.scale[None, :]).astype(np.float32)  # R·S, inverted below
     moved = (points - centre - anatomy.shift.astype(np.float32)) @ inverse + centre
-    displacement = np.stack([field(moved) for field in anatomy.elastic], axis=-1)
-    moved = moved + ELASTIC_MM * displacement
-    return radial_expand(moved, template.ventricle_centre, anatomy.ventricle_enlargement, 22.0)
+    warped = moved.copy()
+    for axis, field in enumerate(anatomy.elastic):
+        warped[..., axis] += ELASTIC_MM * field(moved)
+    return radial_expand(warped, template.ventricle_centre, anatomy.ventricle_enlargement, 22.0)
 
 
 @dataclass
@@ -262,7 +321,10 @@ def tissue_fractions(anatomy: Anatomy, template: Template, points: np.ndarray, w
     sample_points = template_points
     if tumour is not None:
         sample_points = radial_expand(template_points, tumour.centre, tumour.mass_effect, tumour.enhancing_mm * 1.5)
-    gm, wm, csf, support, sulcal = template.sample(sample_points, "gm", "wm", "csf", "support", "sulcal_csf")
+    sample_coords = template.voxel_coordinates(sample_points)
+    shared_head = with_head and tumour is None  # the head is sampled without the mass effect: then at these points
+    gm, wm, csf, support, sulcal, *head = template.sample(sample_coords, "gm", "wm", "csf", "support", "sulcal_csf",
+                                                          *(["outside_mm"] if shared_head else []))
     atrophy = anatomy.cortical_atrophy * np.clip(2.0 * sulcal, 0.0, 1.0) * gm
     gm, csf = gm - atrophy, csf + atrophy
     fractions = {"gm": gm, "wm": wm, "csf": csf}
@@ -270,7 +332,7 @@ def tissue_fractions(anatomy: Anatomy, template: Template, points: np.ndarray, w
     brain = support > 0.5
     if tumour is not None:
         local = (template_points - tumour.centre.astype(np.float32)) @ tumour.axes.astype(np.float32)
-        distance = np.sqrt(np.sum(local * local, axis=-1))
+        distance = np.sqrt(squared_norm(local))
         lesion_distance = distance * (1.0 + 0.18 * tumour.boundary(template_points))
         oedema_distance = distance * (1.0 + 0.25 * tumour.oedema_boundary(template_points))
         parenchyma = gm + wm
@@ -289,17 +351,19 @@ def tissue_fractions(anatomy: Anatomy, template: Template, points: np.ndarray, w
         if tumour.core_mm >= tumour.enhancing_mm:
             labels[brain & (lesion > 0.5)] = 1
     if with_head:
-        outside = template.sample(template_points, "outside_mm")[0]
+        outside = head[0] if shared_head else template.sample(template.voxel_coordinates(template_points),
+                                                              "outside_mm")[0]
         rest = np.clip(1.0 - support, 0.0, 1.0)
+        steps = {edge: sigmoid((outside - edge) / softness) for edge in (-10.0, 1.5, 7.0, 11.0, 14.0)}
 
-        def band(inner: float, outer: float) -> np.ndarray:
-            return rest * (sigmoid((outside - inner) / softness) - sigmoid((outside - outer) / softness))
+        def band(inner: float, outer: float) -> np.ndarray:  # adjacent layers share the step at their boundary
+            return rest * (steps[inner] - steps[outer])
 
         fractions["csf"] = fractions["csf"] + band(-10.0, 1.5)
         fractions["bone"] = band(1.5, 7.0)
         fractions["fat"] = band(7.0, 11.0)
         fractions["muscle"] = band(11.0, 14.0)
-    fractions = {k: np.clip(v, 0.0, 1.0).astype(np.float32) for k, v in fractions.items()}
+    fractions = {k: np.clip(v, 0.0, 1.0, out=v).astype(np.float32, copy=False) for k, v in fractions.items()}
     return BrainTissues(fractions=fractions, labels=labels, brain_mask=brain)
 
 
@@ -370,12 +434,21 @@ def ixi_grids(voxel_mm: float) -> dict[str, tuple[tuple[int, int, int], np.ndarr
     return {"axial": (axial_shape, axial), "sagittal": (sagittal_shape, sagittal)}
 
 
+@lru_cache(maxsize=6)
+def brain_grid(name: str, voxel_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Affine and world points (X, Y, Z, 3) of the grid ``name`` ("brats", or IXI's "axial" or "sagittal") at
+    ``voxel_mm``; both read-only, computed once per process and shared by every subject."""
+    shape, affine = brats_grid(voxel_mm) if name == "brats" else ixi_grids(voxel_mm)[name]
+    points = grid_points(shape, affine)
+    affine.flags.writeable = points.flags.writeable = False
+    return affine, points
+
+
 def simulate_brats(options: BrainPhantomOptions, index: int) -> BrainSimulation:
     """BraTS-like subject ``index``: skull-stripped T1, T1ce, T2, FLAIR and tumour labels on the BraTS grid."""
     template = load_template(options.voxel_mm)
     anatomy = draw_anatomy(subject_rng("phantom-brats", options, index, "anatomy"), template, with_tumour=True)
-    shape, affine = brats_grid(options.voxel_mm)
-    points = grid_points(shape, affine)
+    affine, points = brain_grid("brats", options.voxel_mm)
     tissues = tissue_fractions(anatomy, template, points, with_head=False, voxel_mm=options.voxel_mm)
     images = {}
     for contrast in BRATS_FILES:
@@ -417,8 +490,7 @@ def simulate_ixi(options: BrainPhantomOptions, index: int) -> dict[str, BrainSim
     snr_scale = 1.4 if "-HH-" in ixi_id(options, index) else 1.0  # Hammersmith scanned at 3 T
     out = {}
     for grid, contrasts in (("sagittal", ("T1",)), ("axial", ("T2", "PD"))):
-        shape, affine = ixi_grids(options.voxel_mm)[grid]
-        points = grid_points(shape, affine)
+        affine, points = brain_grid(grid, options.voxel_mm)
         tissues = tissue_fractions(anatomy, template, points, with_head=True, voxel_mm=options.voxel_mm)
         images = {c: acquire(subject_rng("phantom-ixi", options, index, c), tissues, points, c, None, snr_scale)
                   for c in contrasts}

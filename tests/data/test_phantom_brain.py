@@ -176,3 +176,48 @@ def test_bad_options_name_the_key():
         parse_options(pb.BrainPhantomOptions, "phantom-brats", {"voxel_mm": 0.1})
     with pytest.raises(MribenchError, match="colour"):
         parse_options(pb.BrainPhantomOptions, "phantom-brats", {"colour": "red"})
+
+
+def scipy_samples(template: pb.Template, points: np.ndarray, name: str) -> np.ndarray:
+    """The reference: scipy's trilinear interpolation of one map at every point, as the generator did it before."""
+    coords = (points @ template.world_to_voxel[:3, :3].T.astype(np.float32)
+              + template.world_to_voxel[:3, 3].astype(np.float32))
+    return ndimage.map_coordinates(getattr(template, name), np.moveaxis(coords, -1, 0), output=np.float32, order=1,
+                                   mode="nearest" if name == "outside_mm" else "constant", cval=0.0, prefilter=False)
+
+
+def assert_samples_are_scipy_bit_for_bit(template: pb.Template, points: np.ndarray) -> None:
+    names = pb.TEMPLATE_MAPS
+    for name, values in zip(names, template.sample(template.voxel_coordinates(points), *names)):
+        expected = scipy_samples(template, points, name)
+        assert values.dtype == np.float32 and values.shape == points.shape[:-1]
+        assert np.array_equal(values.view(np.int32), expected.view(np.int32)), name
+
+
+def test_sampling_only_near_non_zero_voxels_gives_scipy_values_at_edges_and_outside():
+    """Voxel space = world space; blobs touching the grid's faces; points on cell corners, on the last voxel, just
+    inside and outside the grid, and random ones around it."""
+    rng = np.random.default_rng(0)
+    shape = (7, 6, 5)
+    maps = {}
+    for offset, name in enumerate(pb.TEMPLATE_MAPS):
+        values = np.zeros(shape, dtype=np.float32)
+        values[offset % 3:offset % 3 + 3, 2:, :2] = rng.uniform(0.1, 1.0, (3, 4, 2))  # touches y = 5 and z = 0
+        values[-1, 0, -1] = 0.5  # a lone corner voxel
+        maps[name] = values
+    template = pb.Template(**maps, world_to_voxel=np.eye(4), nonzero_cells=pb.nonzero_cells(maps),
+                           ventricle_centre=np.zeros(3), brain_centre=np.zeros(3), tumour_sites=np.zeros((1, 3)))
+    corners = np.stack(np.meshgrid(*[np.arange(-1.0, n + 1.0, 0.5) for n in shape], indexing="ij"), axis=-1)
+    nudged = np.concatenate([corners + delta for delta in (-1e-4, 0.0, 1e-4)])
+    scattered = rng.uniform(-2.0, 8.0, (40, 30, 3))
+    for points in (corners, nudged, scattered):
+        assert_samples_are_scipy_bit_for_bit(template, points.astype(np.float32))
+
+
+def test_sampling_a_warped_subject_gives_scipy_values():
+    template = pb.load_template(OPTIONS.voxel_mm)
+    anatomy = pb.draw_anatomy(np.random.default_rng(3), template, with_tumour=False)
+    shape, affine = pb.ixi_grids(OPTIONS.voxel_mm)["sagittal"]
+    points = pb.to_template(anatomy, template, pb.grid_points(shape, affine))
+    for shift in (0.0, 50.0, -50.0):  # more of the field of view off the template on either side
+        assert_samples_are_scipy_bit_for_bit(template, points + np.float32(shift))
