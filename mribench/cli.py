@@ -639,16 +639,25 @@ def analyze(
     seed: Annotated[int, typer.Option(help="Seed of the method's run (and of the analysis' random edits).")] = 0,
     data_root: Annotated[Optional[Path], typer.Option(help="Folder of the task's dataset.")] = None,
     runs: Annotated[Path, typer.Option(help="Folder of runs (as 'mribench run --out').")] = Path("runs"),
+    subject: Annotated[Optional[str], typer.Option(help="prompts: the test subject whose attention maps are drawn "
+                                                        "(default: the first test subject).")] = None,
+    missing: Annotated[Optional[str], typer.Option(help="prompts: the missing configuration of the attention maps "
+                                                        "(default: the subject's evaluation pattern). Brain: modality "
+                                                        "names, comma-separated (T1ce,FLAIR); cardiac: the missing "
+                                                        "run of slices FIRST-LAST, 0-based, inclusive (12-19). Its "
+                                                        "count must lie in the task's train_missing range.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Run a registered analysis on a method's run (trained and evaluated first when absent); CSV, PNG and markdown
-    go to <runs>/<task>/<method>/<preset>-seed<k>/analysis/<name>/, which 'mribench report' shows."""
+    go to <runs>/<task>/<method>/<preset>-seed<k>/analysis/<name>/, which 'mribench report' shows. --subject and
+    --missing are checked before any model is trained or loaded."""
     from mribench.analyze import AnalyzeRequest
     from mribench.analyze import analyze as run_analysis
 
     _state["debug"] = _state["debug"] or debug
     for path in run_analysis(AnalyzeRequest(analysis=name, task=task, method=method, preset=preset, seed=seed,
-                                            runs=runs, data_root=data_root), console=err):
+                                            runs=runs, data_root=data_root, subject=subject, missing=missing),
+                                 console=err):
         out.print(f"wrote {path}")
 
 

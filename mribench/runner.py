@@ -293,10 +293,13 @@ def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: 
     return paths
 
 
-def evaluation_batch(task: TaskSpec, subject) -> Batch:
-    """One subject's batch with the protocol's evaluation pattern (test and validation subjects alike)."""
+def evaluation_batch(task: TaskSpec, subject, availability: np.ndarray | None = None) -> Batch:
+    """One subject's batch with the protocol's evaluation pattern (test and validation subjects alike), or with
+    ``availability`` (C, D) when given."""
     complete = torch.from_numpy(np.array(subject.image, dtype=np.float32))[None]  # a copy: cache arrays are read-only
-    mask = torch.from_numpy(evaluation_availability(task, subject.subject_id))[None]
+    if availability is None:
+        availability = evaluation_availability(task, subject.subject_id)
+    mask = torch.from_numpy(availability)[None]
     meta: dict[str, Any] = {"affine": torch.from_numpy(np.asarray(subject.affine, dtype=np.float64))[None]}
     if subject.label is not None:
         meta["label"] = torch.from_numpy(np.asarray(subject.label, dtype=np.int64))[None]

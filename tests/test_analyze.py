@@ -81,9 +81,25 @@ def test_analyze_prompts_at_smoke_writes_every_file_and_starts_from_the_run(task
         ("prompts", name) for name in ("attention.png", "corruption.png", "interventions.png", "tsne.png")}, \
         "mribench report finds the figures"
 
+    assert {r["subject"] for r in attention} == {result["subjects"][0]}, "default: the first test subject"
+    assert facts["focus"]["subject"] == result["subjects"][0] and not any(facts["focus"]["chosen"].values())
+
     first = {p.name: p.read_bytes() for p in written if p.suffix == ".csv"}
     again = analyze(request)  # every edit is seeded: the same files again
     assert {p.name: p.read_bytes() for p in again if p.suffix == ".csv"} == first
+
+    # --subject / --missing choose the attention maps' subject and pattern (the model is reused, not retrained)
+    chosen = result["subjects"][-1]
+    cli = CliRunner().invoke(app, ["analyze", "prompts", "--task", str(task_file), "--preset", "smoke", "--runs",
+                                   str(tmp_path / "runs"), "--subject", chosen, "--missing", "b,C"])
+    assert cli.exit_code == 0, cli.output
+    attention = _rows(folder / "attention.csv")
+    assert {(r["subject"], r["missing"]) for r in attention} == {(chosen, "B,C")}
+    facts = json.loads((folder / "analysis.json").read_text())
+    assert facts["focus"] == {"what": "the attention maps", "subject": chosen, "missing": "B,C",
+                              "chosen": {"subject": True, "missing": True}}
+    assert {p.name: (folder / p.name).read_bytes() for p in written if p.name == "corruption.csv"} == \
+        {"corruption.csv": first["corruption.csv"]}, "the focus changes the attention maps only"
 
 
 def test_analyze_tokenizer_trains_each_ablated_tokenizer_beside_the_shared_one(task_file, tmp_path):
@@ -105,9 +121,14 @@ def test_analyze_tokenizer_trains_each_ablated_tokenizer_beside_the_shared_one(t
     (["analyze", "prompts", "--method", "copedit-no-prompts"], "conditioned on 'none', not on prompts"),
     (["analyze", "prompts", "--method", "zero-fill"], "it reads CoPeDiT's CoPeVAE"),
     (["analyze", "prompts", "--preset", "huge"], "unknown preset"),
+    (["analyze", "prompts", "--preset", "smoke", "--subject", "nope"], "--subject 'nope' is not a test subject"),
+    (["analyze", "prompts", "--preset", "smoke", "--missing", "A,D"], "'D' is not a modality"),
+    (["analyze", "prompts", "--preset", "smoke", "--missing", "A,B,C"], "3 missing modalities is outside the range 1-2"),
+    (["analyze", "tokenizer", "--preset", "smoke", "--subject", "x"], "looks at no single subject"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(task_file, tmp_path, arguments, message):
     result = CliRunner().invoke(app, [*arguments, "--task", str(task_file), "--runs", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "runs").exists()

@@ -12,7 +12,8 @@ prediction, and every PSNR below is comparable with the run's result):
 * t-SNE (scikit-learn) of the prompt vectors of every test subject under many missing patterns of the training range,
   coloured by missing count and by missing modality set (brain) or run start (cardiac);
 * attention maps of the blocks that receive the prompts (Modal blocks for brain: modality × modality; cardiac Spatial
-  blocks: latent slice × latent slice), averaged over heads, token positions and DDIM steps, for one subject.
+  blocks: latent slice × latent slice), averaged over heads, token positions and DDIM steps, for one subject and one
+  missing configuration (``--subject`` / ``--missing``; default: the first test subject, its evaluation pattern).
 
 A subject whose prompts an edit leaves unchanged keeps its unmodified PSNR (its synthesis would be the same tensor:
 same seed, same inputs). Every edit is drawn from generators seeded by (seed, task): reruns give the same files.
@@ -175,6 +176,12 @@ class AttentionRecorder:
         return {index: self.sums[index] / self.calls[index] for index in sorted(self.sums)}
 
 
+def attention_title(problem: str, subject_id: str, missing: str) -> str:
+    """The attention figure's title: the subject and what it misses (``--missing``'s words)."""
+    what = "modalities" if problem == "missing-modality" else "slices"
+    return f"{subject_id}: missing {what} {missing} (mean over heads, positions, DDIM steps)"
+
+
 # -- the prompt analysis --------------------------------------------------------------------------------------
 class PromptAnalysis(Analysis):
     """Corruption curves, interventions, t-SNE and attention maps of CoPeDiT's prompts (test subjects)."""
@@ -182,6 +189,7 @@ class PromptAnalysis(Analysis):
     name: ClassVar[str] = "prompts"
     summary: ClassVar[str] = "CoPeDiT's prompts: corruption curves, interventions, t-SNE, attention maps (test subjects)"
     split: ClassVar[str] = "test"
+    focus: ClassVar[str] = "the attention maps"
 
     @classmethod
     def unsupported_reason(cls, method_cls: type, config: Any) -> str | None:
@@ -203,7 +211,7 @@ class PromptAnalysis(Analysis):
         written = self._corruption(context, prompts, score, baseline)
         written += self._interventions(context, prompts, score, baseline)
         written += self._tsne(context, method, subjects)
-        written += self._attention(context, method, subjects[0], batches[0])
+        written += self._attention(context, method)
         context.say(f"analysis prompts: {len(subjects)} test subjects of {task.name}, unmodified PSNR "
                     f"{np.mean(baseline):.3f} dB (the run's own)")
         return written
@@ -339,8 +347,10 @@ class PromptAnalysis(Analysis):
             axis.set(title=f"t-SNE of prompts {title}", xticks=[], yticks=[])
         return [_write_csv(context.output / "tsne.csv", rows), _save_figure(figure, context.output / "tsne.png")]
 
-    def _attention(self, context, method: CoPeDiT, subject, batch) -> list[Path]:
+    def _attention(self, context, method: CoPeDiT) -> list[Path]:
         kind = PRIMARY_KIND[context.task.problem]
+        subject, batch = context.focus_batch()
+        missing = context.describe_missing(batch)
         with AttentionRecorder(method.network, kind) as recorder:
             torch.manual_seed(context.synthesis_seed(subject.subject_id))
             method.synthesize(batch)
@@ -351,9 +361,8 @@ class PromptAnalysis(Analysis):
                                 f"{kind} attention\n")]
         size = next(iter(maps.values())).shape[0]
         labels = (context.task.element_names if kind == "modal" else [str(i) for i in range(size)])
-        observed = batch.availability_mask[0].all(dim=1) if kind == "modal" else batch.availability_mask[0, 0]
-        rows = [{"subject": subject.subject_id, "block": index, "query": labels[q], "key": labels[k],
-                 "weight": float(weights[q, k])}
+        rows = [{"subject": subject.subject_id, "missing": missing, "block": index, "query": labels[q],
+                 "key": labels[k], "weight": float(weights[q, k])}
                 for index, weights in maps.items() for q in range(size) for k in range(size)]
         plt = _pyplot()
         figure, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.2), squeeze=False)
@@ -363,9 +372,7 @@ class PromptAnalysis(Analysis):
             if kind == "modal":
                 axis.set(xticks=range(size), yticks=range(size), xticklabels=labels, yticklabels=labels)
         figure.colorbar(shown, ax=axes[0].tolist(), shrink=0.8)
-        missing = (", ".join(name for name, seen in zip(context.task.element_names, observed.tolist()) if not seen)
-                   if kind == "modal" else f"{int((~observed).sum())} slices")
-        figure.suptitle(f"{subject.subject_id}: missing {missing} (mean over heads, positions, DDIM steps)")
+        figure.suptitle(attention_title(context.task.problem, subject.subject_id, missing))
         return [_write_csv(context.output / "attention.csv", rows),
                 _save_figure(figure, context.output / "attention.png")]
 
