@@ -5,7 +5,9 @@ makes sure the model exists by running the ordinary runner when the analysis nee
 missing one is trained and evaluated, so the analysis always sits beside its result), loads the model and the data,
 and hands an :class:`AnalysisContext` to the analysis. The analysis writes its files (CSV, PNG, markdown) into a
 staging folder that replaces ``<run folder>/analysis/<name>/`` only when it succeeds: an interrupted analysis leaves
-the previous one whole. ``mribench report`` shows the PNGs it finds there.
+the previous one whole. ``mribench report`` shows the PNGs it finds there, and the leaderboard renders every
+:class:`AnalysisTable` an analysis stores there (``<name>.table.json``, e.g. CoPeDiT's tokenizer reconstruction
+table) like its own tables, averaged over the seeds' runs.
 
 Layering: this module sits beside the runner; it knows analyses only through the registry.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -36,6 +38,41 @@ from mribench.runner import Plan, RunRequest, evaluation_batch, plan, run
 from mribench.tasks import TaskSpec
 
 ANALYSIS_FOLDER = "analysis"
+TABLE_SUFFIX = ".table.json"
+
+
+@dataclass(frozen=True)
+class AnalysisTableRow:
+    """One row of an analysis table: ``kind`` ``result`` (ours: averaged over seeds by the leaderboard) or
+    ``reported`` (the paper's numbers: shown as they are, labelled); ``values`` column key → number (None: none)."""
+
+    label: str
+    values: dict[str, float | None]
+    kind: str = "result"
+
+
+@dataclass(frozen=True)
+class AnalysisTable:
+    """A table an analysis stores for the leaderboard: ``columns`` are (key, label); a key that is a metric of the
+    task (``psnr``, ``ssim``) is marked best/second by that metric's direction."""
+
+    key: str
+    title: str
+    columns: list[tuple[str, str]]
+    rows: list[AnalysisTableRow]
+    note: str = ""
+
+    def write(self, folder: Path) -> Path:
+        """``<folder>/<key>.table.json``, atomically."""
+        path = Path(folder) / f"{self.key}{TABLE_SUFFIX}"
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> "AnalysisTable":
+        data = json.loads(Path(path).read_text())
+        return cls(key=data["key"], title=data["title"], columns=[tuple(c) for c in data["columns"]],
+                   rows=[AnalysisTableRow(**row) for row in data["rows"]], note=data.get("note", ""))
 
 
 @dataclass(frozen=True)
@@ -243,4 +280,19 @@ def analysis_figures(run_folder: Path) -> list[tuple[str, Path]]:
     return [(png.parent.name, png) for png in sorted(root.glob("*/*.png"))] if root.is_dir() else []
 
 
-__all__ = ["Analysis", "AnalysisContext", "AnalyzeRequest", "Focus", "analyze", "analysis_figures", "subject_psnr"]
+def analysis_tables(run_folder: Path) -> list[tuple[str, AnalysisTable]]:
+    """(analysis name, table) of every :class:`AnalysisTable` stored in a run folder, sorted; a damaged file is a
+    one-line error naming it."""
+    root = Path(run_folder) / ANALYSIS_FOLDER
+    tables = []
+    for path in sorted(root.glob(f"*/*{TABLE_SUFFIX}")) if root.is_dir() else []:
+        try:
+            tables.append((path.parent.name, AnalysisTable.read(path)))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise MribenchError(f"{path}: not an analysis table ({type(exc).__name__}: {exc}); rerun its "
+                                f"'mribench analyze {path.parent.name}' or delete it") from None
+    return tables
+
+
+__all__ = ["Analysis", "AnalysisContext", "AnalysisTable", "AnalysisTableRow", "AnalyzeRequest", "Focus",
+           "analysis_tables", "analyze", "analysis_figures", "subject_psnr"]

@@ -204,6 +204,7 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
               "missing": task.missing, "elements": task.element_names, "n_train": len(data.train),
               "n_validation": len(data.validation), "n_test": len(data.test)},
         method={"name": request.method, "display_name": shown.display_name, "family": shown.family,
+                "ablation_rows": [asdict(row) for row in shown.ablation_rows],
                 "version": the_plan.method_cls.version, "plugin": the_plan.plugin,
                 "preset": request.preset, "config": config_json(the_plan.config),
                 "config_hash": config_hash(the_plan.config), "reads_mask": the_plan.method_cls.reads_mask,

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from mribench.analyze import analysis_figures
+from mribench.analyze import ANALYSIS_FOLDER, analysis_figures
 from mribench.atomic import atomic_write_bytes, atomic_write_text
 from mribench.errors import MribenchError
 from mribench.leaderboard.cells import metric_cell
@@ -354,7 +354,8 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
                              dataset_classes: DatasetClasses | None = None) -> list[Path]:
     """Regenerate ``out`` from ``runs``: paper-layout tables (leaderboard.md/.csv/.tex/.html), the same with the
     paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), the figures as PNGs under
-    ``figures/``, report.html linking them by relative path, and a copy of every result.json under
+    ``figures/``, report.html linking them by relative path, and a copy of every result.json (with its run's
+    ``analysis/`` folder, whose tables and figures the leaderboard shows) under
     ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from the folder alone).
 
     ``runs`` may be ``out/results`` itself: the tables, the report and the quantitative figures are then rebuilt from
@@ -385,6 +386,9 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
         target = run_dir(staging, result.task["name"], result.method["name"], result.method["preset"], result.seed)
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target / RESULT_FILE)
+        if (path.parent / ANALYSIS_FOLDER).is_dir():
+            shutil.copytree(path.parent / ANALYSIS_FOLDER, target / ANALYSIS_FOLDER,
+                            ignore=shutil.ignore_patterns(".*"))  # not an interrupted analysis' staging folder
     shutil.rmtree(out / "results", ignore_errors=True)
     staging.rename(out / "results")
     return written + [out / "results"]

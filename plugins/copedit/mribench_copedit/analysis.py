@@ -34,7 +34,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 
-from mribench.analyze import Analysis, AnalysisContext
+from mribench.analyze import Analysis, AnalysisContext, AnalysisTable, AnalysisTableRow
 from mribench.atomic import atomic_path
 from mribench.errors import MribenchError
 from mribench.protocol import availability_from_missing, seeded_rng
@@ -432,4 +432,28 @@ class TokenizerAnalysis(Analysis):
                  f"{context.seed}); PSNR dB / SSIM as the evaluators score them\n\n")
         context.say(f"analysis tokenizer: {len(TOKENIZER_ABLATIONS)} tokenizers on {task.name}")
         return [_write_csv(context.output / "reconstruction.csv", rows),
-                _write_text(context.output / "reconstruction.md", title + _markdown(rows, columns))]
+                _write_text(context.output / "reconstruction.md", title + _markdown(rows, columns)),
+                reconstruction_table(rows).write(context.output)]
+
+
+def _number(value: Any) -> float | None:
+    """A table value: None for an empty or non-finite one."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+RECONSTRUCTION_COLUMNS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("count_acc", "count acc."),
+                          ("position_acc", "position acc."), ("assessment_acc", "assessment acc."))
+
+
+def reconstruction_table(rows: list[dict[str, Any]]) -> AnalysisTable:
+    """The paper's reconstruction table from the tokenizer ablation's rows (ours, then the paper's full model)."""
+    return AnalysisTable(
+        key="tokenizer-reconstruction",
+        title="Tokenizer ablation: CoPeVAE reconstruction with each pretext task removed (validation subjects)",
+        columns=list(RECONSTRUCTION_COLUMNS),
+        rows=[AnalysisTableRow(row["tokenizer"], {key: _number(row[key]) for key, _ in RECONSTRUCTION_COLUMNS},
+                               "result" if row["kind"] == "ours" else "reported")
+              for row in rows],
+        note="PSNR / SSIM on the validation subjects as the evaluators score them; count / position / assessment "
+             "acc.: the pretext heads' accuracy (a removed task's head is untrained); the paper reports only its "
+             "full model's reconstruction and that removing each pretext task lowers it")
