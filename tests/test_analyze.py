@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from mribench.analyze import AnalyzeRequest, analysis_figures, analysis_folder, analyze
+from mribench.analyze import AnalyzeRequest, analysis_figures, analysis_folder, analysis_tables, analyze
 from mribench.cli import app
 
 TASK_YAML = """name: tiny-brain16-missing1
@@ -109,6 +109,11 @@ def test_analyze_tokenizer_trains_each_ablated_tokenizer_beside_the_shared_one(t
     assert [r["tokenizer"] for r in rows] == ["full", "no count task", "no position task", "no assessment task",
                                               "no pretext task"]
     assert all(r["split"] == "validation" and float(r["psnr"]) > 0 for r in rows)
+    tables = analysis_tables(tmp_path / "runs" / "tiny-brain16-missing1" / "copedit" / "smoke-seed0")
+    assert [(name, table.key) for name, table in tables] == [("tokenizer", "tokenizer-reconstruction")]
+    stored = tables[0][1]
+    assert [(r.label, r.kind) for r in stored.rows] == [(r["tokenizer"], "result") for r in rows]
+    assert [r.values["psnr"] for r in stored.rows] == [float(r["psnr"]) for r in rows], "the CSV's numbers"
     folders = sorted(p.name for p in (tmp_path / "runs" / "_models").glob("*/shared/copedit-tokenizer/*")
                      if p.is_dir())
     assert folders == ["smoke-seed0", "smoke-seed0-no-assessment-task", "smoke-seed0-no-count-task",
