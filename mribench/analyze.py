@@ -38,6 +38,7 @@ from mribench.runner import Plan, RunRequest, evaluation_batch, plan, run
 from mribench.tasks import TaskSpec
 
 ANALYSIS_FOLDER = "analysis"
+ANALYSIS_RECORD = "analysis.json"  # written last: its presence means the analysis is complete
 TABLE_SUFFIX = ".table.json"
 
 
@@ -269,7 +270,7 @@ def _write_provenance(context: AnalysisContext, request: AnalyzeRequest, analysi
         facts["focus"] = {"what": analysis_cls.focus, "subject": subject.subject_id,
                           "missing": context.describe_missing(batch),
                           "chosen": {"subject": request.subject is not None, "missing": request.missing is not None}}
-    path = folder / "analysis.json"
+    path = folder / ANALYSIS_RECORD
     atomic_write_text(path, json.dumps(facts, indent=2, sort_keys=True, default=str) + "\n")
     return path
 
