@@ -45,7 +45,8 @@ def test_analyze_prompts_at_smoke_writes_every_file_and_starts_from_the_run(task
     folder = analysis_folder(run_folder, "prompts")
     assert {p.name for p in written} == {"corruption.csv", "corruption.png", "corruption.md", "interventions.csv",
                                          "interventions.png", "interventions.md", "tsne.csv", "tsne.png",
-                                         "attention.csv", "attention.png", "analysis.json"}
+                                         "attention.csv", "attention.png", "analysis.json",
+                                         "prompt-corruption.table.json", "prompt-interventions.table.json"}
     assert all(path.parent == folder and path.stat().st_size > 0 for path in written)
     assert not list(folder.parent.glob(".*staging*")), "the staging folder is gone"
     result = json.loads((run_folder / "result.json").read_text())
@@ -64,7 +65,13 @@ def test_analyze_prompts_at_smoke_writes_every_file_and_starts_from_the_run(task
     # That edited prompts change the synthesis is tested on a trained smoke model in plugins/copedit/tests/
     # test_ablations.py; this 10-subject task's smoke model gives its two test subjects indistinguishable prompts.
 
+    stored = dict((table.key, table) for _, table in analysis_tables(run_folder))
+    assert [row.label for row in stored["prompt-corruption"].rows] == ["count", "position", "assessment", "all"]
+    assert [row.values["0.5"] for row in stored["prompt-corruption"].rows] == \
+        [float(r["psnr_mean"]) for r in corruption if float(r["fraction"]) == 0.5], "the CSV's numbers"
     interventions = {r["intervention"]: r for r in _rows(folder / "interventions.csv")}
+    assert {row.label: row.values["psnr"] for row in stored["prompt-interventions"].rows} == \
+        {name: float(r["psnr_mean"]) for name, r in interventions.items()}
     assert set(interventions) == {"none", "zeroed", "random (matched norm)", "shuffled across subjects",
                                   "swap count<->position", "swap count<->assessment", "swap position<->assessment"}
     assert float(interventions["none"]["psnr_mean"]) == pytest.approx(run_psnr, abs=1e-6)

@@ -265,7 +265,17 @@ class PromptAnalysis(Analysis):
         return [_write_csv(context.output / "corruption.csv", rows),
                 _save_figure(figure, context.output / "corruption.png"),
                 _write_text(context.output / "corruption.md",
-                            _markdown(rows, ["prompt", "fraction", "replaced_subjects", "psnr_mean", "psnr_change"]))]
+                            _markdown(rows, ["prompt", "fraction", "replaced_subjects", "psnr_mean", "psnr_change"])),
+                AnalysisTable(
+                    key="prompt-corruption",
+                    title="Prompt corruption: PSNR (dB) with a fraction of the test subjects given another subject's "
+                          "prompt(s)",
+                    columns=[(f"{fraction:g}", f"{fraction:g}") for fraction in CORRUPTION_FRACTIONS],
+                    rows=[AnalysisTableRow(kind, {f"{r['fraction']:g}": r["psnr_mean"] for r in rows
+                                                  if r["prompt"] == kind}) for kind in CORRUPTED_PROMPTS],
+                    note="rows: the prompt(s) replaced; columns: the fraction of test subjects whose prompt(s) come "
+                         "from another test subject; the paper finds PSNR falls with the fraction, most for position"
+                ).write(context.output)]
 
     def _interventions(self, context, prompts, score, baseline) -> list[Path]:
         rng = seeded_rng("copedit-prompt-interventions", context.seed, context.task.name)
@@ -284,7 +294,13 @@ class PromptAnalysis(Analysis):
         return [_write_csv(context.output / "interventions.csv", rows),
                 _save_figure(figure, context.output / "interventions.png"),
                 _write_text(context.output / "interventions.md",
-                            _markdown(rows, ["intervention", "psnr_mean", "psnr_std", "psnr_change"]))]
+                            _markdown(rows, ["intervention", "psnr_mean", "psnr_std", "psnr_change"])),
+                AnalysisTable(
+                    key="prompt-interventions", title="Prompt interventions: PSNR (dB) on the test subjects",
+                    columns=[("psnr", "PSNR"), ("change", "change (dB)")],
+                    rows=[AnalysisTableRow(r["intervention"], {"psnr": r["psnr_mean"], "change": r["psnr_change"]})
+                          for r in rows],
+                    note="none: the run's own synthesis; every edit is seeded by (seed, task)").write(context.output)]
 
     @staticmethod
     def tsne_patterns(context: AnalysisContext, subject_id: str) -> list[np.ndarray]:
