@@ -522,7 +522,8 @@ def leaderboard(
     output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
     layout: Annotated[Layout, typer.Option(help="plain: methods × (task, metric); paper: the paper's tables.")]
     = Layout.plain,
-    reference: Annotated[bool, typer.Option("--reference", help="Paper layout: add the paper's reported numbers.")]
+    reference: Annotated[bool, typer.Option("--reference", help="Paper layout: add the paper's reported numbers "
+                                                           "(the ablation tables always show them).")]
     = False,
 ) -> None:
     """Methods as rows, tasks × metrics as columns, mean ± std, best bold, second underlined (or the paper's tables)."""

@@ -135,7 +135,8 @@ def test_analyze_tokenizer_trains_each_ablated_tokenizer_beside_the_shared_one(t
     (["analyze", "prompts", "--preset", "huge"], "unknown preset"),
     (["analyze", "prompts", "--preset", "smoke", "--subject", "nope"], "--subject 'nope' is not a test subject"),
     (["analyze", "prompts", "--preset", "smoke", "--missing", "A,D"], "'D' is not a modality"),
-    (["analyze", "prompts", "--preset", "smoke", "--missing", "A,B,C"], "3 missing modalities is outside the range 1-2"),
+    (["analyze", "prompts", "--preset", "smoke", "--missing", "A,B,C"],
+     "3 missing modalities is outside the range 1-2"),
     (["analyze", "tokenizer", "--preset", "smoke", "--subject", "x"], "looks at no single subject"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(task_file, tmp_path, arguments, message):

@@ -4,9 +4,10 @@ Results of one task must share the task hash, the test subjects, the data and, p
 otherwise the table is refused with a message saying which results differ.
 
 Results describe themselves: each metric entry records ``higher_is_better``, ``unit`` and ``display_name``, and the
-method entry its ``display_name``, ``family`` and ``ablation_rows``. Results written before those fields existed are described by the
-``fallback`` (:class:`Descriptions`, e.g. the installed plugins, which the CLI passes); without one, a metric has no
-direction (no best/second marks) and a method shows its registry name in family "other".
+method entry its ``display_name``, ``family`` and ``ablation_rows``. Results written before those fields existed are
+described by the ``fallback`` (:class:`Descriptions`, e.g. the installed plugins, which the CLI passes); without one,
+a metric has no direction (no best/second marks) and a method shows its registry name in family "other" (and fills
+no ablation table).
 """
 from __future__ import annotations
 

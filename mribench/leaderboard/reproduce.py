@@ -8,9 +8,9 @@ twin, missing 1, three seeds each, in the same runs folder (so the variants read
 written to ``leaderboard/ablations``.
 
 Runs go through the ordinary runner, so an interrupted reproduction continues where it stopped and finished runs
-are skipped; the suite's analyses then run on their runs (an analysis already stored is skipped). Before starting, the plan and an estimate of the remaining time are printed. :func:`refresh`
-(``make readme``) rebuilds the folder's tables, report and the README block from the folder's own result copies,
-running nothing.
+are skipped; the suite's analyses then run on their runs (an analysis already stored is skipped). Before starting,
+the plan and an estimate of the remaining time are printed. :func:`refresh` (``make readme``) rebuilds the folder's
+tables, report and the README block from the folder's own result copies, running nothing.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ A suite names its tasks, which methods run (listed by name, every available meth
 default plan: every available method whose class is ``in_default_plan``, minus excluded families), how many seeds
 each gets (``seeds``, raised for some methods on some datasets by ``more_seeds``), the analyses run on some
 methods' runs afterwards (``analyses``: ``mribench analyze``, whose tables and figures the folder shows), the
-leaderboard folder it writes and the ``make`` target that runs it. Files are read with ``yaml.safe_load`` and validated (unknown keys refused).
+leaderboard folder it writes and the ``make`` target that runs it. Files are read with ``yaml.safe_load`` and
+validated (unknown keys refused).
 """
 from __future__ import annotations
 

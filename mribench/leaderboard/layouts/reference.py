@@ -1,4 +1,4 @@
-"""The paper's reported numbers beside ours: a task's ``reference`` (its YAML), or its real twin's for a phantom task."""
+"""The paper's reported numbers beside ours: a task's ``reference`` (its YAML), or a phantom task's real twin's."""
 from __future__ import annotations
 
 from dataclasses import dataclass
