@@ -275,23 +275,38 @@ def _write_provenance(context: AnalysisContext, request: AnalyzeRequest, analysi
     return path
 
 
-def analysis_figures(run_folder: Path) -> list[tuple[str, Path]]:
-    """(analysis name, PNG path) of every analysis stored in a run folder, sorted."""
+def _stored_files(run_folder: Path, suffix: str) -> list[tuple[str, Path]]:
+    """(analysis name, path) of the files ending ``suffix`` that the complete analyses of a run folder stored, as
+    their ``analysis.json`` lists them (an interrupted analysis' staging folder has none), sorted."""
     root = Path(run_folder) / ANALYSIS_FOLDER
-    return [(png.parent.name, png) for png in sorted(root.glob("*/*.png"))] if root.is_dir() else []
+    found = []
+    records = sorted(root.glob(f"*/{ANALYSIS_RECORD}")) if root.is_dir() else []
+    for record in (r for r in records if not r.parent.name.startswith(".")):  # glob's * matches hidden names
+        try:
+            files = json.loads(record.read_text())["files"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise MribenchError(f"{record}: not an analysis record ({type(exc).__name__}: {exc}); rerun its "
+                                f"'mribench analyze {record.parent.name}' or delete the folder") from None
+        found += [(record.parent.name, record.parent / name) for name in sorted(files) if name.endswith(suffix)]
+    return found
+
+
+def analysis_figures(run_folder: Path) -> list[tuple[str, Path]]:
+    """(analysis name, PNG path) of every figure stored in a run folder; the PNG itself may be absent (a leaderboard
+    folder's result copies keep none: its ``figures/`` holds them)."""
+    return _stored_files(run_folder, ".png")
 
 
 def analysis_tables(run_folder: Path) -> list[tuple[str, AnalysisTable]]:
-    """(analysis name, table) of every :class:`AnalysisTable` stored in a run folder, sorted; a damaged file is a
-    one-line error naming it."""
-    root = Path(run_folder) / ANALYSIS_FOLDER
+    """(analysis name, table) of every :class:`AnalysisTable` stored in a run folder; a damaged file is a one-line
+    error naming it."""
     tables = []
-    for path in sorted(root.glob(f"*/*{TABLE_SUFFIX}")) if root.is_dir() else []:
+    for name, path in _stored_files(run_folder, TABLE_SUFFIX):
         try:
-            tables.append((path.parent.name, AnalysisTable.read(path)))
+            tables.append((name, AnalysisTable.read(path)))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise MribenchError(f"{path}: not an analysis table ({type(exc).__name__}: {exc}); rerun its "
-                                f"'mribench analyze {path.parent.name}' or delete it") from None
+                                f"'mribench analyze {name}' or delete it") from None
     return tables
 
 
