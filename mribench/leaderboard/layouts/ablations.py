@@ -143,10 +143,9 @@ def _analysis_grid(collection: Collection, task: str, row: RowKey, tables: list[
             grid.rows.append(GridRow(table_row.label, [marked[key][table_row.label] for key, _ in first.columns]))
     for table_row in (r for r in first.rows if r.kind == "reported"):
         reported = {key: table_row.values.get(key) for key, _ in first.columns}
-        shown = column_digits([Cell(mean=v) for v in reported.values() if v is not None], 2)
         grid.rows.append(GridRow(table_row.label, [
-            GridCell(f"{value:.{max(shown, digits(key))}f}", Cell(mean=value)) if value is not None else GridCell("–")
-            for key, value in reported.items()], kind="reported"))
+            GridCell(f"{value:.{column_digits([Cell(mean=value)], digits(key))}f}", Cell(mean=value))
+            if value is not None else GridCell("–") for key, value in reported.items()], kind="reported"))
     grid.footnote = [f"mean over seeds {', '.join(map(str, seeds))} of {row[0]} ({row[1]}) on {task} "
                      "([s]: std over seeds; each seed's table is in its run folder's analysis/ folder)"]
     grid.footnote += [first.note] if first.note else []
