@@ -522,7 +522,8 @@ def leaderboard(
     output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
     layout: Annotated[Layout, typer.Option(help="plain: methods × (task, metric); paper: the paper's tables.")]
     = Layout.plain,
-    reference: Annotated[bool, typer.Option("--reference", help="Paper layout: add the paper's reported numbers.")]
+    reference: Annotated[bool, typer.Option("--reference", help="Paper layout: add the paper's reported numbers "
+                                                           "(the ablation tables always show them).")]
     = False,
 ) -> None:
     """Methods as rows, tasks × metrics as columns, mean ± std, best bold, second underlined (or the paper's tables)."""
@@ -639,16 +640,25 @@ def analyze(
     seed: Annotated[int, typer.Option(help="Seed of the method's run (and of the analysis' random edits).")] = 0,
     data_root: Annotated[Optional[Path], typer.Option(help="Folder of the task's dataset.")] = None,
     runs: Annotated[Path, typer.Option(help="Folder of runs (as 'mribench run --out').")] = Path("runs"),
+    subject: Annotated[Optional[str], typer.Option(help="prompts: the test subject whose attention maps are drawn "
+                                                        "(default: the first test subject).")] = None,
+    missing: Annotated[Optional[str], typer.Option(help="prompts: the missing configuration of the attention maps "
+                                                        "(default: the subject's evaluation pattern). Brain: modality "
+                                                        "names, comma-separated (T1ce,FLAIR); cardiac: the missing "
+                                                        "run of slices FIRST-LAST, 0-based, inclusive (12-19). Its "
+                                                        "count must lie in the task's train_missing range.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Run a registered analysis on a method's run (trained and evaluated first when absent); CSV, PNG and markdown
-    go to <runs>/<task>/<method>/<preset>-seed<k>/analysis/<name>/, which 'mribench report' shows."""
+    go to <runs>/<task>/<method>/<preset>-seed<k>/analysis/<name>/, which 'mribench report' shows. --subject and
+    --missing are checked before any model is trained or loaded."""
     from mribench.analyze import AnalyzeRequest
     from mribench.analyze import analyze as run_analysis
 
     _state["debug"] = _state["debug"] or debug
     for path in run_analysis(AnalyzeRequest(analysis=name, task=task, method=method, preset=preset, seed=seed,
-                                            runs=runs, data_root=data_root), console=err):
+                                            runs=runs, data_root=data_root, subject=subject, missing=missing),
+                                 console=err):
         out.print(f"wrote {path}")
 
 

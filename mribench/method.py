@@ -27,7 +27,7 @@ import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 
@@ -50,13 +50,32 @@ class StepHook:
 
 
 @dataclass(frozen=True)
+class AblationRow:
+    """One row a method fills in an ablation table (``mribench leaderboard``'s paper layout): the ``table`` it belongs
+    to (its title, e.g. "Diffuser"), its ``row`` label there, ``order`` (rows by order; tables by their first row's
+    order) and ``reported``: the paper's numbers for that row, reference task name → metric → value (e.g.
+    ``{"brats-missing1": {"psnr": 27.35}}``; a phantom task reads its real twin's)."""
+
+    table: str
+    row: str
+    order: int
+    reported: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "AblationRow":
+        return cls(str(data["table"]), str(data["row"]), int(data["order"]),
+                   {task: dict(values) for task, values in (data.get("reported") or {}).items()})
+
+
+@dataclass(frozen=True)
 class MethodDescription:
     """How tables show a method, written into every result (``result.json``'s ``method``) so tables need no plugin:
-    its registry ``name``, ``display_name`` and ``family`` (see :class:`Method`)."""
+    its registry ``name``, ``display_name``, ``family`` and the ``ablation_rows`` it fills (see :class:`Method`)."""
 
     name: str
     display_name: str
     family: str
+    ablation_rows: tuple[AblationRow, ...] = ()
 
 
 class Method:
@@ -75,6 +94,8 @@ class Method:
         family: the leaderboard's row group in the paper layout: ``floor``, ``gan`` (GAN/transformer),
             ``diffusion``, ``proposed`` (CoPeDiT), ``ablation`` (a variant of a method with one switch changed:
             listed and ranked under "Ablations", left out of ``make leaderboard`` unless asked for) or ``other``.
+        ablation_rows: the rows of the paper's ablation tables this method fills (:class:`AblationRow`; the full
+            method fills one row of each table, a variant the row of what it changes); written into every result.
         calls_step_hook: whether ``fit`` calls :meth:`after_training_step` (see the module docs); ``mribench curve``
             refuses methods that do not.
         in_default_plan: whether ``make leaderboard`` (``mribench reproduce`` without ``--method``) runs it; methods
@@ -122,7 +143,7 @@ class Method:
     >>> torch.equal(restored.means, method.means)
     True
     >>> ModalityMean.result_description()
-    MethodDescription(name='modality-mean', display_name='Modality mean', family='floor')
+    MethodDescription(name='modality-mean', display_name='Modality mean', family='floor', ablation_rows=())
     """
 
     name: ClassVar[str]
@@ -133,6 +154,7 @@ class Method:
     summary: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
     family: ClassVar[str] = "other"
+    ablation_rows: ClassVar[tuple[AblationRow, ...]] = ()
     calls_step_hook: ClassVar[bool] = False
     in_default_plan: ClassVar[bool] = True
 
@@ -164,7 +186,7 @@ class Method:
     @classmethod
     def result_description(cls) -> MethodDescription:
         """What a result records about how to show this method (see :class:`MethodDescription`)."""
-        return MethodDescription(cls.name, cls.display_name or cls.name, cls.family)
+        return MethodDescription(cls.name, cls.display_name or cls.name, cls.family, tuple(cls.ablation_rows))
 
     @classmethod
     def describe(cls, preset: str, task: TaskSpec | None = None) -> dict[str, Any]:

@@ -100,6 +100,51 @@ def draw_availability(rng: np.random.Generator, problem: str, n_channels: int, n
     return availability_from_missing(problem, n_channels, n_slices, k, run_start=start)
 
 
+def parse_missing(task: TaskSpec, text: str) -> np.ndarray:
+    """The availability (C, D) a user states in words: brain, the missing modality names comma-separated
+    (``T1ce,FLAIR``, case-insensitive); cardiac, the missing run of slices ``FIRST-LAST`` (0-based, inclusive,
+    ``12-19``). The count must lie in the task's training range (what one trained model serves); anything else is
+    a one-line :class:`MribenchError`."""
+    lo, hi = task.train_missing
+    slices = task.preprocess.shape[0]
+    if task.problem == "missing-modality":
+        names = [part.strip() for part in text.split(",")]
+        by_lower = {name.lower(): index for index, name in enumerate(task.element_names)}
+        unknown = [name for name in names if name.lower() not in by_lower]
+        if unknown:
+            raise MribenchError(f"--missing {text!r}: {', '.join(repr(n) for n in unknown)} is not a modality of task "
+                                f"{task.name} (its modalities: {', '.join(task.element_names)})")
+        missing = sorted({by_lower[name.lower()] for name in names})
+        if len(missing) != len(names):
+            raise MribenchError(f"--missing {text!r}: a modality is named twice")
+        count = len(missing)
+        availability = availability_from_missing(task.problem, task.channels, slices, missing)
+    else:
+        first, dash, last = text.partition("-")
+        if not (dash and first.strip().isdigit() and last.strip().isdigit()):
+            raise MribenchError(f"--missing {text!r}: task {task.name} misses a run of slices; state it as "
+                                f"FIRST-LAST (0-based, inclusive), e.g. 0-{lo - 1}")
+        first_slice, last_slice = int(first), int(last)
+        if not first_slice <= last_slice < slices:
+            raise MribenchError(f"--missing {text!r}: task {task.name} has slices 0-{slices - 1}; FIRST-LAST must "
+                                "lie within them with FIRST <= LAST")
+        count = last_slice - first_slice + 1
+        availability = availability_from_missing(task.problem, task.channels, slices, count, run_start=first_slice)
+    if not lo <= count <= hi:
+        what = "modalities" if task.problem == "missing-modality" else "slices"
+        raise MribenchError(f"--missing {text!r}: {count} missing {what} is outside the range {lo}-{hi} task "
+                            f"{task.name} is trained for")
+    return availability
+
+
+def describe_missing(task: TaskSpec, availability: np.ndarray) -> str:
+    """What an availability (C, D) misses, as :func:`parse_missing` reads it: ``T1ce,FLAIR`` or ``12-19``."""
+    if task.problem == "missing-modality":
+        return ",".join(name for name, seen in zip(task.element_names, availability.all(axis=1)) if not seen)
+    missing = np.flatnonzero(~availability[0])
+    return f"{missing[0]}-{missing[-1]}" if len(missing) else ""
+
+
 def evaluation_availability(task: TaskSpec, subject_id: str) -> np.ndarray:
     """The availability (C, D) one subject is evaluated with: a function of (task, subject, pattern seed)."""
     rng = seeded_rng("mribench-pattern", task.name, subject_id, task.pattern_seed)

@@ -213,6 +213,7 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
               "missing": task.missing, "elements": task.element_names, "n_train": len(data.train),
               "n_validation": len(data.validation), "n_test": len(data.test)},
         method={"name": request.method, "display_name": shown.display_name, "family": shown.family,
+                "ablation_rows": [asdict(row) for row in shown.ablation_rows],
                 "version": the_plan.method_cls.version, "plugin": the_plan.plugin,
                 "preset": request.preset, "config": config_json(the_plan.config),
                 "config_hash": config_hash(the_plan.config), "reads_mask": the_plan.method_cls.reads_mask,
@@ -323,10 +324,13 @@ def _synthesize_all(method: Method, task: TaskSpec, test, pred_dir: Path, seed: 
     return paths
 
 
-def evaluation_batch(task: TaskSpec, subject) -> Batch:
-    """One subject's batch with the protocol's evaluation pattern (test and validation subjects alike)."""
+def evaluation_batch(task: TaskSpec, subject, availability: np.ndarray | None = None) -> Batch:
+    """One subject's batch with the protocol's evaluation pattern (test and validation subjects alike), or with
+    ``availability`` (C, D) when given."""
     complete = torch.from_numpy(np.array(subject.image, dtype=np.float32))[None]  # a copy: cache arrays are read-only
-    mask = torch.from_numpy(evaluation_availability(task, subject.subject_id))[None]
+    if availability is None:
+        availability = evaluation_availability(task, subject.subject_id)
+    mask = torch.from_numpy(availability)[None]
     meta: dict[str, Any] = {"affine": torch.from_numpy(np.asarray(subject.affine, dtype=np.float64))[None]}
     if subject.label is not None:
         meta["label"] = torch.from_numpy(np.asarray(subject.label, dtype=np.int64))[None]

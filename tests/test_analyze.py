@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from mribench.analyze import AnalyzeRequest, analysis_figures, analysis_folder, analyze
+from mribench.analyze import AnalyzeRequest, analysis_figures, analysis_folder, analysis_tables, analyze
 from mribench.cli import app
 
 TASK_YAML = """name: tiny-brain16-missing1
@@ -45,7 +45,8 @@ def test_analyze_prompts_at_smoke_writes_every_file_and_starts_from_the_run(task
     folder = analysis_folder(run_folder, "prompts")
     assert {p.name for p in written} == {"corruption.csv", "corruption.png", "corruption.md", "interventions.csv",
                                          "interventions.png", "interventions.md", "tsne.csv", "tsne.png",
-                                         "attention.csv", "attention.png", "analysis.json"}
+                                         "attention.csv", "attention.png", "analysis.json",
+                                         "prompt-corruption.table.json", "prompt-interventions.table.json"}
     assert all(path.parent == folder and path.stat().st_size > 0 for path in written)
     assert not list(folder.parent.glob(".*staging*")), "the staging folder is gone"
     result = json.loads((run_folder / "result.json").read_text())
@@ -64,7 +65,13 @@ def test_analyze_prompts_at_smoke_writes_every_file_and_starts_from_the_run(task
     # That edited prompts change the synthesis is tested on a trained smoke model in plugins/copedit/tests/
     # test_ablations.py; this 10-subject task's smoke model gives its two test subjects indistinguishable prompts.
 
+    stored = dict((table.key, table) for _, table in analysis_tables(run_folder))
+    assert [row.label for row in stored["prompt-corruption"].rows] == ["count", "position", "assessment", "all"]
+    assert [row.values["0.5"] for row in stored["prompt-corruption"].rows] == \
+        [float(r["psnr_mean"]) for r in corruption if float(r["fraction"]) == 0.5], "the CSV's numbers"
     interventions = {r["intervention"]: r for r in _rows(folder / "interventions.csv")}
+    assert {row.label: row.values["psnr"] for row in stored["prompt-interventions"].rows} == \
+        {name: float(r["psnr_mean"]) for name, r in interventions.items()}
     assert set(interventions) == {"none", "zeroed", "random (matched norm)", "shuffled across subjects",
                                   "swap count<->position", "swap count<->assessment", "swap position<->assessment"}
     assert float(interventions["none"]["psnr_mean"]) == pytest.approx(run_psnr, abs=1e-6)
@@ -81,9 +88,25 @@ def test_analyze_prompts_at_smoke_writes_every_file_and_starts_from_the_run(task
         ("prompts", name) for name in ("attention.png", "corruption.png", "interventions.png", "tsne.png")}, \
         "mribench report finds the figures"
 
+    assert {r["subject"] for r in attention} == {result["subjects"][0]}, "default: the first test subject"
+    assert facts["focus"]["subject"] == result["subjects"][0] and not any(facts["focus"]["chosen"].values())
+
     first = {p.name: p.read_bytes() for p in written if p.suffix == ".csv"}
     again = analyze(request)  # every edit is seeded: the same files again
     assert {p.name: p.read_bytes() for p in again if p.suffix == ".csv"} == first
+
+    # --subject / --missing choose the attention maps' subject and pattern (the model is reused, not retrained)
+    chosen = result["subjects"][-1]
+    cli = CliRunner().invoke(app, ["analyze", "prompts", "--task", str(task_file), "--preset", "smoke", "--runs",
+                                   str(tmp_path / "runs"), "--subject", chosen, "--missing", "b,C"])
+    assert cli.exit_code == 0, cli.output
+    attention = _rows(folder / "attention.csv")
+    assert {(r["subject"], r["missing"]) for r in attention} == {(chosen, "B,C")}
+    facts = json.loads((folder / "analysis.json").read_text())
+    assert facts["focus"] == {"what": "the attention maps", "subject": chosen, "missing": "B,C",
+                              "chosen": {"subject": True, "missing": True}}
+    assert {p.name: (folder / p.name).read_bytes() for p in written if p.name == "corruption.csv"} == \
+        {"corruption.csv": first["corruption.csv"]}, "the focus changes the attention maps only"
 
 
 def test_analyze_tokenizer_trains_each_ablated_tokenizer_beside_the_shared_one(task_file, tmp_path):
@@ -93,6 +116,11 @@ def test_analyze_tokenizer_trains_each_ablated_tokenizer_beside_the_shared_one(t
     assert [r["tokenizer"] for r in rows] == ["full", "no count task", "no position task", "no assessment task",
                                               "no pretext task"]
     assert all(r["split"] == "validation" and float(r["psnr"]) > 0 for r in rows)
+    tables = analysis_tables(tmp_path / "runs" / "tiny-brain16-missing1" / "copedit" / "smoke-seed0")
+    assert [(name, table.key) for name, table in tables] == [("tokenizer", "tokenizer-reconstruction")]
+    stored = tables[0][1]
+    assert [(r.label, r.kind) for r in stored.rows] == [(r["tokenizer"], "result") for r in rows]
+    assert [r.values["psnr"] for r in stored.rows] == [float(r["psnr"]) for r in rows], "the CSV's numbers"
     folders = sorted(p.name for p in (tmp_path / "runs" / "_models").glob("*/shared/copedit-tokenizer/*")
                      if p.is_dir())
     assert folders == ["smoke-seed0", "smoke-seed0-no-assessment-task", "smoke-seed0-no-count-task",
@@ -105,9 +133,15 @@ def test_analyze_tokenizer_trains_each_ablated_tokenizer_beside_the_shared_one(t
     (["analyze", "prompts", "--method", "copedit-no-prompts"], "conditioned on 'none', not on prompts"),
     (["analyze", "prompts", "--method", "zero-fill"], "it reads CoPeDiT's CoPeVAE"),
     (["analyze", "prompts", "--preset", "huge"], "unknown preset"),
+    (["analyze", "prompts", "--preset", "smoke", "--subject", "nope"], "--subject 'nope' is not a test subject"),
+    (["analyze", "prompts", "--preset", "smoke", "--missing", "A,D"], "'D' is not a modality"),
+    (["analyze", "prompts", "--preset", "smoke", "--missing", "A,B,C"],
+     "3 missing modalities is outside the range 1-2"),
+    (["analyze", "tokenizer", "--preset", "smoke", "--subject", "x"], "looks at no single subject"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(task_file, tmp_path, arguments, message):
     result = CliRunner().invoke(app, [*arguments, "--task", str(task_file), "--runs", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "runs").exists()

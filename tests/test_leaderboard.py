@@ -2,6 +2,7 @@
 import csv
 import io
 import re
+from dataclasses import asdict
 
 import html5lib
 import numpy as np
@@ -52,7 +53,8 @@ def fabricate(runs, task, method, psnr, seed=0, preset="cpu", dataset="phantom-b
             entry.update(vars(registry().metric_description(name)))
         shown = registry().method_description(method)
         method_entry.update(display_name=shown.display_name if shown else method,
-                            family=shown.family if shown else "other")
+                            family=shown.family if shown else "other",
+                            ablation_rows=[asdict(row) for row in shown.ablation_rows] if shown else [])
     result = Result(
         task={"name": task, "version": 1, "hash": f"{task}-hash".ljust(64, "0"), "split_hash": "b" * 64,
               "dataset": dataset, "problem": problem, "missing": missing, "elements": list(elements),
@@ -257,3 +259,86 @@ def test_cli_paper_layout_formats_and_reference_flag(tmp_path):
     assert "reported (paper)" in page.read_text() and "CoPeDiT" in page.read_text()
     refused = cli.invoke(app, base + ["--reference"])
     assert refused.exit_code == 2 and "--layout paper" in refused.output
+
+
+# -- the paper's ablation tables ---------------------------------------------------------------------------------
+ABLATION_LEVELS = {"copedit": 2.0, "copedit-no-count": 1.0, "copedit-no-prompts": -0.5, "copedit-unet": 0.5}
+
+
+def _ablation_runs(runs, seeds=(0, 1, 2)):
+    """CoPeDiT and three variants on the BraTS twin, missing 1, each seed shifted by 0.1 dB × seed."""
+    for method, level in ABLATION_LEVELS.items():
+        for seed in seeds:
+            fabricate(runs, "phantom-brats-missing1", method, BASE + level + 0.1 * seed, seed=seed,
+                      ssim=np.full(len(SUBJECTS), 0.6 + level / 100))
+
+
+def _labels(grid):
+    return [(row.kind, row.label) for row in grid.rows]
+
+
+def test_ablation_tables_have_the_papers_rows_labelled_references_and_the_results_means(tmp_path):
+    _ablation_runs(tmp_path)
+    grids = build_paper_tables(["phantom-brats-missing1"], tmp_path, fallback=registry())
+    ablations = {g.key: g for g in grids if g.key.startswith("ablation-")}
+    task = "phantom-brats-missing1-cpu"
+    assert list(ablations) == [f"ablation-prompts-{task}", f"ablation-diffuser-{task}"], \
+        "a table with fewer than two rows run (injection position, joint loss: CoPeDiT only) is not shown"
+    prompts = ablations[f"ablation-prompts-{task}"]
+    assert [label for _, label in prompts.columns] == ["PSNR", "SSIM"]
+    assert _labels(prompts) == [
+        ("result", "full (count + position + assessment prompts) (copedit)"),
+        ("reported", "full (count + position + assessment prompts) — reported (paper)"),
+        ("result", "w/o prompts (copedit-no-prompts)"), ("reported", "w/o prompts — reported (paper)"),
+        ("result", "w/o count prompt (copedit-no-count)"), ("reported", "w/o count prompt — reported (paper)"),
+        ("result", "w/o position prompt (copedit-no-position)"), ("reported", "w/o position prompt — reported (paper)"),
+        ("result", "w/o assessment prompt (copedit-no-assessment)"),
+        ("reported", "w/o assessment prompt — reported (paper)"),
+        ("result", "binary mask codes instead of prompts (copedit-maskcode)"),
+        ("reported", "binary mask codes instead of prompts — reported (paper)")]
+    rows = {row.label: row for row in prompts.rows}
+    paper = {"full (count + position + assessment prompts)": 28.26, "w/o prompts": 25.92, "w/o count prompt": 27.35,
+             "w/o position prompt": 26.92, "w/o assessment prompt": 27.56,
+             "binary mask codes instead of prompts": 27.18}
+    for label, value in paper.items():
+        reported = rows[f"{label} — reported (paper)"].cells
+        assert reported[0].text == f"{value:.2f}" and reported[0].mark is None and reported[1].text == "–"
+    for method, level in ABLATION_LEVELS.items():
+        if method == "copedit-unet":
+            continue
+        label = next(row.label for row in prompts.rows if row.label.endswith(f"({method})"))
+        expected = np.mean([BASE.mean() + level + 0.1 * seed for seed in (0, 1, 2)])
+        assert rows[label].cells[0].cell.mean == pytest.approx(expected, abs=1e-9), "mean over seeds of the means"
+        assert rows[label].cells[0].cell.seeds == 3
+    for method in ("copedit-no-position", "copedit-no-assessment", "copedit-maskcode"):
+        label = next(row.label for row in prompts.rows if row.label.endswith(f"({method})"))
+        assert [cell.text for cell in rows[label].cells] == ["not run", "not run"], "never invented"
+    assert rows["full (count + position + assessment prompts) (copedit)"].cells[0].mark == "best"
+    assert rows["w/o count prompt (copedit-no-count)"].cells[0].mark == "second"
+    assert any("brats-missing1 — real data, not comparable" in line for line in prompts.footnote)
+
+    diffuser = ablations[f"ablation-diffuser-{task}"]
+    assert [label for kind, label in _labels(diffuser) if kind == "result"] == [
+        "MDiT3D (copedit)", "3D U-Net (copedit-unet)", "DiT (copedit-dit)", "DiT-3D (copedit-dit3d)"]
+    assert [row.cells[0].text for row in diffuser.rows if row.kind == "reported"] == \
+        ["28.26", "25.61", "26.78", "26.84"]
+
+
+def test_ablation_tables_need_no_plugin_and_render_in_every_format(tmp_path):
+    """Results describe their ablation rows: without the installed plugins the tables show the rows run."""
+    _ablation_runs(tmp_path, seeds=(0,))
+    fabricate(tmp_path, "phantom-brats-missing1", "copedit-inject-both", BASE + 1.5, ssim=np.full(12, 0.6))
+    grids = [g for g in build_paper_tables(["phantom-brats-missing1"], tmp_path) if g.key.startswith("ablation-")]
+    assert [g.title for g in grids] == [f"Ablation: {name} — phantom-brats-missing1, cpu preset"
+                                        for name in ("Prompts", "Injection position", "Diffuser")]
+    assert [label for kind, label in _labels(grids[1]) if kind == "result"] == [
+        "primary blocks (Modal / Spatial) (copedit)", "both (copedit-inject-both)"]
+    assert not any("not run" in cell.text for g in grids for row in g.rows for cell in row.cells)
+    rows = list(csv.DictReader(io.StringIO(render(grids, "csv"))))
+    reported = [r for r in rows if r["row_kind"] == "reported" and r["column"] == "PSNR"]
+    assert {r["row"]: r["mean"] for r in reported}["both — reported (paper)"] == "27.76"
+    assert not any(r["mark"] for r in reported)
+    latex = render(grids, "latex")
+    assert r"\textit{both — reported (paper)} & \textit{27.76} & \textit{--}" in latex
+    html5lib.HTMLParser(strict=True).parse(render(grids, "html"))
+    assert "| *w/o count prompt — reported (paper)* | *27.35* | – |" in render(grids, "md")

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -9,8 +10,9 @@ import torch
 
 import pytest
 
-from mribench.protocol import (Batch, draw_training_availability, evaluation_availability, infer_availability,
-                               make_split, missing_count)
+from mribench.errors import MribenchError
+from mribench.protocol import (Batch, describe_missing, draw_training_availability, evaluation_availability,
+                               infer_availability, make_split, missing_count, parse_missing)
 from mribench.tasks import get_task
 
 SUBJECTS = [f"BraTS2021_{i:05d}" for i in range(200)]
@@ -119,3 +121,28 @@ def test_validation_never_empty_and_never_takes_every_training_subject():
     split = make_split(task, SUBJECTS[:5])
     assert len(split.test) == 1 and len(split.validation) == 1 and len(split.train) == 3
     assert split.without({split.validation[0]}).validation == []
+
+
+def test_a_stated_missing_configuration_reads_back_as_the_same_words():
+    brain, cardiac = get_task("phantom-brats-missing1"), get_task("phantom-cardiac-missing8")
+    availability = parse_missing(brain, "t1CE, FLAIR")
+    assert availability.shape == (4, brain.preprocess.shape[0])
+    assert [bool(a) for a in availability.all(axis=1)] == [True, False, True, False]  # T1, T1ce, T2, FLAIR
+    assert describe_missing(brain, availability) == "T1ce,FLAIR"
+    availability = parse_missing(cardiac, "12-19")
+    assert np.flatnonzero(~availability[0]).tolist() == list(range(12, 20)) and availability.shape[0] == 1
+    assert describe_missing(cardiac, availability) == "12-19"
+
+
+@pytest.mark.parametrize("task_name, text, message", [
+    ("phantom-brats-missing1", "T1ce,DWI", "'DWI' is not a modality of task phantom-brats-missing1"),
+    ("phantom-brats-missing1", "T1,t1", "a modality is named twice"),
+    ("phantom-brats-missing1", "T1,T1ce,T2,FLAIR", "4 missing modalities is outside the range 1-3"),
+    ("phantom-cardiac-missing8", "12", "state it as FIRST-LAST"),
+    ("phantom-cardiac-missing8", "20-40", "has slices 0-31"),
+    ("phantom-cardiac-missing8", "9-3", "FIRST <= LAST"),
+    ("phantom-cardiac-missing8", "0-2", "3 missing slices is outside the range 8-24"),
+])
+def test_a_stated_missing_configuration_outside_the_task_is_refused(task_name, text, message):
+    with pytest.raises(MribenchError, match=re.escape(message)):
+        parse_missing(get_task(task_name), text)

@@ -1,6 +1,8 @@
 """Report figures, the self-contained HTML page and the leaderboard folder, from real floor runs on the tiny tasks."""
 import io
+import json
 import re
+import shutil
 from pathlib import Path
 
 import html5lib
@@ -11,6 +13,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from mribench.analyze import AnalysisTable, AnalysisTableRow
 from mribench.cli import app
 from mribench.errors import MribenchError
 from mribench.leaderboard.cells import Cell
@@ -132,14 +135,37 @@ def test_leaderboard_folder_refreshes_from_its_own_results(tiny_registry, tmp_pa
     kept as drawn; without an earlier figure to keep, the refusal names the task."""
     tasks = BRAIN + [CARDIAC]
     out = tmp_path / "leaderboard"
-    write_leaderboard_folder(_floor_runs(tmp_path / "runs", brain=True), out, tasks,
-                             dataset_classes=registry().dataset)
+    runs = _floor_runs(tmp_path / "runs", brain=True)
+    for seed, psnr in ((0, 30.0), (1, 31.0)):  # an analysis' stored table and figure in both seeds' run folders
+        folder = run_dir(runs, BRAIN[0], "mean-available", "smoke", seed) / "analysis" / "probe"
+        AnalysisTable("probe", "A probe table", [("psnr", "PSNR"), ("acc", "acc.")],
+                      [AnalysisTableRow("ours", {"psnr": psnr, "acc": None}),
+                       AnalysisTableRow("ablated", {"psnr": 25.0, "acc": 0.5}),
+                       AnalysisTableRow("theirs — reported (paper)", {"psnr": 35.05, "acc": None}, "reported")]
+                      ).write(folder)
+        Image.new("RGB", (4, 4), (200, 10, 10)).save(folder / "curve.png")
+        (folder / "analysis.json").write_text(json.dumps({"files": ["analysis.json", "curve.png",
+                                                                   "probe.table.json"]}))
+        shutil.copytree(folder, folder.parent / ".probe.staging")  # an interrupted rerun's leftovers: never read
+    write_leaderboard_folder(runs, out, tasks, dataset_classes=registry().dataset)
+    table = (out / "leaderboard.md").read_text().split("### A probe table")[1]
+    assert "| ours | **30.50 [0.71]** | n/a |" in table and "| ablated | _25.00 [0.00]_ | 0.500 [0.000] |" in table, \
+        "result rows: the mean over seeds (seed std in brackets), marked by the metric's direction"
+    assert "| *theirs — reported (paper)* | *35.05* | – |" in table, "reported rows as stored, labelled"
+    copied = out / "results" / BRAIN[0] / "mean-available" / "smoke-seed1" / "analysis"
+    assert [p.name for p in copied.iterdir()] == ["probe"], "the analysis folder is copied, no staging folder"
+    assert sorted(p.name for p in (copied / "probe").iterdir()) == ["analysis.json", "probe.table.json"], \
+        "figures/ holds the analysis figures: the copies keep no PNG"
+    probe_figures = sorted(p.name for p in (out / "figures").glob("*-probe-curve.png"))
+    assert len(probe_figures) == 2
     tables = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     qualitative = (out / "figures" / f"{CARDIAC}-qualitative.png").read_bytes()
     write_leaderboard_folder(out / "results", out, tasks, dataset_classes=registry().dataset)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == tables
     assert (out / "figures" / f"{CARDIAC}-qualitative.png").read_bytes() == qualitative
     assert len(list((out / "results").glob("**/result.json"))) == 10
+    assert "### A probe table" in (out / "leaderboard.md").read_text(), "rebuilt from the copied analysis folder"
+    assert sorted(p.name for p in (out / "figures").glob("*-probe-curve.png")) == probe_figures, "figures kept"
     (out / "figures" / f"{CARDIAC}-qualitative.png").unlink()
     with pytest.raises(MribenchError, match=f"{CARDIAC}: the runs under .* hold no predictions"):
         write_leaderboard_folder(out / "results", out, tasks, dataset_classes=registry().dataset)

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from mribench.cli import app
 from mribench.leaderboard.reproduce import REPRODUCE_THREADS, ReproducePlan, estimate_minutes, reproduce
-from mribench.leaderboard.suite import SeedRule, load_suite
+from mribench.leaderboard.suite import SeedRule, SuiteAnalysis, load_suite
 
 TASKS = ["tiny-brain-missing1", "tiny-brain-missing2", "tiny-cardiac-missing4"]
 
@@ -35,6 +35,10 @@ def test_three_seeds_only_for_compared_methods_on_the_chosen_dataset(tiny_regist
 
 def test_reproduce_runs_resumes_and_regenerates_the_folder(tiny_registry, tmp_path):
     the_plan = _plan(tmp_path, ["zero-fill", "mean-available"])
+    the_plan.suite = the_plan.suite.model_copy(update={"analyses": [SuiteAnalysis(name="probe",
+                                                                                  method="mean-available")]})
+    probe = tiny_registry.get("analysis", "probe").cls
+    probe.calls = 0
     minutes, pending = estimate_minutes(the_plan.requests())
     assert pending == 6 and minutes > 0
     before = torch.get_num_threads()
@@ -45,12 +49,15 @@ def test_reproduce_runs_resumes_and_regenerates_the_folder(tiny_registry, tmp_pa
     assert all(f'"torch_threads": {REPRODUCE_THREADS}' in path.read_text() for path in results)
     table = (tmp_path / "leaderboard" / "leaderboard.md").read_text()
     assert "mean-available" in table and "zero-fill" in table
+    assert probe.calls == 3 and table.count("### Probe: mean test intensity — ") == 3, \
+        "the suite's analysis ran on each task after the runs, and the folder shows its table"
     assert estimate_minutes(the_plan.requests()) == (0.0, 0), "nothing left to do"
 
     stamps = {path: path.stat().st_mtime_ns for path in results}
     log = io.StringIO()
     reproduce(the_plan, console=Console(file=log, width=200))
-    assert "0 to do" in log.getvalue() and log.getvalue().count("complete (skipped)") == 6
+    assert "0 to do" in log.getvalue() and log.getvalue().count("complete (skipped)") == 6 + 3
+    assert probe.calls == 3, "stored analyses are not redone"
     assert {path: path.stat().st_mtime_ns for path in results} == stamps, "finished runs are not redone"
 
 
@@ -72,5 +79,9 @@ def test_ablation_variants_run_only_in_their_own_suite(tiny_registry, tmp_path):
     ablations = ReproducePlan(suite=load_suite("ablations"), tasks=["tiny-brain-missing1"], preset="smoke",
                               runs=tmp_path / "runs", out=tmp_path / "lb").requests()
     assert {(r.method, r.seed) for r in ablations} == {(m, s) for m in variants | {"copedit"} for s in range(3)}
+    analyses = ReproducePlan(suite=load_suite("ablations"), tasks=["tiny-brain-missing1"], preset="smoke",
+                             runs=tmp_path / "runs").analysis_requests()
+    assert [(r.analysis, r.method, r.seed) for r in analyses] == [("tokenizer", "copedit", 0),
+                                                                  ("prompts", "copedit", 0)]
     result = CliRunner().invoke(app, ["reproduce", "--suite", "everything", "--dry-run"])
     assert result.exit_code == 2 and "unknown suite 'everything'" in result.output

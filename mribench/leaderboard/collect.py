@@ -4,9 +4,10 @@ Results of one task must share the task hash, the test subjects, the data and, p
 otherwise the table is refused with a message saying which results differ.
 
 Results describe themselves: each metric entry records ``higher_is_better``, ``unit`` and ``display_name``, and the
-method entry its ``display_name`` and ``family``. Results written before those fields existed are described by the
-``fallback`` (:class:`Descriptions`, e.g. the installed plugins, which the CLI passes); without one, a metric has no
-direction (no best/second marks) and a method shows its registry name in family "other".
+method entry its ``display_name``, ``family`` and ``ablation_rows``. Results written before those fields existed are
+described by the ``fallback`` (:class:`Descriptions`, e.g. the installed plugins, which the CLI passes); without one,
+a metric has no direction (no best/second marks) and a method shows its registry name in family "other" (and fills
+no ablation table).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from mribench.errors import MribenchError
-from mribench.method import MethodDescription
+from mribench.method import AblationRow, MethodDescription
 from mribench.metrics.base import MetricDescription
 from mribench.results import DamagedResultError, Result, find_results
 
@@ -79,12 +80,21 @@ class Collection:
         return description.display_name if description else metric
 
     def method_description(self, method: str) -> MethodDescription:
+        """The results' own description, else the fallback's; a result that predates ``ablation_rows`` takes them
+        from the fallback."""
+        def fallback() -> MethodDescription | None:
+            return self.fallback.method_description(method) if self.fallback else None
+
         for (_, name, _), items in sorted(self.results.items()):
             recorded = items[0][1].method
             if name == method and recorded.get("display_name"):
-                return MethodDescription(method, recorded["display_name"], recorded.get("family") or OTHER_FAMILY)
-        described = self.fallback.method_description(method) if self.fallback else None
-        return described or MethodDescription(method, method, OTHER_FAMILY)
+                if "ablation_rows" in recorded:
+                    rows = tuple(AblationRow.from_json(row) for row in recorded["ablation_rows"])
+                else:
+                    rows = described.ablation_rows if (described := fallback()) else ()
+                return MethodDescription(method, recorded["display_name"], recorded.get("family") or OTHER_FAMILY,
+                                         rows)
+        return fallback() or MethodDescription(method, method, OTHER_FAMILY)
 
     def display_name(self, method: str) -> str:
         return self.method_description(method).display_name

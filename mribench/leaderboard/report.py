@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from mribench.analyze import analysis_figures
+from mribench.analyze import ANALYSIS_FOLDER, analysis_figures
 from mribench.atomic import atomic_write_bytes, atomic_write_text
 from mribench.errors import MribenchError
 from mribench.leaderboard.cells import metric_cell
@@ -299,20 +299,25 @@ def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, 
             figures.append(qualitative_figure(task, collection, data_root, subjects, dataset_classes)
                            if _has_predictions(collection, task) else _kept_qualitative(task, runs, kept))
             figures += [box] if (box := psnr_boxplot(task, collection)) else []
-            figures += stored_analysis_figures(task, collection)
+            figures += stored_analysis_figures(task, collection, runs, kept)
         figures += [curve] if (curve := psnr_vs_missing(dataset, dataset_tasks, collection)) else []
     return figures
 
 
-def stored_analysis_figures(task: str, collection: Collection) -> list[Figure]:
-    """The PNGs ``mribench analyze`` stored in the task's run folders (e.g. CoPeDiT's prompt corruption curves)."""
+def stored_analysis_figures(task: str, collection: Collection, runs: Path, kept: Path | None = None) -> list[Figure]:
+    """The PNGs ``mribench analyze`` stored in the task's run folders (e.g. CoPeDiT's prompt corruption curves); a
+    leaderboard folder's result copies hold none, so those are kept from the folder ``kept`` (else an error)."""
     figures = []
     for row in collection.rows(task):
         for path, result in collection.results[(task, *row)]:
             for analysis, png in analysis_figures(path.parent):
-                figures.append(Figure(f"{task}-{row[0]}-{row[1]}-seed{result.seed}-{analysis}-{png.stem}",
-                                      f"{task}: {row[0]} ({row[1]}, seed {result.seed}), analysis {analysis}: "
-                                      f"{png.stem} (mribench analyze {analysis})", png.read_bytes()))
+                name = f"{task}-{row[0]}-{row[1]}-seed{result.seed}-{analysis}-{png.stem}"
+                source = png if png.is_file() else (kept / f"{name}.png" if kept else None)
+                if source is None or not source.is_file():
+                    raise MribenchError(f"{png}: the analysis figure is not under {runs}"
+                                        + (f", and there is no {source} to keep" if source else ""))
+                figures.append(Figure(name, f"{task}: {row[0]} ({row[1]}, seed {result.seed}), analysis {analysis}: "
+                                            f"{png.stem} (mribench analyze {analysis})", source.read_bytes()))
     return figures
 
 
@@ -354,7 +359,8 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
                              dataset_classes: DatasetClasses | None = None) -> list[Path]:
     """Regenerate ``out`` from ``runs``: paper-layout tables (leaderboard.md/.csv/.tex/.html), the same with the
     paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), the figures as PNGs under
-    ``figures/``, report.html linking them by relative path, and a copy of every result.json under
+    ``figures/``, report.html linking them by relative path, and a copy of every result.json (with its run's
+    ``analysis/`` folder but its PNGs, which ``figures/`` holds: the leaderboard shows its tables and figures) under
     ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from the folder alone).
 
     ``runs`` may be ``out/results`` itself: the tables, the report and the quantitative figures are then rebuilt from
@@ -385,6 +391,10 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
         target = run_dir(staging, result.task["name"], result.method["name"], result.method["preset"], result.seed)
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target / RESULT_FILE)
+        if (path.parent / ANALYSIS_FOLDER).is_dir():
+            # no PNG (figures/ holds each image once), no interrupted analysis' staging folder
+            shutil.copytree(path.parent / ANALYSIS_FOLDER, target / ANALYSIS_FOLDER,
+                            ignore=shutil.ignore_patterns(".*", "*.png"))
     shutil.rmtree(out / "results", ignore_errors=True)
     staging.rename(out / "results")
     return written + [out / "results"]

@@ -8,9 +8,9 @@ twin, missing 1, three seeds each, in the same runs folder (so the variants read
 written to ``leaderboard/ablations``.
 
 Runs go through the ordinary runner, so an interrupted reproduction continues where it stopped and finished runs
-are skipped. Before starting, the plan and an estimate of the remaining time are printed. :func:`refresh`
-(``make readme``) rebuilds the folder's tables, report and the README block from the folder's own result copies,
-running nothing.
+are skipped; the suite's analyses then run on their runs (an analysis already stored is skipped). Before starting,
+the plan and an estimate of the remaining time are printed. :func:`refresh` (``make readme``) rebuilds the folder's
+tables, report and the README block from the folder's own result copies, running nothing.
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from mribench.analyze import ANALYSIS_RECORD, AnalyzeRequest, analysis_folder, analyze
+from mribench.analyze import check as check_analysis
 from mribench.leaderboard.readme import check_readme, write_readme_block
 from mribench.leaderboard.report import write_leaderboard_folder
 from mribench.leaderboard.suite import DEFAULT_SUITE, Suite, load_suite
@@ -86,6 +88,13 @@ class ReproducePlan:
                                                out=self.runs))
         return sorted(requests, key=lambda request: request.seed)  # stable: task and method order kept per seed
 
+    def analysis_requests(self) -> list[AnalyzeRequest]:
+        """The suite's analyses on every task, seed by seed (those of methods left out by ``methods`` skipped)."""
+        return [AnalyzeRequest(analysis=item.name, task=task, method=item.method, preset=self.preset, seed=seed,
+                               runs=self.runs)
+                for item in self.suite.analyses if self.methods is None or item.method in self.methods
+                for task in self.task_names for seed in range(item.seeds)]
+
 
 def estimate_minutes(requests: list[RunRequest]) -> tuple[float, int]:
     """Remaining minutes (and pending run count), from timings of finished runs of the same method if any."""
@@ -117,13 +126,18 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
     if the_plan.readme:
         check_readme(the_plan.readme)
     requests = the_plan.requests()
+    analyses = [(request, check_analysis(request)[1].folder)  # bad names fail before any run
+                for request in the_plan.analysis_requests()]
     minutes, pending = estimate_minutes(requests)
     console.print(Text.assemble((f"make {the_plan.suite.make_target}", "bold"), f": {len(requests)} runs ({pending} "
                                 f"to do) over {len(the_plan.task_names)} tasks at the {the_plan.preset} preset; estimated "
-                                f"{minutes:.0f} min remaining"), markup=False, highlight=False)
+                                f"{minutes:.0f} min remaining" + (f", plus {len(analyses)} analyses (not estimated)"
+                                                                  if analyses else "")), markup=False, highlight=False)
     if dry_run:
         for request in requests:
             console.print(f"  {request.task}  {request.method}  seed {request.seed}")
+        for request, _ in analyses:
+            console.print(f"  {request.task}  {request.method}  seed {request.seed}  analysis {request.analysis}")
         return
     with torch_threads(REPRODUCE_THREADS):
         for index, request in enumerate(requests, 1):
@@ -131,6 +145,13 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
             outcome = run(request, console=console)
             if outcome.status == "complete":
                 console.print("complete (skipped)")
+        for index, (request, run_folder) in enumerate(analyses, 1):
+            console.rule(Text(f"[analysis {index}/{len(analyses)}] {request.analysis} of {request.method} on "
+                              f"{request.task}, seed {request.seed}"))
+            if (analysis_folder(run_folder, request.analysis) / ANALYSIS_RECORD).is_file():
+                console.print("complete (skipped)")
+                continue
+            analyze(request, console=console)
     _write_outputs(the_plan, the_plan.runs, console)
 
 

@@ -2,8 +2,10 @@
 
 A suite names its tasks, which methods run (listed by name, every available method of some families, and/or the
 default plan: every available method whose class is ``in_default_plan``, minus excluded families), how many seeds
-each gets (``seeds``, raised for some methods on some datasets by ``more_seeds``), the leaderboard folder it writes
-and the ``make`` target that runs it. Files are read with ``yaml.safe_load`` and validated (unknown keys refused).
+each gets (``seeds``, raised for some methods on some datasets by ``more_seeds``), the analyses run on some
+methods' runs afterwards (``analyses``: ``mribench analyze``, whose tables and figures the folder shows), the
+leaderboard folder it writes and the ``make`` target that runs it. Files are read with ``yaml.safe_load`` and
+validated (unknown keys refused).
 """
 from __future__ import annotations
 
@@ -37,6 +39,15 @@ class SeedRule(BaseModel):
     seeds: int = Field(ge=1)
 
 
+class SuiteAnalysis(BaseModel):
+    """``mribench analyze NAME`` on the runs of ``method`` on every task of the suite, seeds 0 … ``seeds`` - 1."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    method: str
+    seeds: int = Field(default=1, ge=1)
+
+
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -50,6 +61,7 @@ class Suite(BaseModel):
     excluded_families: list[str] = []
     seeds: int = Field(default=1, ge=1)
     more_seeds: list[SeedRule] = []
+    analyses: list[SuiteAnalysis] = []  # run after every run of the suite
 
     def seed_count(self, method: str, dataset: str) -> int:
         """Seeds of ``method`` on a task of ``dataset``: the largest rule that names both, else ``seeds``."""

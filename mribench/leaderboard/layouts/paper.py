@@ -3,14 +3,14 @@
 * one main table per dataset: PSNR ± std, SSIM ± std, FID, FVD for each missing count of the dataset's tasks,
   rows grouped by method family (floors, GAN-based, diffusion-based, CoPeDiT, then CoPeDiT's ablation variants);
 * the +Prompts table: each baseline beside its "+prompts" variant, with the signed difference;
-* one Dice table per dataset with segmentation labels: Full (all real), Missing (available only), each method.
+* one Dice table per dataset with segmentation labels: Full (all real), Missing (available only), each method;
+* the ablation tables and the analyses' stored tables (:mod:`~mribench.leaderboard.layouts.ablations`).
 
 With ``reference=True`` the paper's numbers (``reference`` of the task YAMLs; a phantom task borrows its real twin's)
 appear in italic rows labelled "reported (paper)" below ours; they never take part in the best/second marks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,8 +18,9 @@ from mribench.errors import MribenchError
 from mribench.leaderboard.cells import Cell, metric_cell, significant
 from mribench.leaderboard.collect import Collection, Descriptions, RowKey, collect
 from mribench.leaderboard.grid import LEGEND, Grid, GridCell, GridRow, digits, footnote, marked_cells
+from mribench.leaderboard.layouts.ablations import ablation_grids, analysis_grids
+from mribench.leaderboard.layouts.reference import REPORTED, Reported, reported_for
 from mribench.metrics.dice import SEGMENTER_VALIDATION
-from mribench.tasks import get_task
 
 PROMPTS_SUFFIX = "+prompts"
 MAIN_METRICS = ("psnr", "ssim", "fid", "fvd")
@@ -27,57 +28,12 @@ PROMPT_METRICS = ("psnr", "ssim")
 GROUP_ORDER = ("floor", "gan", "diffusion", "other", "proposed", "ablation")
 GROUP_TITLES = {"floor": "Floors", "gan": "GAN-based", "diffusion": "Diffusion-based", "other": "Other methods",
                 "proposed": "CoPeDiT (the paper's method)", "ablation": "Ablations (CoPeDiT variants)"}
-# A phantom task borrows the reference numbers of the real task with the same missing count.
-REAL_TWIN_PREFIX = {"phantom-brats": "brats", "phantom-ixi": "ixi", "phantom-cardiac": "ukbb"}
-REPORTED = "reported (paper)"
 
 
 def family(collection: Collection, method: str) -> str:
     """The method's recorded family when it is one of the table's groups, else ``other``."""
     declared = collection.family(method)
     return declared if declared in GROUP_TITLES else "other"
-
-
-# -- reported numbers ----------------------------------------------------------------------------------------
-@dataclass
-class Reported:
-    """The paper's numbers for a task: ``values`` metric → paper method name → mean or (mean, std)."""
-
-    task: str
-    source: str
-    values: dict[str, dict[str, float | tuple[float, float]]]
-    borrowed: bool
-
-    def cell(self, metric: str, method: str) -> Cell | None:
-        value = self.values.get(metric, {}).get(method)
-        if value is None:
-            return None
-        if isinstance(value, (list, tuple)):
-            return Cell(mean=float(value[0]), std=float(value[1]))
-        return Cell(mean=float(value))
-
-    def methods(self) -> list[str]:
-        return list(dict.fromkeys(name for values in self.values.values() for name in values))
-
-
-def reported_for(task: str) -> Reported | None:
-    """The task's own reference, else its real twin's (phantom-brats-missing2 → brats-missing2), else None."""
-    try:
-        spec = get_task(task)
-    except MribenchError:
-        return None
-    if spec.reference:
-        return Reported(spec.name, spec.reference.source, dict(spec.reference.values), borrowed=False)
-    prefix = REAL_TWIN_PREFIX.get(spec.dataset)
-    if prefix is None:
-        return None
-    try:
-        twin = get_task(f"{prefix}-missing{spec.missing}")
-    except MribenchError:
-        return None
-    if not twin.reference:
-        return None
-    return Reported(twin.name, twin.reference.source, dict(twin.reference.values), borrowed=True)
 
 
 def _reported_note(reported: dict[str, Reported | None]) -> list[str]:
@@ -311,7 +267,9 @@ def _refuse_inverted_references(dataset: str, task: str, preset: str, sample: li
 
 def build_paper_tables(tasks: list[str], runs: Path, reference: bool = False,
                        withhold_refused: bool = False, fallback: Descriptions | None = None) -> list[Grid]:
-    """Every paper-shaped table the results of ``tasks`` allow: main tables per dataset, +Prompts, Dice.
+    """Every paper-shaped table the results of ``tasks`` allow: main tables per dataset, +Prompts, Dice, then the
+    ablation tables and the analyses' stored tables (:mod:`~mribench.leaderboard.layouts.ablations`; these always
+    show the paper's numbers, ``reference`` or not).
 
     A refused Dice table (Full below Missing) raises, unless ``withhold_refused``: then a one-cell table in its
     place says why it is withheld (the committed leaderboard folder and the report are written that way).
@@ -329,7 +287,7 @@ def build_paper_tables(tasks: list[str], runs: Path, reference: bool = False,
                 raise
             grid = withheld_grid(f"{dataset}-dice", f"{dataset}: downstream segmentation Dice (%)", str(refusal))
         grids += [grid] if grid else []
-    return grids
+    return grids + ablation_grids(collection) + analysis_grids(collection)
 
 
 def withheld_grid(key: str, title: str, reason: str) -> Grid:

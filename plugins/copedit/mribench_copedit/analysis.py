@@ -12,7 +12,8 @@ prediction, and every PSNR below is comparable with the run's result):
 * t-SNE (scikit-learn) of the prompt vectors of every test subject under many missing patterns of the training range,
   coloured by missing count and by missing modality set (brain) or run start (cardiac);
 * attention maps of the blocks that receive the prompts (Modal blocks for brain: modality × modality; cardiac Spatial
-  blocks: latent slice × latent slice), averaged over heads, token positions and DDIM steps, for one subject.
+  blocks: latent slice × latent slice), averaged over heads, token positions and DDIM steps, for one subject and one
+  missing configuration (``--subject`` / ``--missing``; default: the first test subject, its evaluation pattern).
 
 A subject whose prompts an edit leaves unchanged keeps its unmodified PSNR (its synthesis would be the same tensor:
 same seed, same inputs). Every edit is drawn from generators seeded by (seed, task): reruns give the same files.
@@ -33,7 +34,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 
-from mribench.analyze import Analysis, AnalysisContext
+from mribench.analyze import Analysis, AnalysisContext, AnalysisTable, AnalysisTableRow
 from mribench.atomic import atomic_path
 from mribench.errors import MribenchError
 from mribench.protocol import availability_from_missing, seeded_rng
@@ -175,6 +176,12 @@ class AttentionRecorder:
         return {index: self.sums[index] / self.calls[index] for index in sorted(self.sums)}
 
 
+def attention_title(problem: str, subject_id: str, missing: str) -> str:
+    """The attention figure's title: the subject and what it misses (``--missing``'s words)."""
+    what = "modalities" if problem == "missing-modality" else "slices"
+    return f"{subject_id}: missing {what} {missing} (mean over heads, positions, DDIM steps)"
+
+
 # -- the prompt analysis --------------------------------------------------------------------------------------
 class PromptAnalysis(Analysis):
     """Corruption curves, interventions, t-SNE and attention maps of CoPeDiT's prompts (test subjects)."""
@@ -182,6 +189,7 @@ class PromptAnalysis(Analysis):
     name: ClassVar[str] = "prompts"
     summary: ClassVar[str] = "CoPeDiT's prompts: corruption curves, interventions, t-SNE, attention maps (test subjects)"
     split: ClassVar[str] = "test"
+    focus: ClassVar[str] = "the attention maps"
 
     @classmethod
     def unsupported_reason(cls, method_cls: type, config: Any) -> str | None:
@@ -203,7 +211,7 @@ class PromptAnalysis(Analysis):
         written = self._corruption(context, prompts, score, baseline)
         written += self._interventions(context, prompts, score, baseline)
         written += self._tsne(context, method, subjects)
-        written += self._attention(context, method, subjects[0], batches[0])
+        written += self._attention(context, method)
         context.say(f"analysis prompts: {len(subjects)} test subjects of {task.name}, unmodified PSNR "
                     f"{np.mean(baseline):.3f} dB (the run's own)")
         return written
@@ -257,7 +265,17 @@ class PromptAnalysis(Analysis):
         return [_write_csv(context.output / "corruption.csv", rows),
                 _save_figure(figure, context.output / "corruption.png"),
                 _write_text(context.output / "corruption.md",
-                            _markdown(rows, ["prompt", "fraction", "replaced_subjects", "psnr_mean", "psnr_change"]))]
+                            _markdown(rows, ["prompt", "fraction", "replaced_subjects", "psnr_mean", "psnr_change"])),
+                AnalysisTable(
+                    key="prompt-corruption",
+                    title="Prompt corruption: PSNR (dB) with a fraction of the test subjects given another subject's "
+                          "prompt(s)",
+                    columns=[(f"{fraction:g}", f"{fraction:g}") for fraction in CORRUPTION_FRACTIONS],
+                    rows=[AnalysisTableRow(kind, {f"{r['fraction']:g}": r["psnr_mean"] for r in rows
+                                                  if r["prompt"] == kind}) for kind in CORRUPTED_PROMPTS],
+                    note="rows: the prompt(s) replaced; columns: the fraction of test subjects whose prompt(s) come "
+                         "from another test subject; the paper finds PSNR falls with the fraction, most for position"
+                ).write(context.output)]
 
     def _interventions(self, context, prompts, score, baseline) -> list[Path]:
         rng = seeded_rng("copedit-prompt-interventions", context.seed, context.task.name)
@@ -276,7 +294,13 @@ class PromptAnalysis(Analysis):
         return [_write_csv(context.output / "interventions.csv", rows),
                 _save_figure(figure, context.output / "interventions.png"),
                 _write_text(context.output / "interventions.md",
-                            _markdown(rows, ["intervention", "psnr_mean", "psnr_std", "psnr_change"]))]
+                            _markdown(rows, ["intervention", "psnr_mean", "psnr_std", "psnr_change"])),
+                AnalysisTable(
+                    key="prompt-interventions", title="Prompt interventions: PSNR (dB) on the test subjects",
+                    columns=[("psnr", "PSNR"), ("change", "change (dB)")],
+                    rows=[AnalysisTableRow(r["intervention"], {"psnr": r["psnr_mean"], "change": r["psnr_change"]})
+                          for r in rows],
+                    note="none: the run's own synthesis; every edit is seeded by (seed, task)").write(context.output)]
 
     @staticmethod
     def tsne_patterns(context: AnalysisContext, subject_id: str) -> list[np.ndarray]:
@@ -339,8 +363,10 @@ class PromptAnalysis(Analysis):
             axis.set(title=f"t-SNE of prompts {title}", xticks=[], yticks=[])
         return [_write_csv(context.output / "tsne.csv", rows), _save_figure(figure, context.output / "tsne.png")]
 
-    def _attention(self, context, method: CoPeDiT, subject, batch) -> list[Path]:
+    def _attention(self, context, method: CoPeDiT) -> list[Path]:
         kind = PRIMARY_KIND[context.task.problem]
+        subject, batch = context.focus_batch()
+        missing = context.describe_missing(batch)
         with AttentionRecorder(method.network, kind) as recorder:
             torch.manual_seed(context.synthesis_seed(subject.subject_id))
             method.synthesize(batch)
@@ -351,9 +377,8 @@ class PromptAnalysis(Analysis):
                                 f"{kind} attention\n")]
         size = next(iter(maps.values())).shape[0]
         labels = (context.task.element_names if kind == "modal" else [str(i) for i in range(size)])
-        observed = batch.availability_mask[0].all(dim=1) if kind == "modal" else batch.availability_mask[0, 0]
-        rows = [{"subject": subject.subject_id, "block": index, "query": labels[q], "key": labels[k],
-                 "weight": float(weights[q, k])}
+        rows = [{"subject": subject.subject_id, "missing": missing, "block": index, "query": labels[q],
+                 "key": labels[k], "weight": float(weights[q, k])}
                 for index, weights in maps.items() for q in range(size) for k in range(size)]
         plt = _pyplot()
         figure, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.2), squeeze=False)
@@ -363,9 +388,7 @@ class PromptAnalysis(Analysis):
             if kind == "modal":
                 axis.set(xticks=range(size), yticks=range(size), xticklabels=labels, yticklabels=labels)
         figure.colorbar(shown, ax=axes[0].tolist(), shrink=0.8)
-        missing = (", ".join(name for name, seen in zip(context.task.element_names, observed.tolist()) if not seen)
-                   if kind == "modal" else f"{int((~observed).sum())} slices")
-        figure.suptitle(f"{subject.subject_id}: missing {missing} (mean over heads, positions, DDIM steps)")
+        figure.suptitle(attention_title(context.task.problem, subject.subject_id, missing))
         return [_write_csv(context.output / "attention.csv", rows),
                 _save_figure(figure, context.output / "attention.png")]
 
@@ -425,4 +448,28 @@ class TokenizerAnalysis(Analysis):
                  f"{context.seed}); PSNR dB / SSIM as the evaluators score them\n\n")
         context.say(f"analysis tokenizer: {len(TOKENIZER_ABLATIONS)} tokenizers on {task.name}")
         return [_write_csv(context.output / "reconstruction.csv", rows),
-                _write_text(context.output / "reconstruction.md", title + _markdown(rows, columns))]
+                _write_text(context.output / "reconstruction.md", title + _markdown(rows, columns)),
+                reconstruction_table(rows).write(context.output)]
+
+
+def _number(value: Any) -> float | None:
+    """A table value: None for an empty or non-finite one."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+RECONSTRUCTION_COLUMNS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("count_acc", "count acc."),
+                          ("position_acc", "position acc."), ("assessment_acc", "assessment acc."))
+
+
+def reconstruction_table(rows: list[dict[str, Any]]) -> AnalysisTable:
+    """The paper's reconstruction table from the tokenizer ablation's rows (ours, then the paper's full model)."""
+    return AnalysisTable(
+        key="tokenizer-reconstruction",
+        title="Tokenizer ablation: CoPeVAE reconstruction with each pretext task removed (validation subjects)",
+        columns=list(RECONSTRUCTION_COLUMNS),
+        rows=[AnalysisTableRow(row["tokenizer"], {key: _number(row[key]) for key, _ in RECONSTRUCTION_COLUMNS},
+                               "result" if row["kind"] == "ours" else "reported")
+              for row in rows],
+        note="PSNR / SSIM on the validation subjects as the evaluators score them; count / position / assessment "
+             "acc.: the pretext heads' accuracy (a removed task's head is untrained); the paper reports only its "
+             "full model's reconstruction and that removing each pretext task lowers it")

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Iterator
 import torch
 
 from mribench.data.base import SubjectSet
-from mribench.method import Method
+from mribench.method import AblationRow, Method
 from mribench.protocol import Batch
 from mribench.tasks import TaskSpec
 from mribench_copedit.data import TrainImages
@@ -19,12 +19,19 @@ from mribench_copedit.stage1 import (build_tokenizer, restore_tokenizer, tokeniz
                                      train_tokenizer)
 from mribench_copedit.stage2 import train_diffusion
 from mribench_copedit.tokenizer import build_discriminator, count_parameters, perceptual_weights
+from mribench_copedit.variants import FULL_PSNR, REPORTED_TASK, TABLES, table_order
 
 REFERENCE_TASKS = {
     # The paper's shapes, used by describe() when no task is given.
     "missing-modality": {"elements": ["t1", "t1ce", "t2", "flair"], "shape": (64, 192, 192), "train_missing": (1, 3)},
     "missing-slice": {"elements": 32, "shape": (32, 192, 192), "train_missing": (8, 24)},
 }
+
+
+def paper_row(table: str, row: str, place: int, reported_psnr: float | None) -> AblationRow:
+    """The row ``row`` at ``place`` of the paper's ablation table ``table``, with the paper's PSNR (if any)."""
+    reported = {REPORTED_TASK: {"psnr": reported_psnr}} if reported_psnr is not None else {}
+    return AblationRow(table, row, table_order(table, place), reported)
 
 
 class CoPeDiT(Method):
@@ -41,6 +48,9 @@ class CoPeDiT(Method):
     presets: ClassVar[dict[str, CoPeDiTConfig]] = PRESETS
     reads_mask: ClassVar[bool] = False
     family: ClassVar[str] = "proposed"
+    # the full model: the reference row of every ablation table
+    ablation_rows: ClassVar[tuple[AblationRow, ...]] = tuple(paper_row(table, row, 0, FULL_PSNR)
+                                                            for table, row in TABLES.items())
     calls_step_hook: ClassVar[bool] = True  # the hook follows stage II (the diffuser); stage I runs before it
     summary: ClassVar[str] = "CoPeDiT: CoPeVAE completeness prompts + MDiT3D latent diffusion (DDIM)"
 

@@ -48,6 +48,29 @@ def test_every_variant_is_registered_as_an_ablation_of_copedit():
     assert registry.method("copedit").family == "proposed"
 
 
+def test_each_variant_fills_one_row_of_the_papers_ablation_tables_and_copedit_one_of_each():
+    """The rows the leaderboard's ablation tables are built from (recorded in every result): the switch a variant
+    changes decides its table, and the paper's BraTS missing-1 PSNR sits on its row."""
+    tables = {"condition": "Prompts", "prompts_used": "Prompts", "inject": "Injection position",
+              "diffuser": "Diffuser", "joint_loss": "Joint loss"}
+    paper = {"copedit-no-prompts": 25.92, "copedit-no-count": 27.35, "copedit-no-position": 26.92,
+             "copedit-no-assessment": 27.56, "copedit-maskcode": 27.18, "copedit-inject-secondary": 27.47,
+             "copedit-inject-both": 27.76, "copedit-unet": 25.61, "copedit-dit": 26.78, "copedit-dit3d": 26.84}
+    rows = {}
+    for variant in VARIANTS:
+        (row,) = _variant(variant.name).result_description().ablation_rows
+        assert row.table == tables[next(iter(variant.switches))]
+        assert row.reported.get("brats-missing1", {}).get("psnr") == paper.get(variant.name)
+        rows[(row.table, row.order)] = variant.name
+    full = CoPeDiT.result_description().ablation_rows
+    assert [row.table for row in full] == ["Prompts", "Injection position", "Diffuser", "Joint loss"]
+    assert all(row.reported == {"brats-missing1": {"psnr": 28.26}} for row in full)
+    assert len(rows) == len(VARIANTS) and not {(row.table, row.order) for row in full} & set(rows), \
+        "one place per row: no two rows of a table share an order"
+    assert all(min(order for (t, order) in rows if t == row.table) > row.order for row in full), \
+        "the full model heads each table"
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
 def test_a_variant_differs_from_copedit_exactly_in_its_switches(variant):
     cls = _variant(variant.name)
