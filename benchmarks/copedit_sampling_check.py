@@ -2,7 +2,7 @@
 samples, without retraining. A diagnostic of where the model's error comes from, not a method change: averaging
 samples approaches the conditional mean, which PSNR favours over any single sample.
 
-Usage: python benchmarks/copedit_sampling_check.py TASK RUNS [ddim=25,10,50,100] [average=1,4]
+Usage: python benchmarks/copedit_sampling_check.py TASK RUNS [ddim=N,N,...] [average=K,K,...]
 e.g.   python benchmarks/copedit_sampling_check.py phantom-brats-missing3 runs/leaderboard ddim=10,50 average=4
 
 RUNS is a runs folder in which ``mribench run --method copedit`` trained the task's dataset at the cpu preset,
@@ -36,10 +36,15 @@ def report(**setting) -> None:
                       "seconds": round(time.time() - started, 1)}), flush=True)
 
 
-for steps in map(int, settings.get("ddim", "").split(",") if settings.get("ddim") else []):
+def counts(key: str) -> list[int]:
+    """The comma-separated integers of ``key=...`` on the command line (none when absent)."""
+    return [int(value) for value in settings.get(key, "").split(",") if value]
+
+
+for steps in counts("ddim"):
     method.config = PRESETS["cpu"].with_diffusion(sample_steps=steps)  # synthesis reads sample_steps from here
     report(sample_steps=steps)
 method.config = PRESETS["cpu"]
-for k in map(int, settings.get("average", "").split(",") if settings.get("average") else []):
+for k in counts("average"):
     method.synthesize = lambda batch, k=k: torch.stack([one_sample(batch) for _ in range(k)]).mean(0)
     report(samples_averaged=k)

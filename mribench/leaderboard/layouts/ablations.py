@@ -77,6 +77,7 @@ def ablation_grids(collection: Collection) -> list[Grid]:
 def _ablation_grid(collection: Collection, task: str, preset: str, table: str, placed: list[Placed],
                    metrics: list[str], twin: str) -> Grid:
     keys: dict[int, RowKey] = {i: (p.method, preset) for i, p in enumerate(placed)}
+    labels = {i: f"{p.row.row} ({p.method})" for i, p in enumerate(placed)}
     cells = {metric: marked_cells({keys[i]: metric_cell(collection.get(task, keys[i]), metric)
                                    for i in keys if collection.get(task, keys[i])},
                                   collection.higher_is_better(metric), digits(metric))
@@ -85,17 +86,15 @@ def _ablation_grid(collection: Collection, task: str, preset: str, table: str, p
                 columns=[("", collection.metric_label(m)) for m in metrics], rows=[])
     any_reported = False
     for index, item in enumerate(placed):
-        label = f"{item.row.row} ({item.method})"
-        grid.rows.append(GridRow(label, [cells[m].get(keys[index], GridCell(NOT_RUN)) for m in metrics]))
+        grid.rows.append(GridRow(labels[index], [cells[m].get(keys[index], GridCell(NOT_RUN)) for m in metrics]))
         reported = item.row.reported.get(twin, {})
         if any(m in reported for m in metrics):
             any_reported = True
             grid.rows.append(GridRow(f"{item.row.row} — {REPORTED}", [
                 GridCell(f"{reported[m]:.{digits(m)}f}", Cell(mean=float(reported[m]))) if m in reported
                 else GridCell("–") for m in metrics], kind="reported"))
-    labels = {keys[i]: f"{p.row.row} ({p.method})" for i, p in enumerate(placed)
-              if collection.get(task, keys[i])}
-    grid.footnote = footnote(collection, [task], labels, f"{NOT_RUN}: no result of this method here; " + LEGEND)
+    ran = {keys[i]: label for i, label in labels.items() if collection.get(task, keys[i])}
+    grid.footnote = footnote(collection, [task], ran, f"{NOT_RUN}: no result of this method here; " + LEGEND)
     if any_reported:
         grid.footnote.append(f"{REPORTED}: the paper's ablation numbers on {twin}" +
                              (" — real data, not comparable with phantom numbers; compare directions"
