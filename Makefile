@@ -11,7 +11,6 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 endif
 STAMP := $(VENV)/.mribench-installed
 DEMO_TASK ?= phantom-brats-missing2
-DEMO_FLOORS := zero-fill mean-available nearest-contrast
 
 .PHONY: install demo test bench leaderboard ablations readme clean
 
@@ -26,11 +25,10 @@ $(STAMP): $(BIN)/python pyproject.toml plugins/baselines/pyproject.toml plugins/
 
 install: $(STAMP)
 
+# suites/demo.yaml: prints its plan and estimate, runs (resumable), then prints the task's table.
 demo: install
-	@for method in $(DEMO_FLOORS) copedit; do \
-		$(BIN)/mribench run --method $$method --task $(DEMO_TASK) --preset cpu || exit $$?; \
-	done
-	$(BIN)/mribench leaderboard --task $(DEMO_TASK)
+	$(BIN)/mribench reproduce --suite demo --task $(DEMO_TASK) --runs runs/demo
+	$(BIN)/mribench leaderboard --task $(DEMO_TASK) --runs runs/demo
 
 test: install
 	$(BIN)/pytest

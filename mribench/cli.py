@@ -671,7 +671,7 @@ def reproduce(
                                                         "output: leaderboard, or leaderboard/ablations).")] = None,
     suite: Annotated[str, typer.Option(help="A suite of suites/: phantom (make leaderboard): every method but the "
                                             "ablation variants on every phantom task; ablations: CoPeDiT and its "
-                                            "ablation variants on the BraTS twin, missing 1, 3 seeds.")] = "phantom",
+                                            "ablation variants on the BraTS twin, missing 1, 3 seeds; demo (make demo): three floors and CoPeDiT on one task.")] = "phantom",
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Only these methods.")] = None,
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Only these tasks (names or YAML "
                                                                          "paths).")] = None,

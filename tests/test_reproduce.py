@@ -1,12 +1,14 @@
 """``mribench reproduce`` (= ``make leaderboard``): the plan, the seed policy, the estimate, resuming, the folder."""
 import io
 
+import pytest
 import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
 from mribench.cli import app
-from mribench.leaderboard.reproduce import REPRODUCE_THREADS, ReproducePlan, estimate_minutes, reproduce
+from mribench.leaderboard.reproduce import (DEFAULT_FIT_MINUTES, DEFAULT_RUN_MINUTES, REPRODUCE_THREADS, ReproducePlan,
+                                            estimate_minutes, reproduce)
 from mribench.leaderboard.suite import SeedRule, SuiteAnalysis, load_suite
 
 TASKS = ["tiny-brain-missing1", "tiny-brain-missing2", "tiny-cardiac-missing4"]
@@ -52,6 +54,14 @@ def test_reproduce_runs_resumes_and_regenerates_the_folder(tiny_registry, tmp_pa
     assert probe.calls == 3 and table.count("### Probe: mean test intensity — ") == 3, \
         "the suite's analysis ran on each task after the runs, and the folder shows its table"
     assert estimate_minutes(the_plan.requests()) == (0.0, 0), "nothing left to do"
+
+    fresh = _plan(tmp_path / "fresh-clone", ["zero-fill", "mean-available"])
+    fits = 4  # two methods, two datasets: the brain tasks share a model
+    assert estimate_minutes(fresh.requests()) == (pytest.approx(6 * DEFAULT_RUN_MINUTES + fits * DEFAULT_FIT_MINUTES),
+                                                  6), "without timings, the defaults"
+    minutes, pending = estimate_minutes(fresh.requests(), reference=tmp_path / "leaderboard" / "results")
+    assert pending == 6 and 0 < minutes < DEFAULT_RUN_MINUTES, \
+        "a fresh runs folder is estimated from the committed results' recorded timings, not the defaults"
 
     stamps = {path: path.stat().st_mtime_ns for path in results}
     log = io.StringIO()

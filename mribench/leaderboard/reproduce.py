@@ -60,6 +60,12 @@ class ReproducePlan:
     def folder(self) -> Path:
         return Path(self.out or self.suite.output)
 
+    @property
+    def timings_reference(self) -> Path:
+        """Results whose recorded timings estimate the runs the runs folder has not timed yet: the suite's
+        ``timings_from``, else the copies in its own leaderboard folder."""
+        return Path(self.suite.timings_from) if self.suite.timings_from else self.folder / "results"
+
     def suite_methods(self) -> list[str]:
         """The suite's methods: those it names, every available method of its families and, with ``default_plan``,
         every available ``in_default_plan`` method outside its excluded families (in registry order)."""
@@ -96,16 +102,28 @@ class ReproducePlan:
                 for task in self.task_names for seed in range(item.seeds)]
 
 
-def estimate_minutes(requests: list[RunRequest]) -> tuple[float, int]:
-    """Remaining minutes (and pending run count), from timings of finished runs of the same method if any."""
+def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) -> tuple[float, int]:
+    """Remaining minutes (and pending run count). A method's fit and run minutes come from its finished runs in the
+    runs folder, else from its results in ``reference`` (the committed leaderboard's copies, so that a fresh clone's
+    plan is estimated from measured runs), else from the defaults. The fit is the recorded training time of the
+    model (a run that reused a model records only its loading)."""
     fit: dict[str, list[float]] = {}
     evaluate: dict[str, list[float]] = {}
     if requests:
-        for _, result in find_results(requests[0].out):
-            name = result.method["name"]
-            fit.setdefault(name, []).append(result.timings.get("fit_or_load_s", 0) / 60)
-            evaluate.setdefault(name, []).append(sum(v for k, v in result.timings.items()
-                                                     if k != "fit_or_load_s") / 60)
+        folders = [requests[0].out] + ([reference] if reference is not None and reference.is_dir() else [])
+        for folder in folders:
+            folder_fit: dict[str, list[float]] = {}
+            folder_evaluate: dict[str, list[float]] = {}
+            for _, result in find_results(folder):
+                name = result.method["name"]
+                training = result.method.get("training") or {}
+                minutes = training.get("fit_minutes")
+                folder_fit.setdefault(name, []).append(
+                    minutes if minutes is not None else result.timings.get("fit_or_load_s", 0) / 60)
+                folder_evaluate.setdefault(name, []).append(sum(v for k, v in result.timings.items()
+                                                                if k != "fit_or_load_s") / 60)
+            for name in folder_fit.keys() - fit.keys():  # the runs folder first, the reference for the others
+                fit[name], evaluate[name] = folder_fit[name], folder_evaluate[name]
     minutes, pending, trained = 0.0, 0, set()
     for request in requests:
         the_plan = plan(request)
@@ -128,7 +146,7 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
     requests = the_plan.requests()
     analyses = [(request, check_analysis(request)[1].folder)  # bad names fail before any run
                 for request in the_plan.analysis_requests()]
-    minutes, pending = estimate_minutes(requests)
+    minutes, pending = estimate_minutes(requests, the_plan.timings_reference)
     console.print(Text.assemble((f"make {the_plan.suite.make_target}", "bold"), f": {len(requests)} runs ({pending} "
                                 f"to do) over {len(the_plan.task_names)} tasks at the {the_plan.preset} preset; estimated "
                                 f"{minutes:.0f} min remaining" + (f", plus {len(analyses)} analyses (not estimated)"

@@ -4,7 +4,8 @@ A suite names its tasks, which methods run (listed by name, every available meth
 default plan: every available method whose class is ``in_default_plan``, minus excluded families), how many seeds
 each gets (``seeds``, raised for some methods on some datasets by ``more_seeds``), the analyses run on some
 methods' runs afterwards (``analyses``: ``mribench analyze``, whose tables and figures the folder shows), the
-leaderboard folder it writes and the ``make`` target that runs it. Files are read with ``yaml.safe_load`` and
+leaderboard folder it writes, the ``make`` target that runs it and, optionally, a folder of results whose recorded
+timings estimate the plan on a fresh clone (``timings_from``). Files are read with ``yaml.safe_load`` and
 validated (unknown keys refused).
 """
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Suite(BaseModel):
     seeds: int = Field(default=1, ge=1)
     more_seeds: list[SeedRule] = []
     analyses: list[SuiteAnalysis] = []  # run after every run of the suite
+    timings_from: Path | None = None  # results that estimate untimed runs (default: ``output``/results)
 
     def seed_count(self, method: str, dataset: str) -> int:
         """Seeds of ``method`` on a task of ``dataset``: the largest rule that names both, else ``seeds``."""

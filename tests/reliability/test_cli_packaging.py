@@ -45,7 +45,7 @@ def test_a_wheel_installed_into_a_fresh_venv_lists_the_tasks(tmp_path):
                            capture_output=True, text=True, env=env, timeout=120)
     assert where.returncode == 0, where.stderr
     assert where.stdout.splitlines() == [str(site / "mribench" / "task_specs"), str(site / "mribench" / "suite_specs"),
-                                         "ablations phantom"]
+                                         "ablations demo phantom"]
     listing = subprocess.run([str(venv / "bin" / "mribench"), "tasks"], cwd=tmp_path, capture_output=True,
                              text=True, env=env, timeout=120)
     assert listing.returncode == 0, listing.stderr
