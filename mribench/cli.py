@@ -668,10 +668,12 @@ def analyze(
 def reproduce(
     runs: Annotated[Path, typer.Option(help="Where the runs are kept (resumable).")] = Path("runs/leaderboard"),
     output: Annotated[Optional[Path], typer.Option(help="The leaderboard folder to regenerate (default: the suite's "
-                                                        "output: leaderboard, or leaderboard/ablations).")] = None,
+                                                        "output: leaderboard, leaderboard/ablations or "
+                                                        "runs/demo-leaderboard).")] = None,
     suite: Annotated[str, typer.Option(help="A suite of suites/: phantom (make leaderboard): every method but the "
                                             "ablation variants on every phantom task; ablations: CoPeDiT and its "
-                                            "ablation variants on the BraTS twin, missing 1, 3 seeds; demo (make demo): three floors and CoPeDiT on one task.")] = "phantom",
+                                            "ablation variants on the BraTS twin, missing 1, 3 seeds; demo (make "
+                                            "demo): three floors and CoPeDiT on one task.")] = "phantom",
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Only these methods.")] = None,
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Only these tasks (names or YAML "
                                                                          "paths).")] = None,
