@@ -5,11 +5,12 @@ e.g.   python benchmarks/tokenizer_sweep.py w32_3200 steps=3200 adversarial_star
 
 Trains on the protocol's training subjects into benchmarks/sweep-runs/NAME (resumable) and appends one JSON line
 (reconstruction PSNR/SSIM and pretext accuracies on the first 8 validation subjects, fit minutes, parameters) to
-benchmarks/sweep-runs/results.jsonl. Test subjects are never read.
+benchmarks/sweep-runs/results.jsonl. Test subjects are never read. SWEEP_THREADS sets the torch threads (default 2).
 """
 import ast
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from mribench_copedit.presets import PRESETS
 from mribench_copedit.data import TrainImages
 from mribench_copedit.stage1 import tokenizer_report, train_tokenizer
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("SWEEP_THREADS", "2")))  # 1 beside other jobs
 OUT = Path(__file__).resolve().parent / "sweep-runs"
 name = sys.argv[1]
 changes = {}
