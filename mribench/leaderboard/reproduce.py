@@ -105,8 +105,8 @@ class ReproducePlan:
 def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) -> tuple[float, int]:
     """Remaining minutes (and pending run count). A method's fit and run minutes come from its finished runs in the
     runs folder, else from its results in ``reference`` (the committed leaderboard's copies, so that a fresh clone's
-    plan is estimated from measured runs), else from the defaults. The fit is the recorded training time of the
-    model (a run that reused a model records only its loading)."""
+    plan is estimated from measured runs), else from the defaults; each the mean over those results. The fit is the
+    recorded training time of the model (a run that reused a model records the fit that made it, not its loading)."""
     fit: dict[str, list[float]] = {}
     evaluate: dict[str, list[float]] = {}
     if requests:
@@ -130,13 +130,17 @@ def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) 
         if (the_plan.folder / RESULT_FILE).exists():
             continue
         pending += 1
-        minutes += max(evaluate.get(request.method, [DEFAULT_RUN_MINUTES]))
+        minutes += _mean(evaluate.get(request.method, [DEFAULT_RUN_MINUTES]))
         model = (the_plan.model_family(), request.method, request.preset, request.seed)
         checkpoints = the_plan.models.glob(f"{model[0]}-*/{model[1]}/{model[2]}-seed{model[3]}/model.pt")
         if next(checkpoints, None) is None and model not in trained:  # the data key is known only once data is loaded
             trained.add(model)
-            minutes += max(fit.get(request.method, [DEFAULT_FIT_MINUTES]))
+            minutes += _mean(fit.get(request.method, [DEFAULT_FIT_MINUTES]))
     return minutes, pending
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: bool = False) -> None:
