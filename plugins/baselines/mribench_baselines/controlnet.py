@@ -127,7 +127,7 @@ class ControlNet(LDM):
 
     def prepare(self, data: TrainingData, workdir: Path, progress) -> None:
         """Load the published ``ldm`` (same dataset, preset, seed), or train it first; freeze it."""
-        path = shared_model_path(self.shared_dir, self.config.preset, self.seed) if self.shared_dir else None
+        path = shared_model_path(self.shared_dir, self.config.ldm, self.seed) if self.shared_dir else None
         if path is not None and path.exists():
             ldm = LDM.load(path, self.config.ldm, self.seed, data.task)
         else:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from mribench.data.base import SubjectSet
+from mribench.method import config_hash
 from mribench.tasks import TaskSpec
 from mribench_baselines.latent import (AutoencoderConfig, LatentBatch, LatentConfig, LatentDiffusionMethod,
                                        UNetConfig, build_unet, element_maps, merged, missing_mse, split,
@@ -58,9 +59,10 @@ PRESETS = {
 }
 
 
-def shared_model_path(shared_dir: Path, preset: str, seed: int) -> Path:
-    """Where an ``ldm`` fit publishes its model for ``controlnet`` (same dataset, preset and seed)."""
-    return Path(shared_dir) / "ldm" / f"{preset}-seed{seed}.pt"
+def shared_model_path(shared_dir: Path, config: LDMConfig, seed: int) -> Path:
+    """Where an ``ldm`` fit publishes its model for ``controlnet`` (same dataset, config and seed). The config hash is
+    in the name, so an ``ldm`` of another config (``mribench curve``'s longer run) never replaces the preset's."""
+    return Path(shared_dir) / "ldm" / f"{config.preset}-{config_hash(config)[:12]}-seed{seed}.pt"
 
 
 class LDM(LatentDiffusionMethod):
@@ -104,5 +106,5 @@ class LDM(LatentDiffusionMethod):
     def fit(self, train: SubjectSet, task: TaskSpec, workdir: Path, progress) -> None:
         super().fit(train, task, workdir, progress)
         if self.shared_dir is not None:
-            self.save(shared_model_path(self.shared_dir, self.config.preset, self.seed))
+            self.save(shared_model_path(self.shared_dir, self.config, self.seed))
 

@@ -153,8 +153,13 @@ def test_diffm4ri_resampling_jumps_cost_network_passes(tmp_path, monkeypatch):
 # -- ControlNet on the frozen LDM --------------------------------------------------------------------------------------
 def test_controlnet_reuses_the_published_ldm_and_trains_only_the_control_branch(tmp_path):
     ldm, task, subjects = fitted(LDM, "missing-slice", tmp_path, quick(LDM, 3, 2))
-    published = shared_model_path(tmp_path / "shared", "smoke", 0)
+    published = shared_model_path(tmp_path / "shared", ldm.config, 0)
     published_bytes = published.read_bytes()
+    longer = LDM(quick(LDM, 4, 2), seed=0)  # mribench curve's longer run, say, beside the preset's ldm
+    longer.shared_dir = tmp_path / "shared"
+    longer.fit(subjects, task, tmp_path / "ldm-longer", None)
+    assert shared_model_path(tmp_path / "shared", longer.config, 0).is_file()
+    assert published.read_bytes() == published_bytes, "an ldm of another config replaced the published one"
     config = quick(ControlNet, 3, 2)
     assert config.ldm == ldm.config
     control, _, _ = fitted(ControlNet, "missing-slice", tmp_path, config)
