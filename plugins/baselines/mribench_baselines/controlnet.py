@@ -41,9 +41,10 @@ class ControlNetConfig(LatentConfig):
 
     def __post_init__(self) -> None:
         ldm = self.ldm
-        if (self.autoencoder, self.timesteps, self.beta_start, self.beta_end) != (
-                ldm.autoencoder, ldm.timesteps, ldm.beta_start, ldm.beta_end):
-            raise ValueError("controlnet: the autoencoder and the noise schedule must be the LDM's")
+        super().__post_init__()
+        if (self.autoencoder, self.timesteps, self.beta_start, self.beta_end, self.prediction) != (
+                ldm.autoencoder, ldm.timesteps, ldm.beta_start, ldm.beta_end, ldm.prediction):
+            raise ValueError("controlnet: the autoencoder, the noise schedule and the prediction must be the LDM's")
         if 2 ** (len(self.embedding) - 1) != ldm.autoencoder.compression:
             raise ValueError(f"controlnet: {len(self.embedding)} embedding levels do not reach the latent resolution "
                              f"(compression {ldm.autoencoder.compression})")
@@ -52,7 +53,8 @@ class ControlNetConfig(LatentConfig):
 def on_ldm(ldm: LDMConfig, **fields: Any) -> ControlNetConfig:
     """A ControlNet preset over the LDM preset ``ldm`` (its autoencoder, schedule and DDIM steps)."""
     return ControlNetConfig(preset=ldm.preset, ldm=ldm, autoencoder=ldm.autoencoder, timesteps=ldm.timesteps,
-                            beta_start=ldm.beta_start, beta_end=ldm.beta_end, sample_steps=ldm.sample_steps,
+                            beta_start=ldm.beta_start, beta_end=ldm.beta_end, prediction=ldm.prediction,
+                            sample_steps=ldm.sample_steps,
                             infer_chunk=ldm.infer_chunk, **fields)
 
 
@@ -145,11 +147,11 @@ class ControlNet(LDM):
         return self._ldm_scale
 
     # -- the LDM with control residuals -------------------------------------------------------------------------
-    def predict_noise(self, net: nn.Module, inputs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def predict(self, net: nn.Module, inputs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         down, mid = net(inputs, t, controlnet_cond=self._control_input)
-        noise = self.nets["denoiser"](inputs, t, down_block_additional_residuals=down,
-                                      mid_block_additional_residual=mid)
-        return noise.unflatten(1, (self.n_elements, -1))
+        prediction = self.nets["denoiser"](inputs, t, down_block_additional_residuals=down,
+                                           mid_block_additional_residual=mid)
+        return prediction.unflatten(1, (self.n_elements, -1))
 
     def loss(self, batch: LatentBatch) -> torch.Tensor:
         self._control_input = control_image(batch.image, self.task.problem)

@@ -66,8 +66,8 @@ class DiffM4RI(LatentDiffusionMethod):
 
     def loss(self, batch: LatentBatch) -> torch.Tensor:
         """Unconditional: every element of the complete latents is noised and denoised (the mask is not used)."""
-        t, x_t, noise = self.noised_latents(batch.latents)
-        return (self.nets["prior"](merged(x_t), t) - merged(noise)).pow(2).mean()
+        t, x_t, target = self.noised_latents(batch.latents)
+        return (self.nets["prior"](merged(x_t), t) - merged(target)).pow(2).mean()
 
     def sample(self, latents: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         scheduler = self.sampling_scheduler()
@@ -78,8 +78,8 @@ class DiffM4RI(LatentDiffusionMethod):
             t_batch = t.repeat(x.shape[0])
             for attempt in range(self.config.resample_jumps + 1):
                 x = where_elements(visible, noised(scheduler, latents, t_batch)[0], x)  # observed, at level t
-                noise = split(prior(merged(x), t_batch), n)
-                previous, _ = scheduler.step(noise, int(t), x, eta=self.config.eta)
+                prediction = split(prior(merged(x), t_batch), n)
+                previous, _ = scheduler.step(prediction, int(t), x, eta=self.config.eta)
                 if attempt == self.config.resample_jumps or int(t) - stride < 0:
                     x = previous
                     break

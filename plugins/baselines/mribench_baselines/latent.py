@@ -41,6 +41,9 @@ from mribench_baselines.elements import BRAIN
 from mribench_baselines.training_data import TrainingData
 
 
+PREDICTIONS = ("epsilon", "v_prediction", "sample")
+
+
 # -- configs ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AutoencoderConfig:
@@ -84,9 +87,16 @@ class LatentConfig:
     ema_decay: float = 0.999
     beta_start: float = 0.0015
     beta_end: float = 0.0195
+    # what the network predicts: "epsilon" (the noise, the LDM paper's), "v_prediction" (Salimans & Ho's velocity,
+    # robust with few training steps) or "sample" (x0)
+    prediction: str = "epsilon"
     save_every: int = 200
     infer_chunk: int = 2  # volumes per synthesis pass
     budget_capped: bool = False
+
+    def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
 
 
 # -- the autoencoder ------------------------------------------------------------------------------------------
@@ -162,7 +172,7 @@ def build_unet(cfg: UNetConfig, problem: str, in_channels: int, out_channels: in
 
 def ddim(config: LatentConfig) -> DDIMScheduler:
     return DDIMScheduler(num_train_timesteps=config.timesteps, schedule="scaled_linear_beta",
-                         beta_start=config.beta_start, beta_end=config.beta_end, prediction_type="epsilon",
+                         beta_start=config.beta_start, beta_end=config.beta_end, prediction_type=config.prediction,
                          clip_sample=False)
 
 
@@ -236,10 +246,16 @@ class LatentDiffusionMethod(Method):
 
     # -- the diffusion schedule of ``loss`` and ``sample`` -----------------------------------------------------
     def noised_latents(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training: random timesteps (B,), the latents (B, N, c, *S) noised to them and the noise drawn."""
+        """Training: random timesteps (B,), the latents (B, N, c, *S) noised to them and the network's target there
+        (the noise drawn, the velocity or the latents themselves, per the config's ``prediction``)."""
         t = random_timesteps(self.config, latents.shape[0])
-        x_t, noise = noised(ddim(self.config), latents, t)
-        return t, x_t, noise
+        scheduler = ddim(self.config)
+        x_t, noise = noised(scheduler, latents, t)
+        if self.config.prediction == "epsilon":
+            return t, x_t, noise
+        if self.config.prediction == "v_prediction":
+            return t, x_t, scheduler.get_velocity(latents, noise, t)
+        return t, x_t, latents
 
     def sampling_scheduler(self) -> DDIMScheduler:
         """Synthesis: the DDIM scheduler set to the config's ``sample_steps``."""

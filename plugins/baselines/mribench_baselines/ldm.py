@@ -84,23 +84,24 @@ class LDM(LatentDiffusionMethod):
         noisy = merged(where_elements(visible, zero, x_t))
         return torch.cat([noisy, merged(where_elements(visible, observed, zero)), element_maps(visible, noisy)], 1)
 
-    def predict_noise(self, net: nn.Module, inputs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The noise estimate (B, N, c, *S) of the denoiser for ``inputs``; ControlNet adds its residuals here."""
+    def predict(self, net: nn.Module, inputs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The denoiser's prediction (B, N, c, *S) for ``inputs`` (noise, velocity or x0 per the config's
+        ``prediction``); ControlNet adds its residuals here."""
         return split(net(inputs, t), self.n_elements)
 
     def loss(self, batch: LatentBatch) -> torch.Tensor:
-        t, x_t, noise = self.noised_latents(batch.latents)
+        t, x_t, target = self.noised_latents(batch.latents)
         inputs = self.denoiser_input(x_t, batch.latents, batch.visible)
-        prediction = self.predict_noise(self.nets[self.trained_network], inputs, t)
-        return missing_mse(prediction, noise, batch.visible)
+        prediction = self.predict(self.nets[self.trained_network], inputs, t)
+        return missing_mse(prediction, target, batch.visible)
 
     def sample(self, latents: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         scheduler = self.sampling_scheduler()
         net = self.network()
         x = torch.randn_like(latents)
         for t in scheduler.timesteps:
-            noise = self.predict_noise(net, self.denoiser_input(x, latents, visible), t.repeat(x.shape[0]))
-            x, _ = scheduler.step(noise, int(t), x)
+            prediction = self.predict(net, self.denoiser_input(x, latents, visible), t.repeat(x.shape[0]))
+            x, _ = scheduler.step(prediction, int(t), x)
         return where_elements(visible, latents, x)
 
     def fit(self, train: SubjectSet, task: TaskSpec, workdir: Path, progress) -> None:

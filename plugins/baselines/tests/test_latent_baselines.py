@@ -82,6 +82,32 @@ def test_smoke_training_beats_an_untrained_copy_on_unseen_subjects(cls, problem_
     check_training_helps(method, untrained_like, task, make_subjects(problem_name, 3, seed=7), 3)
 
 
+@pytest.mark.parametrize("prediction", ["sample", "v_prediction"])
+def test_other_predictions_learn_too(prediction, tmp_path):
+    """The cpu presets predict x0 ("sample"); every prediction type must train and sample to a useful synthesis."""
+    config = dataclasses.replace(LDM.presets["smoke"], prediction=prediction)
+    method, task, _ = fitted(LDM, "missing-modality", tmp_path, config)
+    check_training_helps(method, untrained_like, task, make_subjects("missing-modality", 3, seed=7), 3)
+
+
+@pytest.mark.parametrize("prediction", latent.PREDICTIONS)
+def test_the_training_target_is_the_configured_prediction(prediction):
+    method = LDM(dataclasses.replace(LDM.presets["smoke"], prediction=prediction))
+    x0 = torch.randn(3, 2, 2, 4, 4)
+    torch.manual_seed(0)
+    t, x_t, target = method.noised_latents(x0)
+    alpha_bar = latent.ddim(method.config).alphas_cumprod[t].reshape(-1, 1, 1, 1, 1)
+    noise = (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()  # the forward process, solved for the noise
+    expected = {"epsilon": noise, "sample": x0,
+                "v_prediction": alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0}[prediction]
+    assert torch.allclose(target, expected, atol=1e-4)
+
+
+def test_an_unknown_prediction_is_refused():
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        dataclasses.replace(LDM.presets["smoke"], prediction="noise")
+
+
 # -- the mask ---------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
 def test_the_mask_decides_which_elements_are_kept_and_which_are_synthesised(cls, tmp_path):
@@ -184,6 +210,8 @@ def test_controlnet_config_must_sit_on_its_ldm():
     config = ControlNet.presets["smoke"]
     with pytest.raises(ValueError, match="must be the LDM's"):
         dataclasses.replace(config, timesteps=config.timesteps + 1)
+    with pytest.raises(ValueError, match="must be the LDM's"):
+        dataclasses.replace(config, prediction="sample" if config.ldm.prediction != "sample" else "epsilon")
 
 
 # -- persistence -----------------------------------------------------------------------------------------------------
