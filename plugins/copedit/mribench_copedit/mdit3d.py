@@ -146,8 +146,10 @@ class FactorisedAttention(nn.Module):
 
     Tokens ``(B, E, N, C)`` are viewed as ``(B, E, D, P, C)`` with ``P = h' * w'`` (the plane); ``attend_over``
     names the axes forming each attention sequence, e.g. ``("element",)`` for a Modal block. One fused QKV
-    projection; the regrouping is folded into the head split (one einops pattern each way), so it costs no extra copy
-    beyond standard attention.
+    projection and one ``scaled_dot_product_attention`` call over all groups (the other axes and the heads fold
+    into its batch dims). Q, K and V are split off the projection's own layout ``(b, e, d, p, three, h, c)`` before
+    the regrouping (one einops pattern each way), so each is a view of it and backward stacks their gradients
+    straight into that layout: one copy, not a stack then a transposing copy.
     """
 
     def __init__(self, hidden: int, heads: int, attend_over: tuple[str, ...]):
@@ -164,14 +166,15 @@ class FactorisedAttention(nn.Module):
         letter = {"element": "e", "depth": "d", "plane": "p"}
         groups = " ".join(["b", *(letter[axis] for axis in TOKEN_AXES if axis not in self.attend_over)])
         sequence = " ".join(letter[axis] for axis in self.attend_over)
-        # e.g. a Modal block: "b e (d p) (three h c) -> three (b d p) h (e) c"
-        self._to_groups = f"b e (d p) (three h c) -> three ({groups}) h ({sequence}) c"
+        # e.g. a Modal block: "b e d p h c -> (b d p) h (e) c"
+        self._to_groups = f"b e d p h c -> ({groups}) h ({sequence}) c"
         self._from_groups = f"({groups}) h ({sequence}) c -> b e (d p) (h c)"
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         batch, elements = x.shape[:2]
         sizes = {"b": batch, "e": elements, "d": grid[0], "p": grid[1] * grid[2]}
-        q, k, v = rearrange(self.qkv(x), self._to_groups, three=3, h=self.heads, b=batch, d=sizes["d"])
+        qkv = self.qkv(x).unflatten(-1, (3, self.heads, self.head_dim)).unflatten(2, (sizes["d"], sizes["p"]))
+        q, k, v = (rearrange(part, self._to_groups) for part in qkv.unbind(-3))
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(rearrange(out, self._from_groups, **sizes))
 
@@ -199,8 +202,9 @@ class MDiTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(condition)[:, None, None, :].chunk(6, dim=-1)
-        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1), grid)
-        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        # gated residuals as one fused pass each (x + gate * branch)
+        x = torch.addcmul(x, gate1, self.attn(modulate(self.norm1(x), shift1, scale1), grid))
+        return torch.addcmul(x, gate2, self.mlp(modulate(self.norm2(x), shift2, scale2)))
 
 
 class FinalLayer(nn.Module):

@@ -6,8 +6,9 @@ import torch
 
 from mribench.errors import MribenchError
 from mribench_copedit.diffusers import build_diffuser
-from mribench_copedit.mdit3d import (MDiT3D, MDiT3DConfig, block_plan, count_trainable_parameters, patchify,
-                                     sincos_features, sincos_grid_table, unpatchify)
+from mribench_copedit.mdit3d import (TOKEN_AXES, FactorisedAttention, MDiT3D, MDiT3DConfig, block_plan,
+                                     count_trainable_parameters, patchify, sincos_features, sincos_grid_table,
+                                     unpatchify)
 
 BRAIN_LATENT = (3, 4, 2, 4, 4)      # E modalities, c, d, h, w
 CARDIAC_LATENT = (1, 4, 4, 4, 4)    # one volume, 4 latent slices
@@ -177,3 +178,58 @@ def test_paper_parameter_counts(size, layout, latent_shape, expected_millions):
         model = MDiT3D(MDiT3DConfig(size=size, layout=layout), latent_shape)
     assert count_trainable_parameters(model) == pytest.approx(expected_millions * 1e6, rel=0.01)
     assert len(block_plan(model.config)) == model.config.dims.depth
+
+
+def reference_attention(attention: FactorisedAttention, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """Factorised attention token group by token group: softmax(q k^T / sqrt(c)) v per head over the tokens that
+    share every axis not attended over, written with explicit index lists."""
+    batch, elements, tokens, hidden = x.shape
+    heads, head_dim = attention.heads, attention.head_dim
+    q, k, v = torch.nn.functional.linear(x, attention.qkv.weight, attention.qkv.bias).split(hidden, dim=-1)
+    index = torch.arange(elements * tokens).reshape(elements, grid[0], grid[1] * grid[2])  # (e, d, p) -> flat
+    held = [axis for axis in TOKEN_AXES if axis not in attention.attend_over]
+    out = torch.zeros(batch, elements * tokens, hidden)
+    for b in range(batch):
+        flat = [t.reshape(elements * tokens, heads, head_dim) for t in (q[b], k[b], v[b])]
+        for key in torch.cartesian_prod(*[torch.arange(index.shape[TOKEN_AXES.index(a)]) for a in held]).reshape(
+                -1, len(held)) if held else [torch.zeros(0, dtype=torch.long)]:
+            picked = index
+            for axis in reversed(TOKEN_AXES):  # fix the held axes, keep the attended ones
+                if axis in held:
+                    picked = picked.select(TOKEN_AXES.index(axis), key[held.index(axis)])
+            members = picked.reshape(-1)
+            for h in range(heads):
+                qh, kh, vh = (t[members, h] for t in flat)
+                weights = torch.softmax(qh @ kh.T / head_dim ** 0.5, dim=-1)
+                out[b, members, h * head_dim:(h + 1) * head_dim] = weights @ vh
+    return attention.proj(out.reshape(batch, elements, tokens, hidden))
+
+
+@pytest.mark.parametrize("attend_over", [("depth", "plane"), ("element",), ("plane",), ("depth",), TOKEN_AXES])
+def test_factorised_attention_matches_a_per_group_reference(attend_over):
+    torch.manual_seed(0)
+    attention = randomise(FactorisedAttention(24, 4, attend_over))
+    grid = (2, 3, 2)
+    x = torch.randn(2, 3, 12, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(attention(x, grid), reference_attention(attention, x, grid), atol=1e-5, rtol=1e-5)
+
+
+def test_state_dict_names_and_shapes_are_pinned():
+    """Committed checkpoints load with strict=True only while parameter names and shapes stay as they are."""
+    model = MDiT3D(MDiT3DConfig(size="MDiT3D-T", layout="modal"), (3, 4, 2, 4, 4))
+    hidden, patch_dim = 48, 4
+    expected = {"element_embed": (3, hidden), "patch_embed.weight": (hidden, patch_dim), "patch_embed.bias": (hidden,),
+                "t_embedder.mlp.0.weight": (hidden, 256), "t_embedder.mlp.0.bias": (hidden,),
+                "t_embedder.mlp.2.weight": (hidden, hidden), "t_embedder.mlp.2.bias": (hidden,),
+                "prompt_embedder.proj.weight": (hidden, 3 * 512), "prompt_embedder.proj.bias": (hidden,),
+                "final_layer.modulation.1.weight": (2 * hidden, hidden), "final_layer.modulation.1.bias": (2 * hidden,),
+                "final_layer.linear.weight": (patch_dim, hidden), "final_layer.linear.bias": (patch_dim,)}
+    for block in range(4):
+        expected |= {f"blocks.{block}.{name}": shape for name, shape in {
+            "attn.qkv.weight": (3 * hidden, hidden), "attn.qkv.bias": (3 * hidden,),
+            "attn.proj.weight": (hidden, hidden), "attn.proj.bias": (hidden,),
+            "mlp.0.weight": (4 * hidden, hidden), "mlp.0.bias": (4 * hidden,),
+            "mlp.2.weight": (hidden, 4 * hidden), "mlp.2.bias": (hidden,),
+            "modulation.1.weight": (6 * hidden, hidden), "modulation.1.bias": (6 * hidden,)}.items()}
+    assert {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()} == expected
