@@ -2,7 +2,8 @@
 
 - A per-element autoencoder (:mod:`mribench_baselines.latent`; brain: per modality, cardiac: per slice).
 - A diffusion prior, a MONAI ``DiffusionModelUNet`` over the latent element stack, trained *unconditionally* on the
-  complete latents (no mask, no conditioning; epsilon prediction over every element).
+  complete latents (no mask, no conditioning; the LDM preset's prediction — noise, or x0 at ``cpu`` — over every
+  element).
 - Synthesis by inpainting in the style of RePaint (Lugmayr et al., 2022): at every step of the reverse chain the
   observed latents, noised to the current level, are re-imposed, the prior takes one DDIM step, and this is repeated
   ``resample_jumps`` more times by diffusing the result back one step (forward noise), so the missing latents
@@ -37,13 +38,15 @@ def _like_ldm(preset: str, **fields) -> DiffM4RIConfig:
     ldm = LDM_PRESETS[preset]
     return DiffM4RIConfig(preset=preset, autoencoder=ldm.autoencoder, unet=ldm.unet, steps=ldm.steps,
                           batch_volumes=ldm.batch_volumes, lr=ldm.lr, warmup_steps=ldm.warmup_steps,
-                          timesteps=ldm.timesteps, ema_decay=ldm.ema_decay, save_every=ldm.save_every,
+                          timesteps=ldm.timesteps, prediction=ldm.prediction, ema_decay=ldm.ema_decay,
+                          save_every=ldm.save_every,
                           infer_chunk=ldm.infer_chunk, **fields)
 
 
 PRESETS = {
     "smoke": _like_ldm("smoke", sample_steps=5, resample_jumps=1),
-    # cpu: not yet checked against a validation curve (`mribench curve`); 20 steps x 3 passes at synthesis.
+    # cpu: the LDM cpu preset's x0 prediction and 2,400 steps (chosen on LDM's validation runs; no curve of its
+    # own yet); 20 steps x 3 passes at synthesis.
     "cpu": _like_ldm("cpu", sample_steps=20, resample_jumps=2),
     # paper: RePaint's 10 resamplings per step over 250 steps would be 2,500 network passes per volume; 50 steps
     # with 4 extra passes is ours.
