@@ -100,6 +100,8 @@ class Method:
             refuses methods that do not.
         in_default_plan: whether ``make leaderboard`` (``mribench reproduce`` without ``--method``) runs it; methods
             too slow for the plan's time budget set False and run only when named with ``--method``.
+        reuses_models_of: methods whose published models (in the runner's shared folder) ``fit`` reads, training
+            them itself when absent (ControlNet reads its LDM); plans run those methods first, so nothing trains twice.
 
     Shapes: ``fit`` reads subjects whose ``image`` is (C, D, H, W) in [0, 1]; ``synthesize`` receives a
     :class:`~mribench.protocol.Batch` (``image`` (B, C, D, H, W) with the missing elements zeroed,
@@ -157,6 +159,7 @@ class Method:
     ablation_rows: ClassVar[tuple[AblationRow, ...]] = ()
     calls_step_hook: ClassVar[bool] = False
     in_default_plan: ClassVar[bool] = True
+    reuses_models_of: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -1,5 +1,7 @@
 """``mribench reproduce`` (= ``make leaderboard``): the plan, the seed policy, the estimate, resuming, the folder."""
 import io
+import json
+import shutil
 
 import pytest
 import torch
@@ -62,6 +64,16 @@ def test_reproduce_runs_resumes_and_regenerates_the_folder(tiny_registry, tmp_pa
     minutes, pending = estimate_minutes(fresh.requests(), reference=tmp_path / "leaderboard" / "results")
     assert pending == 6 and 0 < minutes < DEFAULT_RUN_MINUTES, \
         "a fresh runs folder is estimated from the committed results' recorded timings, not the defaults"
+    reference = tmp_path / "reference"
+    shutil.copytree(tmp_path / "leaderboard" / "results", reference)
+    for path in reference.glob("*/*/*/result.json"):
+        record = json.loads(path.read_text())
+        record["method"]["training"] = {**(record["method"].get("training") or {}),
+                                        "fit_minutes": 10.0 if record["task"]["dataset"] == "tiny-brain" else 1.0}
+        record["timings"] = {key: 0.0 for key in record["timings"]}
+        path.write_text(json.dumps(record))
+    assert estimate_minutes(fresh.requests(), reference=reference)[0] == pytest.approx(2 * 10.0 + 2 * 1.0), \
+        "each fit is estimated from the fits on its own dataset, not the mean over datasets"
 
     stamps = {path: path.stat().st_mtime_ns for path in results}
     log = io.StringIO()
@@ -78,6 +90,26 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tiny_registry, tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 runs (2 to do)" in result.output and "tiny-brain-missing1  mean-available  seed 0" in result.output
     assert not (tmp_path / "runs").exists() and not (tmp_path / "lb").exists()
+
+
+def test_leaderboard_plan_runs_the_latent_diffusion_baselines_on_every_task(tiny_registry, tmp_path):
+    planned = [(r.task, r.method) for r in
+               ReproducePlan(tasks=TASKS, preset="smoke", runs=tmp_path / "runs", out=tmp_path / "lb").requests()]
+    for task in TASKS:
+        methods = [m for t, m in planned if t == task]
+        assert {"ldm", "controlnet", "diffm4ri"} <= set(methods), task
+        assert methods.index("ldm") < methods.index("controlnet"), "controlnet reuses the ldm model trained first"
+
+
+def test_demo_prints_its_plan_estimate_and_notice_before_running(tmp_path):
+    result = CliRunner().invoke(app, ["reproduce", "--suite", "demo", "--task", "phantom-brats-missing2", "--runs",
+                                      str(tmp_path / "runs"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("make demo: 4 runs (4 to do) over 1 tasks at the cpu preset; estimated ")
+    assert "min remaining" in lines[0] and not lines[0].endswith("estimated 0 min remaining")
+    assert "Over the 15-minute quick-start target" in result.output, "the demo says it runs over, and why"
+    assert not (tmp_path / "runs").exists(), "a dry run writes nothing"
 
 
 def test_ablation_variants_run_only_in_their_own_suite(tiny_registry, tmp_path):

@@ -80,7 +80,7 @@ class ReproducePlan:
     def requests(self) -> list[RunRequest]:
         """The runs, seed by seed: every task and method at seed 0 first, so an interrupted plan leaves whole
         single-seed tables, and the extra seeds come last."""
-        names = self.methods or self.suite_methods()
+        names = reuse_order(self.methods or self.suite_methods())
         reg = registry()
         requests = []
         for task_name in self.task_names:
@@ -102,26 +102,46 @@ class ReproducePlan:
                 for task in self.task_names for seed in range(item.seeds)]
 
 
+def reuse_order(names: list[str]) -> list[str]:
+    """``names`` with every method after the planned methods whose models it reuses (``reuses_models_of``), the
+    order otherwise kept: ``controlnet`` then finds the ``ldm`` model published by the ``ldm`` run."""
+    reg = registry()
+    planned, ordered = set(names), []
+
+    def place(name: str, visiting: tuple[str, ...] = ()) -> None:
+        if name in ordered or name in visiting:
+            return
+        for needed in reg.method(name).reuses_models_of:
+            if needed in planned:
+                place(needed, (*visiting, name))
+        ordered.append(name)
+
+    for name in names:
+        place(name)
+    return ordered
+
+
 def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) -> tuple[float, int]:
     """Remaining minutes (and pending run count). A method's fit and run minutes come from its finished runs in the
     runs folder, else from its results in ``reference`` (the committed leaderboard's copies, so that a fresh clone's
-    plan is estimated from measured runs), else from the defaults; each the mean over those results. The fit is the
+    plan is estimated from measured runs), else from the defaults; each the mean over those results of the request's
+    dataset when there are any (fits differ several-fold between datasets), else over all of them. The fit is the
     recorded training time of the model (a run that reused a model records the fit that made it, not its loading)."""
-    fit: dict[str, list[float]] = {}
-    evaluate: dict[str, list[float]] = {}
+    fit: dict[str, list[tuple[str, float]]] = {}  # method -> (dataset, minutes) per result
+    evaluate: dict[str, list[tuple[str, float]]] = {}
     if requests:
         folders = [requests[0].out] + ([reference] if reference is not None and reference.is_dir() else [])
         for folder in folders:
-            folder_fit: dict[str, list[float]] = {}
-            folder_evaluate: dict[str, list[float]] = {}
+            folder_fit: dict[str, list[tuple[str, float]]] = {}
+            folder_evaluate: dict[str, list[tuple[str, float]]] = {}
             for _, result in find_results(folder):
-                name = result.method["name"]
+                name, dataset = result.method["name"], result.task.get("dataset", "")
                 training = result.method.get("training") or {}
                 minutes = training.get("fit_minutes")
                 folder_fit.setdefault(name, []).append(
-                    minutes if minutes is not None else result.timings.get("fit_or_load_s", 0) / 60)
-                folder_evaluate.setdefault(name, []).append(sum(v for k, v in result.timings.items()
-                                                                if k != "fit_or_load_s") / 60)
+                    (dataset, minutes if minutes is not None else result.timings.get("fit_or_load_s", 0) / 60))
+                folder_evaluate.setdefault(name, []).append(
+                    (dataset, sum(v for k, v in result.timings.items() if k != "fit_or_load_s") / 60))
             for name in folder_fit.keys() - fit.keys():  # the runs folder first, the reference for the others
                 fit[name], evaluate[name] = folder_fit[name], folder_evaluate[name]
     minutes, pending, trained = 0.0, 0, set()
@@ -130,16 +150,21 @@ def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) 
         if (the_plan.folder / RESULT_FILE).exists():
             continue
         pending += 1
-        minutes += _mean(evaluate.get(request.method, [DEFAULT_RUN_MINUTES]))
+        dataset = the_plan.task.dataset
+        minutes += _mean_for(evaluate.get(request.method), dataset, DEFAULT_RUN_MINUTES)
         model = (the_plan.model_family(), request.method, request.preset, request.seed)
         checkpoints = the_plan.models.glob(f"{model[0]}-*/{model[1]}/{model[2]}-seed{model[3]}/model.pt")
         if next(checkpoints, None) is None and model not in trained:  # the data key is known only once data is loaded
             trained.add(model)
-            minutes += _mean(fit.get(request.method, [DEFAULT_FIT_MINUTES]))
+            minutes += _mean_for(fit.get(request.method), dataset, DEFAULT_FIT_MINUTES)
     return minutes, pending
 
 
-def _mean(values: list[float]) -> float:
+def _mean_for(timings: list[tuple[str, float]] | None, dataset: str, default: float) -> float:
+    """Mean minutes of ``timings`` on ``dataset``, else over every dataset, else ``default``."""
+    if not timings:
+        return default
+    values = [m for d, m in timings if d == dataset] or [m for _, m in timings]
     return sum(values) / len(values)
 
 
@@ -155,6 +180,8 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
                                 f"to do) over {len(the_plan.task_names)} tasks at the {the_plan.preset} preset; estimated "
                                 f"{minutes:.0f} min remaining" + (f", plus {len(analyses)} analyses (not estimated)"
                                                                   if analyses else "")), markup=False, highlight=False)
+    if the_plan.suite.notice:
+        console.print(the_plan.suite.notice, markup=False, highlight=False)
     if dry_run:
         for request in requests:
             console.print(f"  {request.task}  {request.method}  seed {request.seed}")

@@ -64,6 +64,7 @@ class Suite(BaseModel):
     more_seeds: list[SeedRule] = []
     analyses: list[SuiteAnalysis] = []  # run after every run of the suite
     timings_from: Path | None = None  # results that estimate untimed runs (default: ``output``/results)
+    notice: str = ""  # printed under the plan line (e.g. where the suite runs over its time target, and why)
 
     def seed_count(self, method: str, dataset: str) -> int:
         """Seeds of ``method`` on a task of ``dataset``: the largest rule that names both, else ``seeds``."""

@@ -84,6 +84,7 @@ class ControlNet(LDM):
                "frozen ldm of the same dataset, preset and seed")
     presets = PRESETS
     reads_image = True
+    reuses_models_of = ("ldm",)
     trained_network = "control"
 
     def __init__(self, config: ControlNetConfig, seed: int = 0):

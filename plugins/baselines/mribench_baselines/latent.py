@@ -216,8 +216,6 @@ class LatentDiffusionMethod(Method):
 
     family = "diffusion"
     calls_step_hook = True
-    # Opt-in for `make leaderboard` (its plan must stay under 2.5 h): run with `mribench reproduce --method NAME`.
-    in_default_plan = False
     trained_network: ClassVar[str]
     reads_image: ClassVar[bool] = False  # whether ``loss`` reads ``LatentBatch.image`` (built only then)
 

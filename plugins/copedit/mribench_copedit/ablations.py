@@ -16,7 +16,7 @@ from mribench_copedit.variants import VARIANTS, Variant, class_name
 def variant_class(variant: Variant) -> type[CoPeDiT]:
     presets = {preset: config.with_diffusion(**variant.switches) for preset, config in PRESETS.items()}
     return type(class_name(variant.name), (CoPeDiT,), {
-        "name": variant.name, "family": "ablation", "presets": presets, "summary": variant.summary,
+        "name": variant.name, "family": "ablation", "reuses_models_of": ("copedit",), "presets": presets, "summary": variant.summary,
         "switches": dict(variant.switches), "__module__": __name__,
         "ablation_rows": (paper_row(variant.table, variant.row, variant.place, variant.reported_psnr),),
         "__doc__": f"{variant.summary}. Stage II switches: {dict(variant.switches)}; stage I shared with copedit."})
