@@ -3,13 +3,16 @@ synthesis equal to the run's own result), the tokenizer ablation, and bad input 
 from __future__ import annotations
 
 import csv
+import io
 import json
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from mribench.analyze import AnalyzeRequest, analysis_figures, analysis_folder, analysis_tables, analyze
 from mribench.cli import app
+from mribench.progress import PROGRESS_INTERVAL_ENV
 
 TASK_YAML = """name: tiny-brain16-missing1
 version: 1
@@ -38,9 +41,12 @@ def _rows(path):
         return list(csv.DictReader(handle))
 
 
-def test_analyze_prompts_at_smoke_writes_every_file_and_starts_from_the_run(task_file, tmp_path):
+def test_analyze_prompts_at_smoke_writes_every_file_and_starts_from_the_run(task_file, tmp_path, monkeypatch):
     request = AnalyzeRequest("prompts", task=str(task_file), method="copedit", preset="smoke", runs=tmp_path / "runs")
-    written = analyze(request)
+    monkeypatch.setenv(PROGRESS_INTERVAL_ENV, "0.01")
+    log = io.StringIO()
+    written = analyze(request, console=Console(file=log, width=200))
+    assert "prompt analysis: syntheses" in log.getvalue(), "a pipe sees the analysis' progress, not only the run's"
     run_folder = tmp_path / "runs" / "tiny-brain16-missing1" / "copedit" / "smoke-seed0"
     folder = analysis_folder(run_folder, "prompts")
     assert {p.name for p in written} == {"corruption.csv", "corruption.png", "corruption.md", "interventions.csv",

@@ -37,6 +37,7 @@ import torch
 from mribench.analyze import Analysis, AnalysisContext, AnalysisTable, AnalysisTableRow
 from mribench.atomic import atomic_path
 from mribench.errors import MribenchError
+from mribench.progress import progress_task
 from mribench.protocol import availability_from_missing, seeded_rng
 from mribench_copedit.data import TrainImages
 from mribench_copedit.mdit3d import TOKEN_AXES, FactorisedAttention
@@ -206,10 +207,15 @@ class PromptAnalysis(Analysis):
             raise MribenchError(f"task {task.name}: the prompt analyses need at least 2 test subjects")
         batches = [context.batch(subject) for subject in subjects]
         prompts = torch.cat([method.prompts_of(batch) for batch in batches])
-        score = self._scorer(context, method, subjects, batches, prompts)
-        baseline = score(prompts)
-        written = self._corruption(context, prompts, score, baseline)
-        written += self._interventions(context, prompts, score, baseline)
+        n = len(subjects)
+        syntheses = n * (1 + 3 + len(SWAPS)) + len(CORRUPTED_PROMPTS) * sum(round(f * n) for f in CORRUPTION_FRACTIONS)
+        with progress_task(context.progress, "prompt analysis: syntheses", syntheses) as advance:
+            score = self._scorer(context, method, subjects, batches, prompts, advance)
+            baseline = score(prompts)
+            written = self._corruption(context, prompts, score, baseline)
+            written += self._interventions(context, prompts, score, baseline)
+            advance(syntheses - score.done)  # edits equal to a subject's own prompts reuse its synthesis
+        context.say("analysis prompts: t-SNE of the prompts and the attention maps")
         written += self._tsne(context, method, subjects)
         written += self._attention(context, method)
         context.say(f"analysis prompts: {len(subjects)} test subjects of {task.name}, unmodified PSNR "
@@ -217,15 +223,18 @@ class PromptAnalysis(Analysis):
         return written
 
     @staticmethod
-    def _scorer(context: AnalysisContext, method: CoPeDiT, subjects, batches, prompts: torch.Tensor
-                ) -> Callable[[torch.Tensor], list[float]]:
-        """edited prompts (N, 3, P) → per-subject PSNR; unchanged subjects reuse their unmodified value."""
+    def _scorer(context: AnalysisContext, method: CoPeDiT, subjects, batches, prompts: torch.Tensor,
+                advance: Callable[..., None]) -> Callable[[torch.Tensor], list[float]]:
+        """edited prompts (N, 3, P) → per-subject PSNR; unchanged subjects reuse their unmodified value. The
+        returned function counts its syntheses in ``.done`` and reports each to ``advance``."""
         unmodified: list[float | None] = [None] * len(subjects)
 
         def one(index: int, edited: torch.Tensor | None) -> float:
             subject, batch = subjects[index], batches[index]
             torch.manual_seed(context.synthesis_seed(subject.subject_id))
             output = method.synthesize(batch) if edited is None else method.synthesize_with_prompts(batch, edited)
+            score.done += 1
+            advance()
             return context.missing_psnr(subject, batch, output)
 
         def score(edited: torch.Tensor) -> list[float]:
@@ -239,6 +248,7 @@ class PromptAnalysis(Analysis):
                     values.append(one(index, edited[index:index + 1]))
             return values
 
+        score.done = 0
         return score
 
     def _corruption(self, context, prompts, score, baseline) -> list[Path]:
