@@ -44,10 +44,11 @@ leaderboard: install
 
 # CoPeDiT and its ablation variants (copedit-no-count, copedit-unet, ...) on the BraTS twin, missing 1, 3 seeds, in
 # leaderboard's runs folder (the variants read CoPeDiT's stage-I tokenizers), the tokenizer and prompt analyses on
-# CoPeDiT's seed-0 run, then leaderboard/ablations/ regenerated (with the paper's ablation tables).
+# CoPeDiT's seed-0 run, then leaderboard/ablations/ and README.md's ablations block regenerated (with the paper's
+# ablation tables).
 # Not part of `make leaderboard` (its time budget); `mribench reproduce --suite ablations --dry-run` prints the estimate.
 ablations: install
-	$(BIN)/mribench reproduce --suite ablations --runs runs/leaderboard --output leaderboard/ablations
+	$(BIN)/mribench reproduce --suite ablations --runs runs/leaderboard --output leaderboard/ablations --readme README.md
 
 # Runs nothing: leaderboard/'s tables and report, and README.md's results block, rebuilt from leaderboard/results.
 readme: install

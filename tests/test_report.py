@@ -20,7 +20,8 @@ from mribench.leaderboard.cells import Cell
 from mribench.leaderboard.grid import Grid, GridCell, GridRow
 from mribench.leaderboard.layouts.paper import GROUP_TITLES, build_paper_tables
 from mribench.leaderboard.layouts.plain import build_table
-from mribench.leaderboard.readme import README_BEGIN, README_END, _floor_comparison, readme_block, write_readme_block
+from mribench.leaderboard.readme import (README_BEGIN, README_END, _floor_comparison, ablations_block, markers, readme_block,
+                                        write_readme_block)
 from mribench.leaderboard.render import render
 from mribench.leaderboard.report import GREY_STEP, TABLE_FILES, palette_png, write_leaderboard_folder
 from mribench.leaderboard.suite import load_suite
@@ -274,6 +275,28 @@ def test_committed_tables_and_readme_regenerate_byte_identical_from_the_committe
     readme = (ROOT / "README.md").read_text()
     block = readme.split(README_BEGIN + "\n", 1)[1].split(README_END, 1)[0]
     assert block == readme_block(tasks, results, fallback=plugins), "run `make readme`"
+
+
+def test_committed_readme_ablations_block_regenerates_from_the_committed_ablation_results():
+    """README.md's ablations block is what the code makes of leaderboard/ablations/results: the Prompts ablation
+    table, the prompt-corruption table and the corruption figure, whose file is committed."""
+    results = COMMITTED / "ablations" / "results"
+    readme = (ROOT / "README.md").read_text()
+    begin, end = markers("ablations")
+    block = readme.split(begin + "\n", 1)[1].split(end, 1)[0]
+    assert block == ablations_block(load_suite("ablations").tasks, results, fallback=registry()), "run `make ablations`"
+    assert "**Ablation: Prompts — phantom-brats-missing1" in block
+    figure = block.split("![", 1)[1].split("](", 1)[1].split(")", 1)[0]
+    assert (ROOT / figure).is_file() and figure.endswith("-prompts-corruption.png")
+
+
+def test_a_suite_without_a_readme_block_is_refused_before_running(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_BEGIN}\n{README_END}\n")
+    result = CliRunner().invoke(app, ["reproduce", "--suite", "demo", "--readme", str(readme), "--runs",
+                                      str(tmp_path / "runs"), "--task", "phantom-brats-missing2"])
+    assert result.exit_code == 2 and "no generated block for 'demo'" in result.output
+    assert not (tmp_path / "runs").exists()
 
 
 def test_committed_leaderboard_is_small_and_stores_each_figure_once():

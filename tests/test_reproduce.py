@@ -57,6 +57,15 @@ def test_reproduce_runs_resumes_and_regenerates_the_folder(tiny_registry, tmp_pa
         "the suite's analysis ran on each task after the runs, and the folder shows its table"
     assert estimate_minutes(the_plan.requests()) == (0.0, 0), "nothing left to do"
 
+    bare = _plan(tmp_path, ["zero-fill", "mean-available"])  # the same runs, written by a suite without the analysis
+    bare.out = tmp_path / "bare"
+    reproduce(bare, console=Console(file=io.StringIO()))
+    assert "mean-available" in (tmp_path / "bare" / "leaderboard.md").read_text()
+    assert "Probe" not in (tmp_path / "bare" / "leaderboard.md").read_text() + \
+        (tmp_path / "bare" / "report.html").read_text(), "another suite's analyses stay out of this suite's folder"
+    assert list((tmp_path / "leaderboard" / "results").glob("*/*/*/analysis/probe")) and \
+        not list((tmp_path / "bare" / "results").glob("*/*/*/analysis"))
+
     fresh = _plan(tmp_path / "fresh-clone", ["zero-fill", "mean-available"])
     fits = 4  # two methods, two datasets: the brain tasks share a model
     assert estimate_minutes(fresh.requests()) == (pytest.approx(6 * DEFAULT_RUN_MINUTES + fits * DEFAULT_FIT_MINUTES),

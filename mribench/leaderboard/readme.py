@@ -1,10 +1,15 @@
-"""The README's generated results block (between its ``leaderboard:begin`` / ``leaderboard:end`` markers), built
-from the same tables as the committed ``leaderboard/`` folder."""
+"""The README's generated blocks, built from the same tables as the committed folders: the results block (between
+its ``leaderboard:begin`` / ``leaderboard:end`` markers, from ``leaderboard/``) and the ablations block
+(``ablations:begin`` / ``ablations:end``, from ``leaderboard/ablations/``). A suite writes the block named by its
+``make_target``."""
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
+from typing import Callable
 
+from mribench.analyze import analysis_figures
 from mribench.atomic import atomic_write_text
 from mribench.errors import MribenchError
 from mribench.leaderboard.collect import Descriptions, collect
@@ -16,35 +21,48 @@ README_BEGIN = "<!-- leaderboard:begin -->"
 README_END = "<!-- leaderboard:end -->"
 README_WIDTH = 120
 README_NOTE = "<!-- generated from leaderboard/results by `make leaderboard` / `make readme`; edits here are lost -->"
+ABLATIONS_NOTE = "<!-- generated from leaderboard/ablations/results by `make ablations`; edits here are lost -->"
 
 
-def _readme_parts(readme: Path) -> tuple[str, str]:
-    """The README up to and including its begin-marker line, and from its end-marker line on."""
+def markers(block: str) -> tuple[str, str]:
+    """The begin and end marker lines of the README block ``block`` (``leaderboard`` or ``ablations``)."""
+    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+
+
+def _readme_parts(readme: Path, block: str = "leaderboard") -> tuple[str, str]:
+    """The README up to and including the block's begin-marker line, and from its end-marker line on."""
+    if block not in README_BLOCKS:
+        raise MribenchError(f"the README has no generated block for '{block}' (blocks: {', '.join(README_BLOCKS)})")
+    begin, end = markers(block)
     try:
         lines = Path(readme).read_text().splitlines(keepends=True)
     except OSError as error:
         raise MribenchError(f"cannot read the README {readme}: {error.strerror or error}") from error
-    begins = [i for i, line in enumerate(lines) if line.strip() == README_BEGIN]
-    ends = [i for i, line in enumerate(lines) if line.strip() == README_END]
+    begins = [i for i, line in enumerate(lines) if line.strip() == begin]
+    ends = [i for i, line in enumerate(lines) if line.strip() == end]
     if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
-        raise MribenchError(f"{readme}: needs one line {README_BEGIN} and, below it, one line {README_END} around "
-                            "the generated results block")
+        raise MribenchError(f"{readme}: needs one line {begin} and, below it, one line {end} around "
+                            f"the generated {block} block")
     return "".join(lines[:begins[0] + 1]), "".join(lines[ends[0]:])
 
 
-def check_readme(readme: Path) -> None:
+def check_readme(readme: Path, block: str = "leaderboard") -> None:
     """Refuses, before any long work, a README the block cannot be written into."""
-    _readme_parts(readme)
+    _readme_parts(readme, block)
 
 
-def write_readme_block(readme: Path, tasks: list[str], results: Path, fallback: Descriptions | None = None) -> Path:
-    """Replace the text between the README's markers with :func:`readme_block`; the rest is kept byte for byte."""
-    before, after = _readme_parts(readme)
-    atomic_write_text(readme, before + readme_block(tasks, results, fallback) + after)
+def write_readme_block(readme: Path, tasks: list[str], results: Path, fallback: Descriptions | None = None,
+                       block: str = "leaderboard") -> Path:
+    """Replace the text between the block's markers with its markdown (:func:`readme_block` or
+    :func:`ablations_block`, from the leaderboard folder's ``results``); the rest is kept byte for byte."""
+    before, after = _readme_parts(readme, block)
+    figures = Path(os.path.relpath(Path(results).parent / "figures", Path(readme).parent)).as_posix()
+    atomic_write_text(readme, before + README_BLOCKS[block](tasks, results, fallback, figures) + after)
     return readme
 
 
-def readme_block(tasks: list[str], results: Path, fallback: Descriptions | None = None) -> str:
+def readme_block(tasks: list[str], results: Path, fallback: Descriptions | None = None,
+                 figures: str = "leaderboard/figures") -> str:
     """Markdown for the README's results section, built from the same tables as ``leaderboard/``: the run count and
     time, per dataset the PSNR columns of its main table and which methods beat the strongest floor, and the
     +Prompts differences beside the paper's."""
@@ -80,6 +98,35 @@ def readme_block(tasks: list[str], results: Path, fallback: Descriptions | None 
                         "phantoms)"), "",
                   render(delta, "md").rstrip("\n"), ""]
     return "\n".join(parts)
+
+
+def ablations_block(tasks: list[str], results: Path, fallback: Descriptions | None = None,
+                    figures: str = "leaderboard/ablations/figures") -> str:
+    """Markdown for the README's ablations section: the paper's Prompts ablation table and the prompt-corruption
+    table (with the paper's rows where it has them), and the corruption figure (``figures``: the URL of the folder's
+    ``figures/`` from the README)."""
+    grids = build_paper_tables(tasks, results, reference=True, withhold_refused=True, fallback=fallback)
+    shown = [grid for grid in grids if grid.key.startswith(("ablation-prompts-", "prompt-corruption-"))]
+    collection = collect(tasks, results, fallback)
+    seeds = sorted({result.seed for _, result in collection.all_results()})
+    parts = [ABLATIONS_NOTE, "",
+             _wrap(f"Seeds {', '.join(map(str, seeds))}; PSNR in dB and SSIM on the missing elements of the test "
+                   "subjects, mean ± std over subjects; best bold, second italic; *reported (paper)*: the paper's "
+                   "number on real BraTS (compare directions, not values). The footnotes (steps, fit minutes, "
+                   "extractors) are in [`leaderboard/ablations/`](leaderboard/ablations/leaderboard.md)."), ""]
+    for grid in shown:
+        bare = Grid(key=grid.key, title=grid.title, columns=grid.columns, rows=grid.rows)
+        parts += [f"**{grid.title}**", "", render(bare, "md").rstrip("\n"), ""]
+    for task in collection.tasks:
+        for row in collection.rows(task):
+            for path, result in collection.results[(task, *row)]:
+                if any(png.name == "corruption.png" for _, png in analysis_figures(path.parent)):
+                    name = f"{task}-{row[0]}-{row[1]}-seed{result.seed}-prompts-corruption.png"
+                    parts += [f"![prompt corruption, {task}, {row[0]} seed {result.seed}]({figures}/{name})", ""]
+    return "\n".join(parts)
+
+
+README_BLOCKS: dict[str, Callable[..., str]] = {"leaderboard": readme_block, "ablations": ablations_block}
 
 
 def _columns_of(grid: Grid, keep, label) -> Grid:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import json
 import shutil
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -289,9 +291,11 @@ def psnr_vs_missing(dataset: str, tasks: list[str], collection: Collection) -> F
 
 def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, subjects: int = 3,
                    kept: Path | None = None, fallback: Descriptions | None = None,
-                   dataset_classes: DatasetClasses | None = None) -> list[Figure]:
-    """Every figure of the report: per task the qualitative grid and the PSNR box plot, per dataset PSNR vs missing.
-    A task whose runs hold no predictions keeps its qualitative figure from the folder ``kept`` (else an error)."""
+                   dataset_classes: DatasetClasses | None = None,
+                   analyses: Container[str] | None = None) -> list[Figure]:
+    """Every figure of the report: per task the qualitative grid, the PSNR box plot and the stored figures of the
+    ``analyses`` named (None: all), per dataset PSNR vs missing. A task whose runs hold no predictions keeps its
+    qualitative figure from the folder ``kept`` (else an error)."""
     collection = collect(tasks, runs, fallback)
     figures: list[Figure] = []
     for dataset, dataset_tasks in by_dataset(collection).items():
@@ -299,18 +303,21 @@ def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, 
             figures.append(qualitative_figure(task, collection, data_root, subjects, dataset_classes)
                            if _has_predictions(collection, task) else _kept_qualitative(task, runs, kept))
             figures += [box] if (box := psnr_boxplot(task, collection)) else []
-            figures += stored_analysis_figures(task, collection, runs, kept)
+            figures += stored_analysis_figures(task, collection, runs, kept, analyses)
         figures += [curve] if (curve := psnr_vs_missing(dataset, dataset_tasks, collection)) else []
     return figures
 
 
-def stored_analysis_figures(task: str, collection: Collection, runs: Path, kept: Path | None = None) -> list[Figure]:
+def stored_analysis_figures(task: str, collection: Collection, runs: Path, kept: Path | None = None,
+                            analyses: Container[str] | None = None) -> list[Figure]:
     """The PNGs ``mribench analyze`` stored in the task's run folders (e.g. CoPeDiT's prompt corruption curves); a
     leaderboard folder's result copies hold none, so those are kept from the folder ``kept`` (else an error)."""
     figures = []
     for row in collection.rows(task):
         for path, result in collection.results[(task, *row)]:
             for analysis, png in analysis_figures(path.parent):
+                if analyses is not None and analysis not in analyses:
+                    continue
                 name = f"{task}-{row[0]}-{row[1]}-seed{result.seed}-{analysis}-{png.stem}"
                 source = png if png.is_file() else (kept / f"{name}.png" if kept else None)
                 if source is None or not source.is_file():
@@ -335,10 +342,11 @@ def write_report(tasks: list[str], runs: Path, output: Path, data_root: Path | N
 
 
 def _write_page(tasks: list[str], runs: Path, output: Path, figures: list[tuple[str, str]],
-                fallback: Descriptions | None) -> Path:
-    """The paper tables with the reported numbers, then ``figures`` as (caption, image URL)."""
-    page = render(build_paper_tables(tasks, runs, reference=True, withhold_refused=True, fallback=fallback), "html",
-                  title="mribench report", figures=figures)
+                fallback: Descriptions | None, analyses: Container[str] | None = None) -> Path:
+    """The paper tables with the reported numbers (and the tables of ``analyses``), then ``figures`` as (caption,
+    image URL)."""
+    page = render(build_paper_tables(tasks, runs, reference=True, withhold_refused=True, fallback=fallback,
+                                     analyses=analyses), "html", title="mribench report", figures=figures)
     atomic_write_text(output, page)
     return output
 
@@ -356,45 +364,51 @@ def _write_pngs(folder: Path, figures: list[Figure]) -> list[Path]:
 # -- the committed leaderboard folder ------------------------------------------------------------------------
 def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root: Path | None = None,
                              subjects: int = LEADERBOARD_SUBJECTS, fallback: Descriptions | None = None,
-                             dataset_classes: DatasetClasses | None = None) -> list[Path]:
+                             dataset_classes: DatasetClasses | None = None,
+                             analyses: Container[str] | None = None) -> list[Path]:
     """Regenerate ``out`` from ``runs``: paper-layout tables (leaderboard.md/.csv/.tex/.html), the same with the
     paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), the figures as PNGs under
-    ``figures/``, report.html linking them by relative path, and a copy of every result.json (with its run's
+    ``figures/``, report.html linking them by relative path, and a compact copy of every result.json (with its run's
     ``analysis/`` folder but its PNGs, which ``figures/`` holds: the leaderboard shows its tables and figures) under
     ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from the folder alone).
 
     ``runs`` may be ``out/results`` itself: the tables, the report and the quantitative figures are then rebuilt from
     the copies, and the qualitative figures (which need the predictions) are kept. Files are replaced atomically;
-    result copies of runs no longer present are removed."""
+    result copies of runs no longer present are removed. ``analyses``: the analyses (``mribench analyze`` names)
+    whose tables, figures and stored files the folder shows (None: every one stored in the runs; a suite passes its
+    own, so analyses run for another suite in the same runs folder stay out)."""
     out = Path(out)
     collection = collect(tasks, runs, fallback)
-    grids = build_paper_tables(tasks, runs, withhold_refused=True, fallback=fallback)
+    grids = build_paper_tables(tasks, runs, withhold_refused=True, fallback=fallback, analyses=analyses)
     written = []
     for fmt, name in TABLE_FILES.items():
         atomic_write_text(out / name, render(grids, fmt, title="mribench leaderboard"))
         written.append(out / name)
     extra = {"leaderboard-reference.md": render(build_paper_tables(tasks, runs, reference=True, withhold_refused=True,
-                                                                   fallback=fallback), "md"),
+                                                                   fallback=fallback, analyses=analyses), "md"),
              "plain.md": render(build_table(tasks, runs, fallback=fallback), "md")}
     for name, text in extra.items():
         atomic_write_text(out / name, text)
         written.append(out / name)
     figures = report_figures(tasks, runs, data_root, subjects, kept=out / FIGURES_FOLDER, fallback=fallback,
-                             dataset_classes=dataset_classes)
+                             dataset_classes=dataset_classes, analyses=analyses)
     shutil.rmtree(out / FIGURES_FOLDER, ignore_errors=True)
     written += _write_pngs(out / FIGURES_FOLDER, figures)
     written.append(_write_page(tasks, runs, out / "report.html",
-                               [(f.caption, f"{FIGURES_FOLDER}/{f.name}.png") for f in figures], fallback))
+                               [(f.caption, f"{FIGURES_FOLDER}/{f.name}.png") for f in figures], fallback,
+                               analyses))
     staging = out / ".results.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     for path, result in collection.all_results():
         target = run_dir(staging, result.task["name"], result.method["name"], result.method["preset"], result.seed)
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target / RESULT_FILE)
-        if (path.parent / ANALYSIS_FOLDER).is_dir():
+        # compact: the same JSON (every float exact) without indentation, a fifth smaller in the committed folder
+        (target / RESULT_FILE).write_text(json.dumps(json.loads(path.read_text()), separators=(",", ":")))
+        for stored in sorted((path.parent / ANALYSIS_FOLDER).glob("[!.]*")):
             # no PNG (figures/ holds each image once), no interrupted analysis' staging folder
-            shutil.copytree(path.parent / ANALYSIS_FOLDER, target / ANALYSIS_FOLDER,
-                            ignore=shutil.ignore_patterns(".*", "*.png"))
+            if stored.is_dir() and (analyses is None or stored.name in analyses):
+                shutil.copytree(stored, target / ANALYSIS_FOLDER / stored.name,
+                                ignore=shutil.ignore_patterns(".*", "*.png"))
     shutil.rmtree(out / "results", ignore_errors=True)
     staging.rename(out / "results")
     return written + [out / "results"]

@@ -171,7 +171,7 @@ def _mean_for(timings: list[tuple[str, float]] | None, dataset: str, default: fl
 def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: bool = False) -> None:
     console = console or Console(stderr=True)
     if the_plan.readme:
-        check_readme(the_plan.readme)
+        check_readme(the_plan.readme, the_plan.suite.make_target)
     requests = the_plan.requests()
     analyses = [(request, check_analysis(request)[1].folder)  # bad names fail before any run
                 for request in the_plan.analysis_requests()]
@@ -208,7 +208,7 @@ def refresh(the_plan: ReproducePlan, console: Console | None = None) -> None:
     """Rebuild the plan's folder (tables, report, quantitative figures; qualitative figures kept) and the README block
     from ``<folder>/results``, running nothing."""
     if the_plan.readme:
-        check_readme(the_plan.readme)
+        check_readme(the_plan.readme, the_plan.suite.make_target)
     _write_outputs(the_plan, the_plan.folder / "results", console or Console(stderr=True))
 
 
@@ -216,8 +216,11 @@ def _write_outputs(the_plan: ReproducePlan, runs: Path, console: Console) -> Non
     """The folder and the README block; results that predate self-description are described by the installed
     plugins."""
     written = write_leaderboard_folder(runs, the_plan.folder, the_plan.task_names, fallback=registry(),
-                                       dataset_classes=registry().dataset)
+                                       dataset_classes=registry().dataset,
+                                       analyses={analysis.name for analysis in the_plan.suite.analyses})
     console.print(f"wrote {len(written)} files under {the_plan.folder}", markup=False, highlight=False)
     if the_plan.readme:
-        write_readme_block(the_plan.readme, the_plan.task_names, the_plan.folder / "results", fallback=registry())
-        console.print(f"rewrote the generated results block of {the_plan.readme}", markup=False, highlight=False)
+        write_readme_block(the_plan.readme, the_plan.task_names, the_plan.folder / "results", fallback=registry(),
+                           block=the_plan.suite.make_target)
+        console.print(f"rewrote the generated {the_plan.suite.make_target} block of {the_plan.readme}", markup=False,
+                      highlight=False)

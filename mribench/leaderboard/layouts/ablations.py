@@ -17,6 +17,7 @@ self-description (else the installed plugins' descriptions, for results that pre
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,15 +104,17 @@ def _ablation_grid(collection: Collection, task: str, preset: str, table: str, p
 
 
 # -- analysis tables -------------------------------------------------------------------------------------------
-def analysis_grids(collection: Collection) -> list[Grid]:
-    """Every stored :class:`~mribench.analyze.AnalysisTable` of the collection's runs, one grid per (task, method,
-    preset, table): result rows averaged over the seeds' runs."""
+def analysis_grids(collection: Collection, analyses: Container[str] | None = None) -> list[Grid]:
+    """Every stored :class:`~mribench.analyze.AnalysisTable` of the collection's runs (of the ``analyses`` named,
+    None: all), one grid per (task, method, preset, table): result rows averaged over the seeds' runs."""
     grids = []
     for task in collection.tasks:
         for row in collection.rows(task):
             found: dict[str, list[tuple[int, AnalysisTable]]] = {}
             for path, result in collection.results[(task, *row)]:
-                for _, table in analysis_tables(path.parent):
+                for name, table in analysis_tables(path.parent):
+                    if analyses is not None and name not in analyses:
+                        continue
                     found.setdefault(table.key, []).append((result.seed, table))
             grids += [_analysis_grid(collection, task, row, tables) for tables in found.values()]
     return grids

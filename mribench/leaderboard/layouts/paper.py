@@ -11,6 +11,7 @@ appear in italic rows labelled "reported (paper)" below ours; they never take pa
 """
 from __future__ import annotations
 
+from collections.abc import Container
 from pathlib import Path
 from typing import Callable
 
@@ -266,14 +267,16 @@ def _refuse_inverted_references(dataset: str, task: str, preset: str, sample: li
 
 
 def build_paper_tables(tasks: list[str], runs: Path, reference: bool = False,
-                       withhold_refused: bool = False, fallback: Descriptions | None = None) -> list[Grid]:
+                       withhold_refused: bool = False, fallback: Descriptions | None = None,
+                       analyses: Container[str] | None = None) -> list[Grid]:
     """Every paper-shaped table the results of ``tasks`` allow: main tables per dataset, +Prompts, Dice, then the
     ablation tables and the analyses' stored tables (:mod:`~mribench.leaderboard.layouts.ablations`; these always
     show the paper's numbers, ``reference`` or not).
 
     A refused Dice table (Full below Missing) raises, unless ``withhold_refused``: then a one-cell table in its
     place says why it is withheld (the committed leaderboard folder and the report are written that way).
-    ``fallback``: see :func:`~mribench.leaderboard.collect.collect`."""
+    ``fallback``: see :func:`~mribench.leaderboard.collect.collect`; ``analyses``: the analyses whose stored tables
+    are shown (None: all)."""
     collection = collect(tasks, runs, fallback)
     datasets = by_dataset(collection)
     grids = [main_grid(collection, dataset, dataset_tasks, reference) for dataset, dataset_tasks in datasets.items()]
@@ -287,7 +290,7 @@ def build_paper_tables(tasks: list[str], runs: Path, reference: bool = False,
                 raise
             grid = withheld_grid(f"{dataset}-dice", f"{dataset}: downstream segmentation Dice (%)", str(refusal))
         grids += [grid] if grid else []
-    return grids + ablation_grids(collection) + analysis_grids(collection)
+    return grids + ablation_grids(collection) + analysis_grids(collection, analyses)
 
 
 def withheld_grid(key: str, title: str, reason: str) -> Grid:
