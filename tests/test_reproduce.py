@@ -56,6 +56,11 @@ def test_reproduce_runs_resumes_and_regenerates_the_folder(tiny_registry, tmp_pa
     assert probe.calls == 3 and table.count("### Probe: mean test intensity — ") == 3, \
         "the suite's analysis ran on each task after the runs, and the folder shows its table"
     assert estimate_minutes(the_plan.requests()) == (0.0, 0), "nothing left to do"
+    stale = results[0]
+    saved = stale.read_text()
+    stale.write_text(saved.replace(json.loads(saved)["method"]["config_hash"], "0" * 16))
+    assert estimate_minutes(the_plan.requests())[1] == 1, "a result of another config is planned again"
+    stale.write_text(saved)
 
     bare = _plan(tmp_path, ["zero-fill", "mean-available"])  # the same runs, written by a suite without the analysis
     bare.out = tmp_path / "bare"

@@ -26,7 +26,8 @@ from mribench.leaderboard.readme import check_readme, write_readme_block
 from mribench.leaderboard.report import write_leaderboard_folder
 from mribench.leaderboard.suite import DEFAULT_SUITE, Suite, load_suite
 from mribench.plugins import registry
-from mribench.results import RESULT_FILE, find_results
+from mribench.method import config_hash
+from mribench.results import RESULT_FILE, DamagedResultError, find_results, read_result
 from mribench.runner import RunRequest, plan, run
 from mribench.tasks import get_task
 from mribench.threads import torch_threads
@@ -147,17 +148,30 @@ def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) 
     minutes, pending, trained = 0.0, 0, set()
     for request in requests:
         the_plan = plan(request)
-        if (the_plan.folder / RESULT_FILE).exists():
+        stored = _stored_config_hash(the_plan.folder / RESULT_FILE)
+        if stored == config_hash(the_plan.config):
             continue
         pending += 1
         dataset = the_plan.task.dataset
         minutes += _mean_for(evaluate.get(request.method), dataset, DEFAULT_RUN_MINUTES)
         model = (the_plan.model_family(), request.method, request.preset, request.seed)
         checkpoints = the_plan.models.glob(f"{model[0]}-*/{model[1]}/{model[2]}-seed{model[3]}/model.pt")
-        if next(checkpoints, None) is None and model not in trained:  # the data key is known only once data is loaded
+        # a result of another config means its model is of that config too: the runner trains it again
+        stale = stored is not None
+        if (stale or next(checkpoints, None) is None) and model not in trained:  # data key: known once data loads
             trained.add(model)
             minutes += _mean_for(fit.get(request.method), dataset, DEFAULT_FIT_MINUTES)
     return minutes, pending
+
+
+def _stored_config_hash(path: Path) -> str | None:
+    """The config hash of the result at ``path``; None when there is none (or it is damaged: the runner redoes it)."""
+    if not path.exists():
+        return None
+    try:
+        return read_result(path).method.get("config_hash")
+    except DamagedResultError:
+        return None
 
 
 def _mean_for(timings: list[tuple[str, float]] | None, dataset: str, default: float) -> float:
