@@ -16,6 +16,7 @@ from mribench.leaderboard.collect import Descriptions, collect
 from mribench.leaderboard.grid import Grid, GridRow
 from mribench.leaderboard.layouts.paper import GROUP_TITLES, REPORTED, build_paper_tables, by_dataset
 from mribench.leaderboard.render import render
+from mribench.leaderboard.report import analysis_figure_name
 
 README_BEGIN = "<!-- leaderboard:begin -->"
 README_END = "<!-- leaderboard:end -->"
@@ -121,7 +122,7 @@ def ablations_block(tasks: list[str], results: Path, fallback: Descriptions | No
         for row in collection.rows(task):
             for path, result in collection.results[(task, *row)]:
                 if any(png.name == "corruption.png" for _, png in analysis_figures(path.parent)):
-                    name = f"{task}-{row[0]}-{row[1]}-seed{result.seed}-prompts-corruption.png"
+                    name = analysis_figure_name(task, row, result.seed, "prompts", "corruption") + ".png"
                     parts += [f"![prompt corruption, {task}, {row[0]} seed {result.seed}]({figures}/{name})", ""]
     return "\n".join(parts)
 

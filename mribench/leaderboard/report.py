@@ -308,6 +308,11 @@ def report_figures(tasks: list[str], runs: Path, data_root: Path | None = None, 
     return figures
 
 
+def analysis_figure_name(task: str, row: tuple[str, str], seed: int, analysis: str, stem: str) -> str:
+    """File stem, under a leaderboard folder's ``figures/``, of an analysis figure (``row``: method, preset)."""
+    return f"{task}-{row[0]}-{row[1]}-seed{seed}-{analysis}-{stem}"
+
+
 def stored_analysis_figures(task: str, collection: Collection, runs: Path, kept: Path | None = None,
                             analyses: Container[str] | None = None) -> list[Figure]:
     """The PNGs ``mribench analyze`` stored in the task's run folders (e.g. CoPeDiT's prompt corruption curves); a
@@ -318,7 +323,7 @@ def stored_analysis_figures(task: str, collection: Collection, runs: Path, kept:
             for analysis, png in analysis_figures(path.parent):
                 if analyses is not None and analysis not in analyses:
                     continue
-                name = f"{task}-{row[0]}-{row[1]}-seed{result.seed}-{analysis}-{png.stem}"
+                name = analysis_figure_name(task, row, result.seed, analysis, png.stem)
                 source = png if png.is_file() else (kept / f"{name}.png" if kept else None)
                 if source is None or not source.is_file():
                     raise MribenchError(f"{png}: the analysis figure is not under {runs}"
