@@ -4,11 +4,15 @@ score validation PSNR along the way.
 Usage: python benchmarks/stage2_sweep.py NAME RUNS [task=phantom-brats-missing3] [points=4] [field=python-literal ...]
 e.g.   python benchmarks/stage2_sweep.py lr1e-3 runs/leaderboard lr=1e-3
        python benchmarks/stage2_sweep.py w128 runs/leaderboard "size=(128, 4, 4, 2)"
+       python benchmarks/stage2_sweep.py tok6400 runs/tok6400 tokenizer.steps=6400 tokenizer.adversarial_start=4800
 
 RUNS is a runs folder in which ``mribench run --method copedit`` (or ``mribench curve``) trained the task's dataset at
 the cpu preset, seed 0: its stage-I tokenizer (``_models/<dataset>-.../shared``) is read, never retrained, so every
 row of the sweep sits behind the same tokenizer. Fields are ``DiffusionStageConfig`` fields of the task's problem;
 ``size=(hidden, depth, heads, patch)`` registers an MDiT3D size for this process only (``MDiT3D-sweep``).
+``tokenizer.FIELD=value`` changes a ``TokenizerConfig`` field instead: the tokenizer RUNS holds must have been trained
+with that configuration (e.g. by ``benchmarks/tokenizer_sweep.py``, its files copied into the tokenizer folder), or
+stage I refuses it; this measures what a longer or wider stage I is worth to the synthesis.
 
 Trains on the protocol's training subjects into benchmarks/sweep-runs/stage2/<task>/NAME (resumable), scores the mean
 PSNR of the missing elements on the task's validation subjects at ``points`` evenly spaced steps, and appends one JSON
@@ -35,10 +39,13 @@ from mribench_copedit.presets import PRESETS
 
 OUT = Path(__file__).resolve().parent / "sweep-runs" / "stage2"
 name, runs = sys.argv[1], Path(sys.argv[2])
-changes = {}
+changes, tokenizer_changes = {}, {}
 for kv in sys.argv[3:]:
     key, value = kv.split("=", 1)
-    changes[key] = value if key == "task" else ast.literal_eval(value)
+    if key.startswith("tokenizer."):
+        tokenizer_changes[key.removeprefix("tokenizer.")] = ast.literal_eval(value)
+    else:
+        changes[key] = value if key == "task" else ast.literal_eval(value)
 task_name = changes.pop("task", "phantom-brats-missing3")
 points = changes.pop("points", 4)
 if "size" in changes:
@@ -50,9 +57,9 @@ the_plan = plan(RunRequest(method="copedit", task=task_name, preset="cpu", seed=
 task = the_plan.task
 base = PRESETS["cpu"]
 problem = base.for_problem(task.problem)
-config = dataclasses.replace(base, **{"brain" if task.problem == "missing-modality" else "cardiac":
-                                      dataclasses.replace(problem, diffusion=dataclasses.replace(problem.diffusion,
-                                                                                                 **changes))})
+config = dataclasses.replace(base, **{"brain" if task.problem == "missing-modality" else "cardiac": dataclasses.replace(
+    problem, diffusion=dataclasses.replace(problem.diffusion, **changes),
+    tokenizer=dataclasses.replace(problem.tokenizer, **tokenizer_changes))})
 data = load_task_data(task, registry().dataset(task.dataset), None)
 shared = the_plan.model_root(data) / "shared"
 if not (shared / "copedit-tokenizer").exists():
@@ -70,7 +77,8 @@ load_before = os.getloadavg()[0]
 started = time.time()
 seed_everything(derive_seed("fit", 0))
 method.fit(data.train, task, OUT / task_name / name, None)
-row = {"name": name, "task": task_name, "changes": {k: str(v) for k, v in changes.items()}, "steps": steps,
+row = {"name": name, "task": task_name, "changes": {k: str(v) for k, v in changes.items()}
+       | {f"tokenizer.{k}": str(v) for k, v in tokenizer_changes.items()}, "steps": steps,
        "validation_psnr": {step: psnr for step, (_, psnr) in sorted(scored.items())},
        "training_min": {step: minutes for step, (minutes, _) in sorted(scored.items())},
        "diffuser_parameters": sum(p.numel() for p in method.network.parameters()),
