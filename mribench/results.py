@@ -180,6 +180,12 @@ def read_result(path: Path) -> Result:
         raise MribenchError(f"{path}: {exc}") from None
 
 
+def stored_config_hash(path: Path) -> str | None:
+    """The method config hash of the result at ``path``, None when there is no result; a damaged one raises
+    :class:`DamagedResultError` (the runner redoes it, an estimate counts it as to do)."""
+    return read_result(path).method.get("config_hash") if Path(path).exists() else None
+
+
 def find_results(runs: Path, task: str | None = None) -> list[tuple[Path, Result]]:
     """Every result.json under ``runs`` (optionally of one task), sorted by path; a damaged one raises
     :class:`DamagedResultError` naming it."""

@@ -38,7 +38,7 @@ from mribench.metrics.features import weights_dir
 from mribench.plugins import registry
 from mribench.preflight import check_output_folder, check_task
 from mribench.protocol import Batch, derive_seed, evaluation_availability
-from mribench.results import (RESULT_FILE, DamagedResultError, Result, provenance, read_result, run_dir,
+from mribench.results import (RESULT_FILE, DamagedResultError, Result, provenance, run_dir, stored_config_hash,
                               write_result)
 from mribench.tasks import TaskSpec, get_task
 from mribench.training import (UnreadableCheckpointError, barrier, dist_info, init_distributed, make_progress,
@@ -153,7 +153,7 @@ def _run_locked(the_plan: Plan, request: RunRequest, console: Console, say: Call
         shutil.rmtree(folder, ignore_errors=True)
     elif result_path.exists():
         try:
-            stored = read_result(result_path).method.get("config_hash")
+            stored = stored_config_hash(result_path)
         except DamagedResultError as exc:
             if request.overwrite == "never":
                 raise MribenchError(f"{exc}; --overwrite never forbids redoing it; use --overwrite missing") from None

@@ -27,7 +27,7 @@ from mribench.leaderboard.report import write_leaderboard_folder
 from mribench.leaderboard.suite import DEFAULT_SUITE, Suite, load_suite
 from mribench.plugins import registry
 from mribench.method import config_hash
-from mribench.results import RESULT_FILE, DamagedResultError, find_results, read_result
+from mribench.results import RESULT_FILE, DamagedResultError, find_results, stored_config_hash
 from mribench.runner import RunRequest, plan, run
 from mribench.tasks import get_task
 from mribench.threads import torch_threads
@@ -148,7 +148,10 @@ def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) 
     minutes, pending, trained = 0.0, 0, set()
     for request in requests:
         the_plan = plan(request)
-        stored = _stored_config_hash(the_plan.folder / RESULT_FILE)
+        try:
+            stored = stored_config_hash(the_plan.folder / RESULT_FILE)
+        except DamagedResultError:  # the runner redoes it
+            stored = None
         if stored == config_hash(the_plan.config):
             continue
         pending += 1
@@ -162,16 +165,6 @@ def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) 
             trained.add(model)
             minutes += _mean_for(fit.get(request.method), dataset, DEFAULT_FIT_MINUTES)
     return minutes, pending
-
-
-def _stored_config_hash(path: Path) -> str | None:
-    """The config hash of the result at ``path``; None when there is none (or it is damaged: the runner redoes it)."""
-    if not path.exists():
-        return None
-    try:
-        return read_result(path).method.get("config_hash")
-    except DamagedResultError:
-        return None
 
 
 def _mean_for(timings: list[tuple[str, float]] | None, dataset: str, default: float) -> float:
