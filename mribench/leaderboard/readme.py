@@ -14,7 +14,7 @@ from mribench.atomic import atomic_write_text
 from mribench.errors import MribenchError
 from mribench.leaderboard.collect import Descriptions, collect
 from mribench.leaderboard.grid import Grid, GridRow
-from mribench.leaderboard.layouts.paper import GROUP_TITLES, REPORTED, build_paper_tables, by_dataset
+from mribench.leaderboard.layouts.paper import GROUP_TITLES, REPORTED, by_dataset, paper_tables, prompts_grid
 from mribench.leaderboard.render import render
 from mribench.leaderboard.report import analysis_figure_name
 
@@ -79,7 +79,7 @@ def readme_block(tasks: list[str], results: Path, fallback: Descriptions | None 
                    "several; best bold, second italic; †: the paired Wilcoxon test against the runner-up holds in "
                    "every seed. The full tables (SSIM, FID, FVD, Dice, provenance) are in "
                    "[`leaderboard/`](leaderboard/)."), ""]
-    main = {grid.key: grid for grid in build_paper_tables(tasks, results, withhold_refused=True, fallback=fallback)}
+    main = {grid.key: grid for grid in paper_tables(collection, withhold_refused=True)}
     psnr_label = collection.metric_label("psnr")
     for dataset, dataset_tasks in by_dataset(collection).items():
         psnr = _columns_of(main[dataset], lambda group, label: label == psnr_label, lambda g, _: g)
@@ -88,9 +88,7 @@ def readme_block(tasks: list[str], results: Path, fallback: Descriptions | None 
         parts += [comparison, ""] if (comparison := _floor_comparison(psnr)) else []
     parts += [_wrap(f"**{grid.title}**: {grid.rows[0].cells[0].text}") + "\n"
               for grid in main.values() if grid.title.endswith(": withheld")]
-    prompts = next((grid for grid in build_paper_tables(tasks, results, reference=True, withhold_refused=True,
-                                                        fallback=fallback) if grid.key == "prompts"), None)
-    if prompts:
+    if prompts := prompts_grid(collection, reference=True):
         suffix = f" {psnr_label}"
         delta = _columns_of(prompts, lambda group, label: label == "Δ" and group.endswith(suffix),
                             lambda group, _: group.removesuffix(suffix))
@@ -106,9 +104,9 @@ def ablations_block(tasks: list[str], results: Path, fallback: Descriptions | No
     """Markdown for the README's ablations section: the paper's Prompts ablation table and the prompt-corruption
     table (with the paper's rows where it has them), and the corruption figure (``figures``: the URL of the folder's
     ``figures/`` from the README)."""
-    grids = build_paper_tables(tasks, results, reference=True, withhold_refused=True, fallback=fallback)
-    shown = [grid for grid in grids if grid.key.startswith(("ablation-prompts-", "prompt-corruption-"))]
     collection = collect(tasks, results, fallback)
+    grids = paper_tables(collection, reference=True, withhold_refused=True)
+    shown = [grid for grid in grids if grid.key.startswith(("ablation-prompts-", "prompt-corruption-"))]
     seeds = sorted({result.seed for _, result in collection.all_results()})
     parts = [ABLATIONS_NOTE, "",
              _wrap(f"Seeds {', '.join(map(str, seeds))}; PSNR in dB and SSIM on the missing elements of the test "

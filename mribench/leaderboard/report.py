@@ -30,7 +30,7 @@ from mribench.atomic import atomic_write_bytes, atomic_write_text
 from mribench.errors import MribenchError
 from mribench.leaderboard.cells import metric_cell
 from mribench.leaderboard.collect import Collection, Descriptions, collect
-from mribench.leaderboard.layouts.paper import PROMPTS_SUFFIX, build_paper_tables, by_dataset, row_labels
+from mribench.leaderboard.layouts.paper import PROMPTS_SUFFIX, build_paper_tables, by_dataset, paper_tables, row_labels
 from mribench.leaderboard.layouts.plain import build_table
 from mribench.leaderboard.render import render
 from mribench.results import RESULT_FILE, run_dir
@@ -384,13 +384,13 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     own, so analyses run for another suite in the same runs folder stay out)."""
     out = Path(out)
     collection = collect(tasks, runs, fallback)
-    grids = build_paper_tables(tasks, runs, withhold_refused=True, fallback=fallback, analyses=analyses)
+    grids = paper_tables(collection, withhold_refused=True, analyses=analyses)
     written = []
     for fmt, name in TABLE_FILES.items():
         atomic_write_text(out / name, render(grids, fmt, title="mribench leaderboard"))
         written.append(out / name)
-    extra = {"leaderboard-reference.md": render(build_paper_tables(tasks, runs, reference=True, withhold_refused=True,
-                                                                   fallback=fallback, analyses=analyses), "md"),
+    extra = {"leaderboard-reference.md": render(paper_tables(collection, reference=True, withhold_refused=True,
+                                                             analyses=analyses), "md"),
              "plain.md": render(build_table(tasks, runs, fallback=fallback), "md")}
     for name, text in extra.items():
         atomic_write_text(out / name, text)

@@ -277,7 +277,12 @@ def build_paper_tables(tasks: list[str], runs: Path, reference: bool = False,
     place says why it is withheld (the committed leaderboard folder and the report are written that way).
     ``fallback``: see :func:`~mribench.leaderboard.collect.collect`; ``analyses``: the analyses whose stored tables
     are shown (None: all)."""
-    collection = collect(tasks, runs, fallback)
+    return paper_tables(collect(tasks, runs, fallback), reference, withhold_refused, analyses)
+
+
+def paper_tables(collection: Collection, reference: bool = False, withhold_refused: bool = False,
+                 analyses: Container[str] | None = None) -> list[Grid]:
+    """:func:`build_paper_tables` of results already collected (callers that also read the collection collect once)."""
     datasets = by_dataset(collection)
     grids = [main_grid(collection, dataset, dataset_tasks, reference) for dataset, dataset_tasks in datasets.items()]
     prompts = prompts_grid(collection, reference)
