@@ -55,7 +55,7 @@ def on_ldm(ldm: LDMConfig, **fields: Any) -> ControlNetConfig:
     return ControlNetConfig(preset=ldm.preset, ldm=ldm, autoencoder=ldm.autoencoder, timesteps=ldm.timesteps,
                             beta_start=ldm.beta_start, beta_end=ldm.beta_end, prediction=ldm.prediction,
                             sample_steps=ldm.sample_steps,
-                            infer_chunk=ldm.infer_chunk, **fields)
+                            infer_chunk=ldm.infer_chunk, budget_capped=ldm.budget_capped, **fields)
 
 
 PRESETS = {

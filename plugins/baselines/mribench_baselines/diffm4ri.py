@@ -41,14 +41,16 @@ def _like_ldm(preset: str, **fields) -> DiffM4RIConfig:
     return DiffM4RIConfig(preset=preset, autoencoder=ldm.autoencoder, unet=ldm.unet,
                           batch_volumes=ldm.batch_volumes, lr=ldm.lr, warmup_steps=ldm.warmup_steps,
                           timesteps=ldm.timesteps, prediction=ldm.prediction, ema_decay=ldm.ema_decay,
-                          save_every=ldm.save_every, infer_chunk=ldm.infer_chunk, **fields)
+                          save_every=ldm.save_every, infer_chunk=ldm.infer_chunk,
+                          budget_capped=ldm.budget_capped, **fields)
 
 
 PRESETS = {
     "smoke": _like_ldm("smoke", sample_steps=5, resample_jumps=1),
     # cpu: the LDM cpu preset's x0 prediction, with 4,800 prior steps: DiffM4RI's own curve on validation subjects
     # of phantom-brats-missing1 scored 19.95 dB at LDM's 2,400 steps and 20.61 dB at 4,800 (+0.66 dB, not converged;
-    # benchmarks/curves/); 20 steps x 3 passes at synthesis.
+    # benchmarks/curves/), then 4,800 vs 9,600 steps 20.61 vs 20.88 dB (+0.27 dB, a plateau; measured behind the
+    # 300-step autoencoder); 20 steps x 3 passes at synthesis.
     "cpu": _like_ldm("cpu", sample_steps=20, resample_jumps=2, steps=4800),
     # paper: RePaint's 10 resamplings per step over 250 steps would be 2,500 network passes per volume; 50 steps
     # with 4 extra passes is ours.

@@ -35,9 +35,10 @@ PRESETS = {
                             save_every=20),
     # cpu: `mribench curve` on phantom-brats-missing1's validation subjects (benchmarks/curves/): 600 steps 22.33 dB,
     # 1200 steps 23.45 dB (+1.13 dB, not converged), then 1200 vs 2400 steps 23.44 vs 24.02 dB (+0.58 dB, still not
-    # a plateau by the 0.5 dB rule; flat from 1,800 steps on). Raised to 2400 steps (about 6 min on 2 idle cores).
+    # a plateau by the 0.5 dB rule; flat from 1,800 steps on). Raised to 2400 steps; 2400 vs 4800 steps 24.02 vs
+    # 24.68 dB (+0.66 dB, not converged) and the 4,800-step run trained 45 min, past the 15-minute cap: budget-capped.
     "cpu": HyperGAEConfig(preset="cpu", steps=2400, batch_elements=32, lr=1e-3, warmup_steps=30, features=8,
-                          hyper_hidden=32, heads=4, save_every=100),
+                          hyper_hidden=32, heads=4, save_every=100, budget_capped=True),
     # Paper: Adam 2e-4 as in Hyper-GAE; feature width 32 (x2, x4) and hyper-network width are mribench's choice.
     "paper": HyperGAEConfig(preset="paper", steps=100_000, batch_elements=64, lr=2e-4, warmup_steps=2000, features=32,
                             hyper_hidden=64, heads=8, save_every=2000),
