@@ -39,7 +39,7 @@ SMOKE_AUTOENCODER = AutoencoderConfig(channels=(8, 8), latent_channels=2, norm_g
 # 1,200 steps: behind a 2,400-step x0 denoiser on validation subjects of phantom-brats-missing1 (never test), a
 # 300-step autoencoder scored 19.51 dB (its own reconstruction 19.69 dB, the ceiling), 600 steps 20.26 dB (recon
 # 21.39), 1,200 steps 21.27 dB (+1.0 dB: not shown on a plateau; 2,400 steps would take the fit past the 15-minute
-# cap, so the latent presets are budget-capped). benchmarks/curves/ldm-autoencoder-check.md.
+# cap, so the latent presets are budget-capped). benchmarks/curves/ldm-prediction-check.md.
 CPU_AUTOENCODER = AutoencoderConfig(channels=(8, 16, 16), latent_channels=4, norm_groups=8, steps=1200,
                                     batch_units=4, patch=32, lr=1e-3)
 # paper: the LDM paper's f = 4 KL autoencoder widths (128, 256, 512) with 3 latent channels; the KL weight 1e-6 and
