@@ -19,7 +19,7 @@ from mribench_copedit.tokenizer import CoPeVAE, latent_shape
 def build_diffuser(config: MDiT3DConfig, latent_shape: tuple[int, int, int, int, int],
                    mask_code_length: int | None = None) -> nn.Module:
     """The diffuser ``config.diffuser`` names, with MDiT3D's forward signature (see ``MDiT3D``)."""
-    if config.diffuser == "unet":
+    if config.diffuser == "unet3d":
         from mribench_copedit.unet_diffuser import UNetDiffuser  # MONAI's networks import slowly; only when used
 
         return UNetDiffuser(config, latent_shape, mask_code_length)

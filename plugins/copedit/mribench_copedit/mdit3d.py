@@ -27,8 +27,8 @@ literal widths (73.8 M).
 
 Ablation diffusers (``diffuser``): ``dit`` — a plain DiT: 2D patches ``(1, p, p)`` of every latent slice, a 1D sin-cos
 position over the token sequence and full attention over all tokens of all elements; ``dit3d`` — DiT-3D: 3D patches,
-3D sin-cos and full attention over all tokens of all elements concatenated. Both condition every block. ``unet``
-(MONAI's DiffusionModelUNet) lives in ``unet_diffuser.py``; ``diffusers.build_diffuser`` picks one.
+3D sin-cos and full attention over all tokens of all elements concatenated. Both condition every block. ``unet3d``
+(MONAI's DiffusionModelUNet, sized to MDiT3D's parameter count) lives in ``unet_diffuser.py``; ``diffusers.build_diffuser`` picks one.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from mribench.errors import MribenchError
 LAYOUTS = ("modal", "planar")
 INJECTIONS = ("primary", "secondary", "both")
 CONDITIONS = ("prompts", "mask", "none")
-DIFFUSERS = ("mdit3d", "unet", "dit", "dit3d")
+DIFFUSERS = ("mdit3d", "unet3d", "dit", "dit3d")
 TOKEN_AXES = ("element", "depth", "plane")
 
 
@@ -74,7 +74,7 @@ class MDiT3DConfig:
         "both". The timestep enters every block regardless.
     condition: "prompts" (CoPeVAE prompts ``(B, prompt_tokens, prompt_dim)``) | "mask" (binary mask code, ablation)
         | "none" (prompts off).
-    diffuser: "mdit3d" | "unet" | "dit" | "dit3d" (the paper's diffuser ablation).
+    diffuser: "mdit3d" | "unet3d" | "dit" | "dit3d" (the paper's diffuser ablation).
     """
 
     size: str = "MDiT3D-T"

@@ -91,7 +91,7 @@ class DiffusionStageConfig:
     network: a size key of ``mribench_copedit.mdit3d.MDIT3D_PRESETS``.
     inject: where the conditioning enters MDiT3D (``primary`` = Modal / cardiac Spatial blocks, the paper;
         ``secondary``; ``both``).
-    diffuser: ``mdit3d`` | ``unet`` | ``dit`` | ``dit3d`` (the paper's diffuser ablation).
+    diffuser: ``mdit3d`` | ``unet3d`` | ``dit`` | ``dit3d`` (the paper's diffuser ablation).
     condition: ``prompts`` (CoPeDiT), ``mask`` (binary codes derived from the zero-filled input instead of
         prompts, ablation) or ``none`` (prompts off, ablation).
     prompts_used: which of ``count``, ``position``, ``assessment`` prompts reach the network; the others are

@@ -1,6 +1,8 @@
 """MDiT3D: shapes, factorised-attention locality, prompt injection per block, parameter counts, ablation diffusers."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from mribench_copedit.diffusers import build_diffuser
 from mribench_copedit.mdit3d import (TOKEN_AXES, FactorisedAttention, MDiT3D, MDiT3DConfig, block_plan,
                                      count_trainable_parameters, patchify, sincos_features, sincos_grid_table,
                                      unpatchify)
+from mribench_copedit.unet_diffuser import matched_levels
 
 BRAIN_LATENT = (3, 4, 2, 4, 4)      # E modalities, c, d, h, w
 CARDIAC_LATENT = (1, 4, 4, 4, 4)    # one volume, 4 latent slices
@@ -32,7 +35,7 @@ def inputs(latent_shape, batch=2, seed=1):
     return latents, torch.tensor([5, 400])[:batch], prompts
 
 
-@pytest.mark.parametrize("diffuser", ["mdit3d", "dit", "dit3d", "unet"])
+@pytest.mark.parametrize("diffuser", ["mdit3d", "dit", "dit3d", "unet3d"])
 @pytest.mark.parametrize("layout,latent_shape", [("modal", BRAIN_LATENT), ("planar", CARDIAC_LATENT)])
 def test_forward_shape_for_both_problems(diffuser, layout, latent_shape):
     model = build_diffuser(MDiT3DConfig(size="MDiT3D-T", layout=layout, diffuser=diffuser), latent_shape)
@@ -40,6 +43,21 @@ def test_forward_shape_for_both_problems(diffuser, layout, latent_shape):
     out = model(latents, timesteps, prompts)
     assert out.shape == latents.shape and torch.isfinite(out).all()
     out.square().mean().backward()
+
+
+@pytest.mark.parametrize("size,condition", [("MDiT3D-T", "prompts"), ("MDiT3D-XS", "mask"), ("MDiT3D-B", "none")])
+@pytest.mark.parametrize("layout,latent_shape", [("modal", (4, 4, 8, 24, 24)), ("planar", (1, 4, 8, 24, 24))])
+def test_the_unet_diffuser_is_sized_to_the_mdit3d_it_replaces(size, condition, layout, latent_shape):
+    config = MDiT3DConfig(size=size, layout=layout, condition=condition, diffuser="unet3d")
+    with torch.device("meta"):
+        unet = build_diffuser(config, latent_shape, 4)
+        transformer = build_diffuser(dataclasses.replace(config, diffuser="mdit3d"), latent_shape, 4)
+    unet_parameters = sum(p.numel() for p in unet.unet.parameters())
+    transformer_parameters = sum(p.numel() for p in transformer.parameters())
+    assert 0.8 < unet_parameters / transformer_parameters < 1.25
+    head = config.dims.hidden // config.dims.heads
+    assert all(width % head == 0 for width in unet.widths[1:])
+    assert matched_levels(config, latent_shape, 4) == (unet.widths, unet.residual_blocks)  # deterministic
 
 
 def test_patchify_roundtrip_and_token_order_match_position_table():
