@@ -686,8 +686,7 @@ def reproduce(
 ) -> None:
     """Run every registered method of the default plan on every phantom task (3 seeds on the BraTS twin for every
     learned method, seed 0 of everything first) and regenerate the leaderboard folder. Interrupted? Run it again:
-    finished runs are skipped. The ablation variants run only with --suite ablations; LDM, ControlNet and DiffM4RI
-    only when named with --method."""
+    finished runs are skipped. The ablation variants run only with --suite ablations."""
     from mribench.leaderboard.reproduce import ReproducePlan, refresh
     from mribench.leaderboard.reproduce import reproduce as reproduce_all
     from mribench.leaderboard.suite import load_suite

@@ -47,10 +47,11 @@ def _like_ldm(preset: str, **fields) -> DiffM4RIConfig:
 
 PRESETS = {
     "smoke": _like_ldm("smoke", sample_steps=5, resample_jumps=1),
-    # cpu: the LDM cpu preset's x0 prediction, with 4,800 prior steps: DiffM4RI's own curve on validation subjects
-    # of phantom-brats-missing1 scored 19.95 dB at LDM's 2,400 steps and 20.61 dB at 4,800 (+0.66 dB, not converged;
-    # benchmarks/curves/), then 4,800 vs 9,600 steps 20.61 vs 20.88 dB (+0.27 dB, a plateau; measured behind the
-    # 300-step autoencoder); 20 steps x 3 passes at synthesis.
+    # cpu: the LDM cpu preset's x0 prediction and autoencoder, with 4,800 prior steps. Behind the 300-step autoencoder
+    # DiffM4RI's curve on validation subjects of phantom-brats-missing1 scored 19.95 dB at LDM's 2,400 steps, 20.61 dB
+    # at 4,800 and 20.88 dB at 9,600 (a plateau); behind today's 1,200-step one 19.82 dB at 4,800 and 20.47 dB at
+    # 9,600 (+0.65 dB, not converged; the 9,600-step fit passes the 15-minute cap), so the preset stays at 4,800
+    # steps and is budget-capped with the LDM's (benchmarks/curves/). 20 steps x 3 passes at synthesis.
     "cpu": _like_ldm("cpu", sample_steps=20, resample_jumps=2, steps=4800),
     # paper: RePaint's 10 resamplings per step over 250 steps would be 2,500 network passes per volume; 50 steps
     # with 4 extra passes is ours.
