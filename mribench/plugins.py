@@ -257,6 +257,14 @@ class Registry:
         except MribenchError:
             return None
 
+    def preset_config(self, method: str, preset: str) -> Any | None:
+        """The installed method's ``preset`` config (what a run of it made today trains with), None when the method
+        is not installed or has no such preset."""
+        try:
+            return self.method(method).presets.get(preset)
+        except MribenchError:
+            return None
+
     def method_descriptions(self) -> list:
         """Descriptions of every installed method that imports."""
         return [d for name in self.names("method") if (d := self.method_description(name)) is not None]

@@ -2,6 +2,7 @@
 import csv
 import io
 import re
+import dataclasses
 from dataclasses import asdict
 
 import html5lib
@@ -15,8 +16,10 @@ from mribench.leaderboard.cells import metric_cell
 from mribench.leaderboard.collect import collect
 from mribench.leaderboard.layouts.paper import INVERSION_MARGIN, build_paper_tables, reported_for
 from mribench.leaderboard.layouts.plain import build_table
+from mribench.leaderboard.readme import outdated_methods, readme_block
 from mribench.leaderboard.render import FORMATS, render
 from mribench.metrics.aggregate import summarize
+from mribench.method import config_hash
 from mribench.plugins import Registry, registry, set_registry
 from mribench.results import Result, run_dir, write_result
 
@@ -60,9 +63,16 @@ def fabricate(runs, task, method, psnr, seed=0, preset="cpu", dataset="phantom-b
               "dataset": dataset, "problem": problem, "missing": missing, "elements": list(elements),
               "n_test": len(SUBJECTS)},
         method={**method_entry, "version": "0.1.0", "plugin": "test", "preset": preset, "config": "{}",
-                "config_hash": "c" * 16, "reads_mask": True},
+                "config_hash": _installed_hash(method, preset), "reads_mask": True},
         seed=seed, metrics=metrics, subjects=list(SUBJECTS), provenance={"packages": {"mribench": "9.9.9"}})
     write_result(result, run_dir(runs, task, method, preset, seed))
+
+
+def _installed_hash(method: str, preset: str) -> str:
+    """The config hash a run of the installed preset records (so tables with the registry as fallback do not mark
+    the row outdated); a made-up one for a method that is not installed."""
+    config = registry().preset_config(method, preset)
+    return "c" * 16 if config is None else config_hash(config)
 
 
 def _row(text: str, label: str) -> list[str]:
@@ -342,3 +352,18 @@ def test_ablation_tables_need_no_plugin_and_render_in_every_format(tmp_path):
     assert r"\textit{both — reported (paper)} & \textit{27.76} & \textit{--}" in latex
     html5lib.HTMLParser(strict=True).parse(render(grids, "html"))
     assert "| *w/o count prompt — reported (paper)* | *27.35* | – |" in render(grids, "md")
+
+
+def test_the_readme_block_names_rows_made_with_another_config_of_the_installed_preset(tmp_path, monkeypatch):
+    tasks = [f"phantom-brats-missing{k}" for k in (1, 2, 3)]
+    for k in (1, 2, 3):
+        fabricate(tmp_path, tasks[k - 1], "mmgan", [20.0] * len(SUBJECTS), missing=k)
+        fabricate(tmp_path, tasks[k - 1], "mmt", [21.0] * len(SUBJECTS), missing=k)
+    assert outdated_methods(collect(tasks, tmp_path, registry())) == []
+    assert "Outdated rows" not in readme_block(tasks, tmp_path, registry())
+    mmgan = registry().method("mmgan")
+    monkeypatch.setitem(mmgan.presets, "cpu", dataclasses.replace(mmgan.presets["cpu"], steps=1))
+    assert outdated_methods(collect(tasks, tmp_path, registry())) == ["MMGAN"]
+    assert "`make leaderboard` redoes them): MMGAN." in " ".join(readme_block(tasks, tmp_path, registry()).split())
+    assert outdated_methods(collect(tasks, tmp_path)) == []  # no installed presets to compare with: no claim
+

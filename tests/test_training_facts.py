@@ -48,3 +48,22 @@ def test_a_budget_capped_preset_is_marked_in_the_footnote(tiny_registry, tmp_pat
     collection = collect(["tiny-brain-missing1"], tmp_path)
     lines = footnote(collection, collection.tasks, {("mmgan", "smoke"): "MMGAN"}, "legend")
     assert "budget-capped" in next(line for line in lines if line.startswith("runs — "))
+
+
+def test_rows_made_with_another_config_of_the_installed_preset_are_marked_outdated(tiny_registry, tmp_path,
+                                                                                  monkeypatch):
+    run(RunRequest(method="mmgan", task="tiny-brain-missing1", preset="smoke", out=tmp_path))
+
+    def runs_line() -> str:
+        collection = collect(["tiny-brain-missing1"], tmp_path, tiny_registry)
+        lines = footnote(collection, collection.tasks, {("mmgan", "smoke"): "MMGAN"}, "legend")
+        return next(line for line in lines if line.startswith("runs — "))
+
+    assert "OUTDATED" not in runs_line()  # made with today's preset
+    # the preset changes after the run (here only its budget flag): the result no longer describes today's MMGAN
+    monkeypatch.setitem(MMGAN.presets, "smoke", dataclasses.replace(MMGAN.presets["smoke"], budget_capped=True))
+    assert "OUTDATED: made with an earlier config of this preset" in runs_line()
+    # without a registry to compare with (tables from results alone) nothing is claimed either way
+    collection = collect(["tiny-brain-missing1"], tmp_path)
+    assert "OUTDATED" not in "".join(footnote(collection, collection.tasks, {("mmgan", "smoke"): "MMGAN"}, "x"))
+

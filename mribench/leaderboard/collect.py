@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from mribench.errors import MribenchError
-from mribench.method import AblationRow, MethodDescription
+from mribench.method import AblationRow, MethodDescription, config_hash
 from mribench.metrics.base import MetricDescription
 from mribench.results import DamagedResultError, Result, find_results
 
@@ -34,6 +34,8 @@ class Descriptions(Protocol):
     def method_description(self, name: str) -> MethodDescription | None: ...
 
     def method_descriptions(self) -> list[MethodDescription]: ...
+
+    def preset_config(self, method: str, preset: str) -> Any | None: ...
 
 
 # -- collection ----------------------------------------------------------------------------------------------
@@ -95,6 +97,12 @@ class Collection:
                 return MethodDescription(method, recorded["display_name"], recorded.get("family") or OTHER_FAMILY,
                                          rows)
         return fallback() or MethodDescription(method, method, OTHER_FAMILY)
+
+    def outdated(self, row: RowKey, results: list[Result]) -> bool:
+        """Whether any of ``results`` (of ``row``) was made with another config than the installed preset's (the
+        fallback's); False when the fallback does not know the method or preset."""
+        installed = self.fallback.preset_config(*row) if self.fallback else None
+        return installed is not None and any(r.method.get("config_hash") != config_hash(installed) for r in results)
 
     def display_name(self, method: str) -> str:
         return self.method_description(method).display_name

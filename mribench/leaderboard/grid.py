@@ -82,7 +82,8 @@ def footnote(collection: Collection, tasks: list[str], rows: dict[RowKey, str], 
         results = [r for t in tasks for r in collection.get(t, row)]
         seeds = sorted({r.seed for r in results})
         if seeds:
-            runs.append(f"{label}: {row[1]} preset, seeds {', '.join(map(str, seeds))}{training_note(results)}")
+            runs.append(f"{label}: {row[1]} preset, seeds {', '.join(map(str, seeds))}"
+                        f"{training_note(results, collection.outdated(row, results))}")
     if runs:
         lines.append("runs — " + "; ".join(runs))
     extractors: dict[str, dict[str, dict[str, None]]] = {}  # dataset → metric → extractor descriptions
@@ -103,11 +104,12 @@ def footnote(collection: Collection, tasks: list[str], rows: dict[RowKey, str], 
     return lines
 
 
-def training_note(results: list) -> str:
-    """", 1200 steps, 1.4 min fit, 1.93 M parameters, budget-capped" from the results' recorded training facts.
+def training_note(results: list, outdated: bool = False) -> str:
+    """", 1200 steps, 1.4 min fit, 1.93 M parameters, budget-capped" from the results' recorded training facts,
+    plus a warning when ``outdated`` (some were made with another config than the installed preset's).
 
     Minutes are the mean over the distinct fits (one per seed; the missing counts of a dataset share a model).
-    Empty when the results predate these facts or the method learns nothing.
+    Empty when the results predate these facts, the method learns nothing and none is outdated.
     """
     facts = [r.method.get("training") or {} for r in results]
     steps = sorted({f["steps"] for f in facts if f.get("steps")})
@@ -122,9 +124,13 @@ def training_note(results: list) -> str:
         parts.append("/".join(f"{p / 1e6:.2f} M" for p in parameters) + " parameters")
     if any(f.get("budget_capped") for f in facts):
         parts.append("budget-capped (no validation plateau within 15 min of training)")
+    if outdated:
+        parts.append(OUTDATED_NOTE)
     return "".join(f", {part}" for part in parts)
 
 
+OUTDATED_NOTE = ("OUTDATED: made with an earlier config of this preset than the installed one "
+                 "(`make leaderboard` redoes these runs)")
 LEGEND = ("mean ± std over test subjects (std averaged over seeds); [s]: std over seeds of the per-seed means; "
           "best bold, second underlined (italic in Markdown); †: best vs second significant (paired Wilcoxon over "
           "subjects, p < 0.05, in every seed); n/a: not computed (the cell's reason is in the CSV and the HTML "

@@ -12,7 +12,7 @@ from typing import Callable
 from mribench.analyze import analysis_figures
 from mribench.atomic import atomic_write_text
 from mribench.errors import MribenchError
-from mribench.leaderboard.collect import Descriptions, collect
+from mribench.leaderboard.collect import Collection, Descriptions, collect
 from mribench.leaderboard.grid import Grid, GridRow
 from mribench.leaderboard.layouts.paper import GROUP_TITLES, REPORTED, by_dataset, paper_tables, prompts_grid
 from mribench.leaderboard.render import render
@@ -79,6 +79,9 @@ def readme_block(tasks: list[str], results: Path, fallback: Descriptions | None 
                    "several; best bold, second italic; †: the paired Wilcoxon test against the runner-up holds in "
                    "every seed. The full tables (SSIM, FID, FVD, Dice, provenance) are in "
                    "[`leaderboard/`](leaderboard/)."), ""]
+    if outdated := outdated_methods(collection):
+        parts += [_wrap("**Outdated rows** (made with an earlier config of their preset than the installed one; "
+                        f"`make leaderboard` redoes them): {', '.join(outdated)}."), ""]
     main = {grid.key: grid for grid in paper_tables(collection, withhold_refused=True)}
     psnr_label = collection.metric_label("psnr")
     for dataset, dataset_tasks in by_dataset(collection).items():
@@ -97,6 +100,13 @@ def readme_block(tasks: list[str], results: Path, fallback: Descriptions | None 
                         "phantoms)"), "",
                   render(delta, "md").rstrip("\n"), ""]
     return "\n".join(parts)
+
+
+def outdated_methods(collection: Collection) -> list[str]:
+    """Display names of the rows with a result made with another config than the installed preset's."""
+    return sorted({collection.display_name(method) for method, preset in collection.rows()
+                   if collection.outdated((method, preset), [result for task in collection.tasks
+                                                              for result in collection.get(task, (method, preset))])})
 
 
 def ablations_block(tasks: list[str], results: Path, fallback: Descriptions | None = None,
