@@ -1,8 +1,8 @@
 """Leaderboard tables from fabricated results: seed aggregation, significance, paper layouts, formats, reference."""
 import csv
+import dataclasses
 import io
 import re
-import dataclasses
 from dataclasses import asdict
 
 import html5lib
@@ -366,4 +366,3 @@ def test_the_readme_block_names_rows_made_with_another_config_of_the_installed_p
     assert outdated_methods(collect(tasks, tmp_path, registry())) == ["MMGAN"]
     assert "`make leaderboard` redoes them): MMGAN." in " ".join(readme_block(tasks, tmp_path, registry()).split())
     assert outdated_methods(collect(tasks, tmp_path)) == []  # no installed presets to compare with: no claim
-

@@ -66,4 +66,3 @@ def test_rows_made_with_another_config_of_the_installed_preset_are_marked_outdat
     # without a registry to compare with (tables from results alone) nothing is claimed either way
     collection = collect(["tiny-brain-missing1"], tmp_path)
     assert "OUTDATED" not in "".join(footnote(collection, collection.tasks, {("mmgan", "smoke"): "MMGAN"}, "x"))
-

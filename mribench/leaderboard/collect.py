@@ -102,7 +102,10 @@ class Collection:
         """Whether any of ``results`` (of ``row``) was made with another config than the installed preset's (the
         fallback's); False when the fallback does not know the method or preset."""
         installed = self.fallback.preset_config(*row) if self.fallback else None
-        return installed is not None and any(r.method.get("config_hash") != config_hash(installed) for r in results)
+        if installed is None:
+            return False
+        wanted = config_hash(installed)
+        return any(r.method.get("config_hash") != wanted for r in results)
 
     def display_name(self, method: str) -> str:
         return self.method_description(method).display_name
