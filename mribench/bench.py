@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mribench.allocator import retain_freed_memory
 from mribench.errors import MribenchError
 
 RELATIONS = (">=", "<=")
@@ -151,7 +152,8 @@ def machine_facts() -> dict[str, Any]:
 
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "mribench": importlib.metadata.version("mribench"), "git_commit": provenance()["git_commit"]}
+            "mribench": importlib.metadata.version("mribench"), "git_commit": provenance()["git_commit"],
+            "freed_memory_retained": retain_freed_memory()}  # as the mribench command runs (mribench.allocator)
 
 
 # -- running --------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from mribench.allocator import retain_freed_memory
 from mribench.errors import MribenchError
 
 
@@ -110,6 +111,7 @@ def main(
 ) -> None:
     global out, err
     out, err = make_console(), make_console(stderr=True)  # the streams may have changed since import (tests, pipes)
+    retain_freed_memory()  # training steps reuse their freed activations instead of page-faulting them back in
     _state["debug"] = debug
 
 
