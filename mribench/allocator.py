@@ -3,8 +3,9 @@
 glibc's malloc serves large blocks with ``mmap`` and returns freed heap tops to the system past a small threshold
 (128 KiB, raised dynamically). A training step frees its activations and gradients and allocates them again in the
 next step, so with glibc's defaults each step touches fresh pages: the MDiT3D-C step at the cardiac latents took
-20,000 to 71,000 minor page faults (80 to 280 MB of first touches) and 3 to 11 % of its time. With large blocks kept
-on the heap up to glibc's ceiling (32 MiB each) and up to 512 MiB of free heap top kept, the same step takes none.
+20,000 to 71,000 minor page faults (80 to 280 MB of first touches) and 3 to 11 % of its time. With large blocks
+kept on the heap up to glibc's ceiling (32 MiB each) and up to 512 MiB of free heap top kept, the same step takes
+0 to 1,700.
 
 :func:`retain_freed_memory` applies that once per process; the ``mribench`` command calls it before any work.
 Allocation addresses do not change any result: torch aligns its CPU buffers to 64 bytes either way (checked: baseline
