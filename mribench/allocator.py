@@ -18,7 +18,6 @@ True
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 # mallopt parameters (glibc's malloc.h)
@@ -31,15 +30,13 @@ TRIM_THRESHOLD_BYTES = 512 << 20
 
 @functools.cache
 def retain_freed_memory() -> bool:
-    """Tune glibc's malloc as described above. -> True when applied, False where malloc is not glibc's."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
+    """Tune glibc's malloc as described above. -> True when applied, False where malloc is not glibc's (musl's
+    mallopt does nothing and returns 0)."""
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on: no lookup subprocess
+    except (OSError, TypeError, AttributeError):  # no mallopt (macOS), no process handle (Windows)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD,
-                                                                                 TRIM_THRESHOLD_BYTES))
+    # the trim threshold alone would switch off glibc's dynamic mmap threshold and fault more: set it only once the
+    # mmap threshold is set
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))

@@ -47,4 +47,3 @@ def test_training_steps_page_fault_less_with_freed_memory_retained():
     # with freed memory retained
     assert default > 3000
     assert retained < 0.3 * default
-
