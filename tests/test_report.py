@@ -172,8 +172,8 @@ def test_leaderboard_folder_refreshes_from_its_own_results(tiny_registry, tmp_pa
         write_leaderboard_folder(out / "results", out, tasks, dataset_classes=registry().dataset)
 
 
-def _result_with_extractor(runs, task, dataset, method, sha256):
-    values = {f"s{i}": 20.0 + i + (0.5 if method.endswith("+prompts") else 0.0) for i in range(6)}
+def _result_with_extractor(runs, task, dataset, method, sha256, seed=0, shift=0.0):
+    values = {f"s{i}": 20.0 + i + shift + (0.5 if method.endswith("+prompts") else 0.0) for i in range(6)}
     segmenter = {"name": "segmenter-cpu-full", "sha256": sha256}
     metrics = {"psnr": {"status": "ok", "per_subject": values, "aggregate": summarize(values), "extractor": None},
                "fd-seg": {"status": "ok", "per_subject": values, "aggregate": summarize(values),
@@ -183,8 +183,8 @@ def _result_with_extractor(runs, task, dataset, method, sha256):
                           "n_test": 6},
                     method={"name": method, "version": "0.1.0", "plugin": "test", "preset": "cpu", "config": "{}",
                             "config_hash": "c" * 16, "reads_mask": True},
-                    seed=0, metrics=metrics, subjects=sorted(values), provenance={"packages": {"mribench": "9"}})
-    write_result(result, run_dir(runs, task, method, "cpu", 0))
+                    seed=seed, metrics=metrics, subjects=sorted(values), provenance={"packages": {"mribench": "9"}})
+    write_result(result, run_dir(runs, task, method, "cpu", seed))
 
 
 def test_footnotes_show_each_datasets_own_segmenter(tmp_path):
@@ -200,6 +200,20 @@ def test_footnotes_show_each_datasets_own_segmenter(tmp_path):
                        "extractors of phantom-cardiac — fd-seg: segmenter-cpu-full sha256 cccccccccccc"]
     brain = "\n".join(grids["phantom-brats"].footnote)
     assert "sha256 aaaaaaaaaaaa" in brain and "cccc" not in brain
+
+
+def test_prompts_difference_pairs_the_seeds_both_rows_have(tmp_path):
+    """A base with seeds 0 and 1 (seed 1 two dB higher) beside a +Prompts run of seed 0 only: the difference is
+    seed 0's +0.5 dB, not the +Prompts mean minus the base's mean over both seeds (-0.5 dB)."""
+    task = "phantom-brats-missing1"
+    _result_with_extractor(tmp_path, task, "phantom-brats", "mmt", "a" * 64, seed=0)
+    _result_with_extractor(tmp_path, task, "phantom-brats", "mmt", "a" * 64, seed=1, shift=2.0)
+    _result_with_extractor(tmp_path, task, "phantom-brats", "mmt+prompts", "a" * 64, seed=0)
+    grid = {grid.key: grid for grid in build_paper_tables([task], tmp_path)}["prompts"]
+    assert [part for _, part in grid.columns] == ["base", "+Prompts", "Δ"]
+    base, prompts, delta = (cell.text for cell in grid.rows[0].cells)
+    assert base.startswith("23.50 ±") and prompts.startswith("23.00 ±") and delta == "+0.50"
+    assert any("over the seeds both have" in line for line in grid.footnote)
 
 
 # -- the README's generated block and the committed folder ------------------------------------------------------

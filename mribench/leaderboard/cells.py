@@ -22,7 +22,8 @@ SIGNIFICANCE_LEVEL = 0.05
 
 @dataclass
 class Cell:
-    """One (row, column) value aggregated over seeds. ``per_seed``: seed → per-subject values (for the test)."""
+    """One (row, column) value aggregated over seeds. ``seed_means``: seed → that seed's value (``mean`` is their
+    mean); ``per_seed``: seed → per-subject values (for the test)."""
 
     mean: float | None = None
     std: float | None = None
@@ -31,6 +32,7 @@ class Cell:
     seeds: int = 0
     status: str = "ok"
     reason: str | None = None
+    seed_means: dict[int, float] = field(default_factory=dict)
     per_seed: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -76,7 +78,8 @@ def metric_cell(results: list[Result], metric: str, part: str | None = None, sca
     per_seed = {seed: entry["per_subject"] for seed, entry in computed if part is None and entry.get("per_subject")}
     return Cell(mean=float(np.mean(values)), std=std,
                 seed_std=float(np.std(values, ddof=1)) if len(values) > 1 else None,
-                n=int(computed[0][1]["aggregate"].get("n", 0)), seeds=len(values), per_seed=per_seed)
+                n=int(computed[0][1]["aggregate"].get("n", 0)), seeds=len(values),
+                seed_means={seed: value for (seed, _), value in zip(computed, values)}, per_seed=per_seed)
 
 
 def significant(better: Cell, worse: Cell, higher: bool) -> bool:

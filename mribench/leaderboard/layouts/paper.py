@@ -173,16 +173,24 @@ def prompts_grid(collection: Collection, reference: bool) -> Grid | None:
         if any_reported:
             grid.rows.append(GridRow(f"{labels[(base, preset)]} — {REPORTED}", reported_values, kind="reported"))
     runs = row_labels(collection, [row for base, preset in pairs for row in ((base, preset), (base + PROMPTS_SUFFIX, preset))])
-    grid.footnote = footnote(collection, tasks, runs, "Δ = +Prompts − base; †: the paired Wilcoxon test over "
-                             "subjects between the two gives p < 0.05 in every seed; " + LEGEND) + \
+    grid.footnote = footnote(collection, tasks, runs, "Δ = +Prompts − base, over the seeds both have; †: the paired "
+                             "Wilcoxon test over subjects between the two gives p < 0.05 in every seed; " + LEGEND) + \
         _reported_note(reported)
     return grid
 
 
 def _delta(base: Cell, prompts: Cell, metric: str, higher: bool | None) -> GridCell:
+    """+Prompts − base over the seeds both cells have, so a seed only one of them has run does not enter the
+    difference ("n/a" without a shared seed; reported cells, which have no seeds, differ by their means)."""
     if not (base.ok and prompts.ok):
         return GridCell("n/a")
-    difference = prompts.mean - base.mean
+    if base.seed_means or prompts.seed_means:
+        shared = sorted(set(base.seed_means) & set(prompts.seed_means))
+        if not shared:
+            return GridCell("n/a")
+        difference = sum(prompts.seed_means[s] - base.seed_means[s] for s in shared) / len(shared)
+    else:
+        difference = prompts.mean - base.mean
     is_significant = higher is not None and (significant(prompts, base, higher) or significant(base, prompts, higher))
     return GridCell(f"{difference:+.{digits(metric)}f}", Cell(mean=difference), significant=is_significant)
 
