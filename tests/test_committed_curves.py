@@ -41,5 +41,5 @@ def test_each_learned_cpu_preset_has_a_committed_curve_that_its_budget_flag_agre
         if hasattr(preset, "steps"):
             assert curve["preset_steps"] == preset.steps, f"{method}: the curve judged another step count"
         if curve["verdict"] != "plateau":
-            assert getattr(preset, "budget_capped", False), \
-                f"{method}: its curve on {curve['task']['name']} is not on a plateau, yet the preset is not budget-capped"
+            assert getattr(preset, "budget_capped", False), (f"{method}: its curve on {curve['task']['name']} is not "
+                                                             "on a plateau, yet the preset is not budget-capped")

@@ -95,9 +95,9 @@ def readme_block(tasks: list[str], results: Path, fallback: Descriptions | None 
         suffix = f" {psnr_label}"
         delta = _columns_of(prompts, lambda group, label: label == "Δ" and group.endswith(suffix),
                             lambda group, _: group.removesuffix(suffix))
-        parts += [_wrap("**+Prompts − base, PSNR difference (dB)** over the seeds both have; †: the paired test between the two holds in "
-                        f"every seed; *{REPORTED}*: the paper's numbers on the real dataset (not comparable with the "
-                        "phantoms)"), "",
+        parts += [_wrap("**+Prompts − base, PSNR difference (dB)** over the seeds both have; †: the paired test "
+                        f"between the two holds in every seed; *{REPORTED}*: the paper's numbers on the real dataset "
+                        "(not comparable with the phantoms)"), "",
                   render(delta, "md").rstrip("\n"), ""]
     return "\n".join(parts)
 

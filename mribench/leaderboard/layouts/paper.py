@@ -173,8 +173,9 @@ def prompts_grid(collection: Collection, reference: bool) -> Grid | None:
         if any_reported:
             grid.rows.append(GridRow(f"{labels[(base, preset)]} — {REPORTED}", reported_values, kind="reported"))
     runs = row_labels(collection, [row for base, preset in pairs for row in ((base, preset), (base + PROMPTS_SUFFIX, preset))])
-    grid.footnote = footnote(collection, tasks, runs, "Δ = +Prompts − base, over the seeds both have; †: the paired "
-                             "Wilcoxon test over subjects between the two gives p < 0.05 in every seed; " + LEGEND) + \
+    grid.footnote = footnote(collection, tasks, runs, "Δ = +Prompts − base, over the seeds both have; †: the "
+                             "paired Wilcoxon test over subjects between the two gives p < 0.05 in every seed; "
+                             + LEGEND) + \
         _reported_note(reported)
     return grid
 
