@@ -11,6 +11,9 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 endif
 STAMP := $(VENV)/.mribench-installed
 DEMO_TASK ?= phantom-brats-missing2
+# Models `make leaderboard` and `make ablations` train side by side (mribench reproduce --jobs): one worker process per
+# core, each at one torch thread, so the numbers are those of one job. `make leaderboard JOBS=4` on four cores.
+JOBS ?= 2
 
 .PHONY: install demo test bench leaderboard ablations readme clean
 
@@ -40,7 +43,7 @@ bench: install
 # Every method on every phantom task at the cpu preset, then leaderboard/ and README.md's results block regenerated
 # (resumes when rerun).
 leaderboard: install
-	$(BIN)/mribench reproduce --runs runs/leaderboard --output leaderboard --readme README.md
+	$(BIN)/mribench reproduce --jobs $(JOBS) --runs runs/leaderboard --output leaderboard --readme README.md
 
 # CoPeDiT and its ablation variants (copedit-no-count, copedit-unet, ...) on the BraTS twin, missing 1, 3 seeds, in
 # leaderboard's runs folder (the variants read CoPeDiT's stage-I tokenizers), the tokenizer and prompt analyses on
@@ -48,7 +51,8 @@ leaderboard: install
 # ablation tables).
 # Not part of `make leaderboard` (its time budget); `mribench reproduce --suite ablations --dry-run` prints the estimate.
 ablations: install
-	$(BIN)/mribench reproduce --suite ablations --runs runs/leaderboard --output leaderboard/ablations --readme README.md
+	$(BIN)/mribench reproduce --suite ablations --jobs $(JOBS) --runs runs/leaderboard --output leaderboard/ablations \
+		--readme README.md
 
 # Runs nothing: leaderboard/'s tables and report, and README.md's results block, rebuilt from leaderboard/results.
 readme: install

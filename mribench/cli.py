@@ -681,6 +681,9 @@ def reproduce(
                                                                          "paths).")] = None,
     preset: Annotated[str, typer.Option(help="Preset of every run.")] = "cpu",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the estimate only.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Models trained side by side, one worker process "
+                                      "with one torch thread each (at most one per core); each model's output goes "
+                                      "to RUNS/_logs/. The results are those of one job.")] = 1,
     readme: Annotated[Optional[Path], typer.Option(help="Also rewrite this README's generated results block (between "
                                                         "its leaderboard:begin/end markers).")] = None,
     from_results: Annotated[bool, typer.Option("--from-results", help="Run nothing: rebuild the folder's tables, "
@@ -694,7 +697,7 @@ def reproduce(
     from mribench.leaderboard.suite import load_suite
 
     the_plan = ReproducePlan(suite=load_suite(suite), tasks=task_names(task) if task else None, preset=preset,
-                             runs=runs, out=output, methods=method or None, readme=readme)
+                             runs=runs, out=output, methods=method or None, readme=readme, jobs=jobs)
     if from_results:
         refresh(the_plan, console=err)
     else:

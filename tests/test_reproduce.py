@@ -1,7 +1,9 @@
 """``mribench reproduce`` (= ``make leaderboard``): the plan, the seed policy, the estimate, resuming, the folder."""
 import io
 import json
+import os
 import shutil
+import time
 
 import pytest
 import torch
@@ -9,9 +11,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from mribench.cli import app
+from mribench.errors import MribenchError
 from mribench.leaderboard.reproduce import (DEFAULT_FIT_MINUTES, DEFAULT_RUN_MINUTES, REPRODUCE_THREADS, ReproducePlan,
-                                            estimate_minutes, reproduce)
+                                            estimate_minutes, model_units, reproduce, schedule_minutes)
 from mribench.leaderboard.suite import SeedRule, SuiteAnalysis, load_suite
+from mribench.runner import RunOutcome
 
 TASKS = ["tiny-brain-missing1", "tiny-brain-missing2", "tiny-cardiac-missing4"]
 
@@ -25,9 +29,10 @@ def _plan(tmp_path, methods):
 
 
 def test_three_seeds_only_for_compared_methods_on_the_chosen_dataset(tiny_registry, tmp_path):
-    requests = _plan(tmp_path, ["mean-available", "copedit", "slice-interp"]).requests()
+    requests = _plan(tmp_path, ["mean-available", "copedit", "slice-interp", "controlnet"]).requests()
     planned = {(r.task, r.method, r.seed) for r in requests}
-    assert {("tiny-brain-missing1", "copedit", s) for s in range(3)} <= planned
+    assert {("tiny-brain-missing1", m, s) for m in ("copedit", "controlnet") for s in range(3)} <= planned, \
+        "every learned method gets three seeds on the chosen dataset"
     assert ("tiny-cardiac-missing4", "copedit", 1) not in planned, "one seed outside the three-seed datasets"
     assert ("tiny-brain-missing1", "mean-available", 1) not in planned, "floors run one seed"
     assert not any(r.method == "slice-interp" and r.task.startswith("tiny-brain") for r in requests), \
@@ -141,3 +146,98 @@ def test_ablation_variants_run_only_in_their_own_suite(tiny_registry, tmp_path):
                                                                   ("prompts", "copedit", 0)]
     result = CliRunner().invoke(app, ["reproduce", "--suite", "everything", "--dry-run"])
     assert result.exit_code == 2 and "unknown suite 'everything'" in result.output
+
+
+# -- side by side (--jobs) ---------------------------------------------------------------------------------------
+def _one_seed_plan(tmp_path, methods, tasks, jobs):
+    the_plan = _plan(tmp_path, methods)
+    the_plan.suite = the_plan.suite.model_copy(update={"more_seeds": []})
+    the_plan.tasks, the_plan.jobs = tasks, jobs
+    return the_plan
+
+
+def test_units_group_each_models_runs_and_need_the_models_they_read(tiny_registry, tmp_path):
+    requests = _plan(tmp_path, ["mmt+prompts", "controlnet", "zero-fill", "copedit", "ldm"]).requests()
+    units = model_units(requests)
+    assert sum(len(unit.requests) for unit in units) == len(requests)
+    key = {(u.requests[0].method, u.dataset, u.requests[0].seed): i for i, u in enumerate(units)}
+    assert len(key) == len(units), "one unit per model"
+    ldm = units[key[("ldm", "tiny-brain", 0)]]
+    assert [r.task for r in ldm.requests] == ["tiny-brain-missing1", "tiny-brain-missing2"], \
+        "the brain tasks share one model, so one worker runs both"
+    assert units[key[("controlnet", "tiny-brain", 0)]].needs == [key[("ldm", "tiny-brain", 0)]]
+    assert units[key[("mmt+prompts", "tiny-cardiac", 0)]].needs == [key[("copedit", "tiny-cardiac", 0)]], \
+        "a +Prompts variant waits for CoPeDiT's tokenizer of its dataset and seed"
+    assert units[key[("zero-fill", "tiny-brain", 0)]].needs == []
+    assert all(needed < index for index, unit in enumerate(units) for needed in unit.needs)
+
+
+def test_schedule_minutes_packs_units_on_the_workers_after_what_they_need():
+    assert schedule_minutes([10, 5, 5], [[], [0], []], jobs=1) == 20
+    assert schedule_minutes([10, 5, 5], [[], [0], []], jobs=2) == 15, "unit 1 waits for unit 0, unit 2 runs beside"
+    assert schedule_minutes([10, 5, 5], [[], [], []], jobs=3) == 10
+    assert schedule_minutes([10, 5, 5, 5], [[], [0], [], []], jobs=2) == 15, \
+        "a free worker takes a later unit that is ready rather than idle before one that is not"
+    assert schedule_minutes([10, 5, 5], [[], [0], []], jobs=2, running={0: 2.0}) == 7, \
+        "a running unit holds a worker for the minutes it has left"
+    assert schedule_minutes([], [], jobs=2) == 0
+
+
+def test_side_by_side_overlaps_keeps_dependencies_and_reports_failures(tiny_registry, tmp_path, monkeypatch):
+    """The workers are forked, so they run this test's stand-in for the runner: each run appends its interval."""
+    import mribench.leaderboard.reproduce as module
+
+    journal = tmp_path / "journal.jsonl"
+
+    def fake_run(request, console):
+        started = time.time()
+        time.sleep(0.4)
+        if request.method == "mean-available" and request.task == "tiny-cardiac-missing4":
+            raise MribenchError("the stand-in refuses this one")
+        with open(journal, "a") as stream:
+            stream.write(json.dumps([request.method, request.task, os.getpid(), started, time.time()]) + "\n")
+        console.print("ran")
+        return RunOutcome("done", tmp_path)
+
+    monkeypatch.setattr(module, "run", fake_run)
+    monkeypatch.setattr(module, "_write_outputs", lambda *args: None)
+    the_plan = _one_seed_plan(tmp_path, ["ldm", "controlnet", "zero-fill"], TASKS, jobs=2)
+    log = io.StringIO()
+    reproduce(the_plan, console=Console(file=log, width=200))
+    assert "estimated" in log.getvalue() and "with 2 jobs side by side" in log.getvalue()
+    runs = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert sorted((m, t) for m, t, *_ in runs) == sorted((r.method, r.task) for r in the_plan.requests())
+    assert len({pid for _, _, pid, _, _ in runs}) == 2 and os.getpid() not in {pid for _, _, pid, _, _ in runs}
+    assert any(a[3] < b[4] and b[3] < a[4] for a in runs for b in runs if a[2] != b[2]), "two runs overlapped"
+    for dataset_tasks in (["tiny-brain-missing1", "tiny-brain-missing2"], ["tiny-cardiac-missing4"]):
+        ldm_end = max(end for m, t, _, _, end in runs if m == "ldm" and t in dataset_tasks)
+        assert all(start >= ldm_end for m, t, _, start, _ in runs if m == "controlnet" and t in dataset_tasks), \
+            "controlnet starts once the ldm of its dataset has finished"
+    assert "tiny-brain-ldm-smoke-seed0.log" in {p.name for p in (tmp_path / "runs" / "_logs").iterdir()}
+    assert "about" in log.getvalue() and "min left" in log.getvalue()
+
+    journal.unlink()
+    failing = _one_seed_plan(tmp_path, ["mean-available", "zero-fill"], ["tiny-cardiac-missing4"], jobs=2)
+    with pytest.raises(MribenchError) as caught:
+        reproduce(failing, console=Console(file=io.StringIO(), width=200))
+    message = str(caught.value)
+    assert message.startswith("1 of the plan's 2 models failed: mean-available on tiny-cardiac-missing4, seed 0: "
+                               "the stand-in refuses this one")
+    assert "tiny-cardiac-mean-available-smoke-seed0.log" in message and "\n" not in message
+    assert "the stand-in refuses this one" in (tmp_path / "runs" / "_logs" /
+                                               "tiny-cardiac-mean-available-smoke-seed0.log").read_text()
+    assert [m for m, *_ in map(json.loads, journal.read_text().splitlines())] == ["zero-fill"], \
+        "the other model still ran"
+
+
+def test_side_by_side_gives_the_results_of_one_job(tiny_registry, tmp_path):
+    methods, tasks = ["zero-fill", "mmgan", "ldm", "controlnet"], ["tiny-brain-missing1", "tiny-brain-missing2"]
+    metrics = {}
+    for jobs in (1, 2):
+        the_plan = _one_seed_plan(tmp_path / f"jobs{jobs}", methods, tasks, jobs)
+        reproduce(the_plan, console=Console(file=io.StringIO()))
+        metrics[jobs] = {path.relative_to(the_plan.runs).as_posix(): json.loads(path.read_text())["metrics"]
+                         for path in the_plan.runs.glob("*/*/*/result.json")}
+    assert len(metrics[2]) == len(methods) * len(tasks)
+    assert metrics[2] == metrics[1], "bit-identical numbers whatever the number of jobs"
+    assert (tmp_path / "jobs2" / "leaderboard" / "leaderboard.md").is_file()

@@ -8,12 +8,18 @@ twin, missing 1, three seeds each, in the same runs folder (so the variants read
 written to ``leaderboard/ablations``.
 
 Runs go through the ordinary runner, so an interrupted reproduction continues where it stopped and finished runs
-are skipped; the suite's analyses then run on their runs (an analysis already stored is skipped). Before starting,
-the plan and an estimate of the remaining time are printed. :func:`refresh` (``make readme``) rebuilds the folder's
+are skipped; the suite's analyses then run on their runs (an analysis already stored is skipped). With ``jobs`` above
+1 (``--jobs``), the plan's models (:class:`ModelUnit`: one method, dataset and seed, with its tasks) are trained in
+that many worker processes side by side, each at :data:`REPRODUCE_THREADS` threads, so the numbers do not change.
+Before starting, the plan and an estimate of the remaining wall time on those workers are printed. :func:`refresh` (``make readme``) rebuilds the folder's
 tables, report and the README block from the folder's own result copies, running nothing.
 """
 from __future__ import annotations
 
+import multiprocessing
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +28,7 @@ from rich.text import Text
 
 from mribench.analyze import ANALYSIS_RECORD, AnalyzeRequest, analysis_folder, analyze
 from mribench.analyze import check as check_analysis
+from mribench.errors import MribenchError
 from mribench.leaderboard.readme import check_readme, write_readme_block
 from mribench.leaderboard.report import write_leaderboard_folder
 from mribench.leaderboard.suite import DEFAULT_SUITE, Suite, load_suite
@@ -41,6 +48,9 @@ REPRODUCE_THREADS = 1
 # when the runs folder holds no timing of the method yet.
 DEFAULT_FIT_MINUTES = 3.0
 DEFAULT_RUN_MINUTES = 0.5
+# Side by side (--jobs): the runs folder's subfolder of the workers' logs, and the longest silence between status lines.
+LOG_FOLDER = "_logs"
+STATUS_SECONDS = 120.0
 
 
 @dataclass
@@ -52,6 +62,7 @@ class ReproducePlan:
     out: Path | None = None  # None: the suite's output folder
     methods: list[str] | None = None  # None: the suite's methods
     readme: Path | None = None  # a README whose generated results block is rewritten too
+    jobs: int = 1  # models trained side by side, one worker process each (see :func:`reproduce`)
 
     @property
     def task_names(self) -> list[str]:
@@ -123,11 +134,79 @@ def reuse_order(names: list[str]) -> list[str]:
 
 
 def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) -> tuple[float, int]:
-    """Remaining minutes (and pending run count). A method's fit and run minutes come from its finished runs in the
-    runs folder, else from its results in ``reference`` (the committed leaderboard's copies, so that a fresh clone's
-    plan is estimated from measured runs), else from the defaults; each the mean over those results of the request's
-    dataset when there are any (fits differ several-fold between datasets), else over all of them. The fit is the
-    recorded training time of the model (a run that reused a model records the fit that made it, not its loading)."""
+    """Remaining minutes of the runs one after another (and the pending run count); see :func:`request_minutes`."""
+    minutes = request_minutes(requests, reference)
+    return sum(m for m in minutes if m is not None), sum(m is not None for m in minutes)
+
+
+@dataclass
+class ModelUnit:
+    """The plan's runs of one model (one method, dataset and seed), in plan order. A worker runs them together, so the
+    model is trained once and the other tasks load it. ``needs``: the units whose published models its fit reads
+    (``reuses_models_of``, same dataset and seed); they finish first."""
+
+    requests: list[RunRequest]
+    dataset: str
+    needs: list[int] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        first = self.requests[0]
+        return f"{first.method}, seed {first.seed}, on {', '.join(request.task for request in self.requests)}"
+
+    @property
+    def log_name(self) -> str:
+        first = self.requests[0]
+        return f"{self.dataset}-{first.method}-{first.preset}-seed{first.seed}.log"
+
+
+def model_units(requests: list[RunRequest]) -> list[ModelUnit]:
+    """``requests`` grouped by model, in order of first appearance (after :func:`reuse_order`, a unit's needs come
+    before it)."""
+    reg = registry()
+    index: dict[tuple[str, str, int], int] = {}
+    units: list[ModelUnit] = []
+    for request in requests:
+        key = (request.method, get_task(request.task).dataset, request.seed)
+        if key not in index:
+            index[key] = len(units)
+            units.append(ModelUnit([], key[1]))
+        units[index[key]].requests.append(request)
+    for (method, dataset, seed), position in index.items():
+        units[position].needs = [index[(needed, dataset, seed)] for needed in reg.method(method).reuses_models_of
+                                 if index.get((needed, dataset, seed), position) < position]
+    return units
+
+
+def schedule_minutes(durations: list[float], needs: list[list[int]], jobs: int,
+                     running: dict[int, float] | None = None) -> float:
+    """Wall minutes of units taking ``durations`` on ``jobs`` workers, scheduled as :func:`reproduce` does: whenever a
+    worker is free it takes the first unit whose needs have finished, else idles until one has. ``running``: units
+    already started (index → minutes left), each holding a worker. A unit's needs come before it."""
+    running = running or {}
+    finish = dict(running)  # unit -> when it finishes
+    free = sorted([*running.values(), *[0.0] * max(jobs - len(running), 0)])
+    waiting = [unit for unit in range(len(durations)) if unit not in running]
+    while waiting:
+        worker = min(range(len(free)), key=free.__getitem__)
+        now = free[worker]
+        ready = [unit for unit in waiting if all(finish.get(needed, now + 1) <= now for needed in needs[unit])]
+        if not ready:  # the first waiting unit's needs are all started: idle until the next of them finishes
+            free[worker] = min(finish[needed] for unit in waiting for needed in needs[unit]
+                               if finish.get(needed, now) > now)
+            continue
+        waiting.remove(ready[0])
+        finish[ready[0]] = free[worker] = now + durations[ready[0]]
+    return max(finish.values(), default=0.0)
+
+
+def request_minutes(requests: list[RunRequest], reference: Path | None = None) -> list[float | None]:
+    """Estimated minutes of each request, None for a finished one. A method's fit and run minutes come from its
+    finished runs in the runs folder, else from its results in ``reference`` (the committed leaderboard's copies, so
+    that a fresh clone's plan is estimated from measured runs), else from the defaults; each the mean over those
+    results of the request's dataset when there are any (fits differ several-fold between datasets), else over all of
+    them. The fit is the recorded training time of the model (a run that reused a model records the fit that made
+    it, not its loading), counted on the first pending run of that model."""
     fit: dict[str, list[tuple[str, float]]] = {}  # method -> (dataset, minutes) per result
     evaluate: dict[str, list[tuple[str, float]]] = {}
     if requests:
@@ -145,7 +224,8 @@ def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) 
                     (dataset, sum(v for k, v in result.timings.items() if k != "fit_or_load_s") / 60))
             for name in folder_fit.keys() - fit.keys():  # the runs folder first, the reference for the others
                 fit[name], evaluate[name] = folder_fit[name], folder_evaluate[name]
-    minutes, pending, trained = 0.0, 0, set()
+    estimates: list[float | None] = []
+    trained = set()
     for request in requests:
         the_plan = plan(request)
         try:
@@ -153,10 +233,10 @@ def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) 
         except DamagedResultError:  # the runner redoes it
             stored = None
         if stored == config_hash(the_plan.config):
+            estimates.append(None)
             continue
-        pending += 1
         dataset = the_plan.task.dataset
-        minutes += _mean_for(evaluate.get(request.method), dataset, DEFAULT_RUN_MINUTES)
+        minutes = _mean_for(evaluate.get(request.method), dataset, DEFAULT_RUN_MINUTES)
         model = (the_plan.model_family(), request.method, request.preset, request.seed)
         checkpoints = the_plan.models.glob(f"{model[0]}-*/{model[1]}/{model[2]}-seed{model[3]}/model.pt")
         # a result of another config means its model is of that config too: the runner trains it again
@@ -164,7 +244,8 @@ def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) 
         if (stale or next(checkpoints, None) is None) and model not in trained:  # data key: known once data loads
             trained.add(model)
             minutes += _mean_for(fit.get(request.method), dataset, DEFAULT_FIT_MINUTES)
-    return minutes, pending
+        estimates.append(minutes)
+    return estimates
 
 
 def _mean_for(timings: list[tuple[str, float]] | None, dataset: str, default: float) -> float:
@@ -176,17 +257,25 @@ def _mean_for(timings: list[tuple[str, float]] | None, dataset: str, default: fl
 
 
 def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: bool = False) -> None:
+    """Print the plan and its estimate, run what is left (``the_plan.jobs`` models side by side when above 1), then
+    the suite's analyses, then write the folder (and the README block)."""
     console = console or Console(stderr=True)
     if the_plan.readme:
         check_readme(the_plan.readme, the_plan.suite.make_target)
     requests = the_plan.requests()
     analyses = [(request, check_analysis(request)[1].folder)  # bad names fail before any run
                 for request in the_plan.analysis_requests()]
-    minutes, pending = estimate_minutes(requests, the_plan.timings_reference)
+    units = model_units(requests)
+    per_request = dict(zip(map(id, requests), request_minutes(requests, the_plan.timings_reference)))
+    pending = sum(minutes is not None for minutes in per_request.values())
+    unit_minutes = [sum(per_request[id(request)] or 0.0 for request in unit.requests) for unit in units]
+    minutes = schedule_minutes(unit_minutes, [unit.needs for unit in units], the_plan.jobs)
+    side_by_side = f" with {the_plan.jobs} jobs side by side" if the_plan.jobs > 1 else ""
     console.print(Text.assemble((f"make {the_plan.suite.make_target}", "bold"), f": {len(requests)} runs ({pending} "
                                 f"to do) over {len(the_plan.task_names)} tasks at the {the_plan.preset} preset; estimated "
-                                f"{minutes:.0f} min remaining" + (f", plus {len(analyses)} analyses (not estimated)"
-                                                                  if analyses else "")), markup=False, highlight=False)
+                                f"{minutes:.0f} min remaining{side_by_side}" +
+                                (f", plus {len(analyses)} analyses (not estimated)" if analyses else "")),
+                  markup=False, highlight=False)
     if the_plan.suite.notice:
         console.print(the_plan.suite.notice, markup=False, highlight=False)
     if dry_run:
@@ -195,12 +284,17 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
         for request, _ in analyses:
             console.print(f"  {request.task}  {request.method}  seed {request.seed}  analysis {request.analysis}")
         return
+    if the_plan.jobs > 1:
+        complete = {index for index, unit in enumerate(units)
+                    if all(per_request[id(request)] is None for request in unit.requests)}
+        _run_side_by_side(units, unit_minutes, complete, the_plan, console)
     with torch_threads(REPRODUCE_THREADS):
-        for index, request in enumerate(requests, 1):
-            console.rule(f"[{index}/{len(requests)}] {request.method} on {request.task}, seed {request.seed}")
-            outcome = run(request, console=console)
-            if outcome.status == "complete":
-                console.print("complete (skipped)")
+        if the_plan.jobs == 1:
+            for index, request in enumerate(requests, 1):
+                console.rule(f"[{index}/{len(requests)}] {request.method} on {request.task}, seed {request.seed}")
+                outcome = run(request, console=console)
+                if outcome.status == "complete":
+                    console.print("complete (skipped)")
         for index, (request, run_folder) in enumerate(analyses, 1):
             console.rule(Text(f"[analysis {index}/{len(analyses)}] {request.analysis} of {request.method} on "
                               f"{request.task}, seed {request.seed}"))
@@ -209,6 +303,80 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
                 continue
             analyze(request, console=console)
     _write_outputs(the_plan, the_plan.runs, console)
+
+
+def _run_side_by_side(units: list[ModelUnit], minutes: list[float], complete: set[int], the_plan: ReproducePlan,
+                      console: Console) -> None:
+    """Every unit but the ``complete`` ones in a worker process, ``the_plan.jobs`` at a time: whenever a worker is free it takes the first unit
+    whose needs have finished. Each unit's output is appended to ``<runs>/_logs/<unit>.log``; here, a line per start
+    and finish and a status line (what runs, how long is left) at least every :data:`STATUS_SECONDS`. A failed unit
+    stops new starts; the running ones finish, then one error names every failure."""
+    logs = the_plan.runs / LOG_FOLDER
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    waiting, finished, failures = [unit for unit in range(len(units)) if unit not in complete], set(complete), []
+    running: dict[Future, tuple[int, float]] = {}  # future -> (unit, monotonic start)
+    methods = multiprocessing.get_all_start_methods()  # fork: workers inherit the process's registry
+    with ProcessPoolExecutor(max_workers=the_plan.jobs,
+                             mp_context=multiprocessing.get_context("fork" if "fork" in methods else "spawn")) as pool:
+        while True:
+            ready = [unit for unit in waiting if all(needed in finished for needed in units[unit].needs)]
+            for unit in ready[:0 if failures else the_plan.jobs - len(running)]:
+                waiting.remove(unit)
+                running[pool.submit(_run_unit, units[unit].requests, logs / units[unit].log_name)] = \
+                    (unit, time.monotonic())
+                say(f"started {units[unit].label} (log: {logs / units[unit].log_name})")
+            if not running:
+                break
+            done, _ = wait(running, timeout=STATUS_SECONDS, return_when=FIRST_COMPLETED)
+            for future in done:
+                unit, started = running.pop(future)
+                try:
+                    failure = future.result()
+                except Exception as exc:  # the worker process died (killed, out of memory)
+                    failure = f"{units[unit].label}: its worker process died ({type(exc).__name__}: {exc})"
+                if failure:
+                    failures.append(f"{failure} (log: {logs / units[unit].log_name})")
+                    say(f"FAILED {failures[-1]}")
+                else:
+                    finished.add(unit)
+                    say(f"finished {units[unit].label} in {(time.monotonic() - started) / 60:.1f} min")
+            now = time.monotonic()
+            left = schedule_minutes([0.0 if unit in finished else minutes[unit] for unit in range(len(units))],
+                                    [unit.needs for unit in units], the_plan.jobs,
+                                    {unit: max(minutes[unit] - (now - started) / 60, 0.0)
+                                     for unit, started in running.values()})
+            say(f"{len(finished)} of {len(units)} models done, {len(running)} running; about {left:.0f} min left"
+                if not failures else f"{len(finished)} of {len(units)} models done, {len(running)} running; "
+                "no new starts after the failure")
+    if failures or waiting:
+        blocked = f"; {len(waiting)} not started" if waiting else ""
+        raise MribenchError(f"{len(failures)} of the plan's {len(units)} models failed: {'; '.join(failures)}"
+                            f"{blocked}; finished runs are kept, so fix it and run the plan again")
+
+
+def _run_unit(requests: list[RunRequest], log: Path) -> str | None:
+    """A worker: the runs of one unit in order at :data:`REPRODUCE_THREADS` threads, their output appended to
+    ``log``. Returns the failure in one line, else None."""
+    with open(log, "a", encoding="utf-8") as stream, torch_threads(REPRODUCE_THREADS):
+        console = Console(file=stream, width=120)
+        for request in requests:
+            name = f"{request.method} on {request.task}, seed {request.seed}"
+            console.rule(Text(name))
+            try:
+                outcome = run(request, console=console)
+            except MribenchError as exc:
+                console.print(str(exc), markup=False, highlight=False)
+                return f"{name}: {exc}"
+            except Exception:
+                console.print(traceback.format_exc(), markup=False, highlight=False)
+                return f"{name} crashed (the traceback is in its log)"
+            if outcome.status == "complete":
+                console.print("complete (skipped)")
+    return None
 
 
 def refresh(the_plan: ReproducePlan, console: Console | None = None) -> None:

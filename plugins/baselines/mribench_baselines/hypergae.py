@@ -20,6 +20,7 @@ from torch import nn
 from mribench_baselines.conditioning import CodeSpec, ConditionCode
 from mribench_baselines.element_method import ElementMethod, TrainConfig, optimizer_step
 from mribench_baselines.elements import pad_to_multiple
+from mribench_baselines.plugin import PROMPT_PROVIDER
 from mribench_baselines.training_data import ElementBatch
 
 
@@ -157,4 +158,5 @@ class HyperGAEPrompts(HyperGAE):
     display_name = "Hyper-GAE+Prompts"
     summary = "Hyper-GAE with the binary mask code replaced by frozen CoPeVAE prompts (never reads the mask)"
     uses_prompts = True
+    reuses_models_of = (PROMPT_PROVIDER,)  # its stage-I tokenizer, from the shared folder
     reads_mask = False

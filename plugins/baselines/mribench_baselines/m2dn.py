@@ -21,6 +21,7 @@ from torch import nn
 from mribench_baselines.conditioning import CodeSpec, ConditionCode
 from mribench_baselines.element_method import ElementMethod, TrainConfig, optimizer_step
 from mribench_baselines.elements import pad_to_multiple
+from mribench_baselines.plugin import PROMPT_PROVIDER
 from mribench_baselines.training_data import ElementBatch
 
 
@@ -167,6 +168,7 @@ class M2DNPrompts(M2DN):
     display_name = "M2DN+Prompts"
     summary = "M2DN with the binary mask code replaced by frozen CoPeVAE prompts (never reads the mask)"
     uses_prompts = True
+    reuses_models_of = (PROMPT_PROVIDER,)  # its stage-I tokenizer, from the shared folder
     reads_mask = False
     # Its own curve (benchmarks/curves/) is not M2DN's: 2400 steps 26.18 dB against 4800 steps 27.11 dB (+0.93 dB,
     # not converged), and the 4800-step run trained 26 min, past the 15-minute cap: budget-capped at M2DN's steps.

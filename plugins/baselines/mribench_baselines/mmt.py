@@ -21,6 +21,7 @@ from torch import nn
 from mribench_baselines.conditioning import CodeSpec, ConditionCode
 from mribench_baselines.element_method import ElementMethod, TrainConfig, optimizer_step
 from mribench_baselines.elements import pad_to_multiple
+from mribench_baselines.plugin import PROMPT_PROVIDER
 from mribench_baselines.training_data import ElementBatch, missing_l1
 
 
@@ -139,4 +140,5 @@ class MMTPrompts(MMT):
     display_name = "MMT+Prompts"
     summary = "MMT with the binary mask code replaced by frozen CoPeVAE prompts (never reads the mask)"
     uses_prompts = True
+    reuses_models_of = (PROMPT_PROVIDER,)  # its stage-I tokenizer, from the shared folder
     reads_mask = False
