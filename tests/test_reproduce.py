@@ -108,6 +108,8 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tiny_registry, tmp_path):
                                       "-m", "mean-available", "-m", "zero-fill"])
     assert result.exit_code == 0, result.output
     assert "2 runs (2 to do)" in result.output and "tiny-brain-missing1  mean-available  seed 0" in result.output
+    assert "never timed, so estimated at 3 min a fit and 0.5 min a run (likely far too little): mean-available, " \
+           "zero-fill" in result.output, "an estimate from the defaults says so"
     assert not (tmp_path / "runs").exists() and not (tmp_path / "lb").exists()
 
 
@@ -128,6 +130,7 @@ def test_demo_prints_its_plan_estimate_and_notice_before_running(tmp_path):
     assert lines[0].startswith("make demo: 4 runs (4 to do) over 1 tasks at the cpu preset; estimated ")
     assert "min remaining" in lines[0] and not lines[0].endswith("estimated 0 min remaining")
     assert "Over the 15-minute quick-start target" in result.output, "the demo says it runs over, and why"
+    assert "never timed" not in result.output, "the committed results time every method of the demo"
     assert not (tmp_path / "runs").exists(), "a dry run writes nothing"
 
 

@@ -135,7 +135,7 @@ def reuse_order(names: list[str]) -> list[str]:
 
 def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) -> tuple[float, int]:
     """Remaining minutes of the runs one after another (and the pending run count); see :func:`request_minutes`."""
-    minutes = request_minutes(requests, reference)
+    minutes, _ = request_minutes(requests, reference)
     return sum(m for m in minutes if m is not None), sum(m is not None for m in minutes)
 
 
@@ -200,8 +200,10 @@ def schedule_minutes(durations: list[float], needs: list[list[int]], jobs: int,
     return max(finish.values(), default=0.0)
 
 
-def request_minutes(requests: list[RunRequest], reference: Path | None = None) -> list[float | None]:
-    """Estimated minutes of each request, None for a finished one. A method's fit and run minutes come from its
+def request_minutes(requests: list[RunRequest],
+                    reference: Path | None = None) -> tuple[list[float | None], list[str]]:
+    """Estimated minutes of each request (None for a finished one), and the pending methods estimated from the
+    defaults because nothing records their timings. A method's fit and run minutes come from its
     finished runs in the runs folder, else from its results in ``reference`` (the committed leaderboard's copies, so
     that a fresh clone's plan is estimated from measured runs), else from the defaults; each the mean over those
     results of the request's dataset when there are any (fits differ several-fold between datasets), else over all of
@@ -225,7 +227,7 @@ def request_minutes(requests: list[RunRequest], reference: Path | None = None) -
             for name in folder_fit.keys() - fit.keys():  # the runs folder first, the reference for the others
                 fit[name], evaluate[name] = folder_fit[name], folder_evaluate[name]
     estimates: list[float | None] = []
-    trained = set()
+    trained, untimed = set(), []
     for request in requests:
         the_plan = plan(request)
         try:
@@ -236,6 +238,8 @@ def request_minutes(requests: list[RunRequest], reference: Path | None = None) -
             estimates.append(None)
             continue
         dataset = the_plan.task.dataset
+        if request.method not in fit and request.method not in untimed:
+            untimed.append(request.method)
         minutes = _mean_for(evaluate.get(request.method), dataset, DEFAULT_RUN_MINUTES)
         model = (the_plan.model_family(), request.method, request.preset, request.seed)
         checkpoints = the_plan.models.glob(f"{model[0]}-*/{model[1]}/{model[2]}-seed{model[3]}/model.pt")
@@ -245,7 +249,7 @@ def request_minutes(requests: list[RunRequest], reference: Path | None = None) -
             trained.add(model)
             minutes += _mean_for(fit.get(request.method), dataset, DEFAULT_FIT_MINUTES)
         estimates.append(minutes)
-    return estimates
+    return estimates, untimed
 
 
 def _mean_for(timings: list[tuple[str, float]] | None, dataset: str, default: float) -> float:
@@ -266,7 +270,8 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
     analyses = [(request, check_analysis(request)[1].folder)  # bad names fail before any run
                 for request in the_plan.analysis_requests()]
     units = model_units(requests)
-    per_request = dict(zip(map(id, requests), request_minutes(requests, the_plan.timings_reference)))
+    estimates, untimed = request_minutes(requests, the_plan.timings_reference)
+    per_request = dict(zip(map(id, requests), estimates))
     pending = sum(minutes is not None for minutes in per_request.values())
     unit_minutes = [sum(per_request[id(request)] or 0.0 for request in unit.requests) for unit in units]
     minutes = schedule_minutes(unit_minutes, [unit.needs for unit in units], the_plan.jobs)
@@ -276,6 +281,9 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
                                 f"{minutes:.0f} min remaining{side_by_side}" +
                                 (f", plus {len(analyses)} analyses (not estimated)" if analyses else "")),
                   markup=False, highlight=False)
+    if untimed:
+        console.print(f"never timed, so estimated at {DEFAULT_FIT_MINUTES:g} min a fit and {DEFAULT_RUN_MINUTES:g} min a "
+                      f"run (likely far too little): {', '.join(untimed)}", markup=False, highlight=False)
     if the_plan.suite.notice:
         console.print(the_plan.suite.notice, markup=False, highlight=False)
     if dry_run:
