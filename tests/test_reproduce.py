@@ -210,8 +210,10 @@ def test_side_by_side_overlaps_keeps_dependencies_and_reports_failures(tiny_regi
     assert "estimated" in log.getvalue() and "with 2 jobs side by side" in log.getvalue()
     runs = [json.loads(line) for line in journal.read_text().splitlines()]
     assert sorted((m, t) for m, t, *_ in runs) == sorted((r.method, r.task) for r in the_plan.requests())
-    assert len({pid for _, _, pid, _, _ in runs}) == 2 and os.getpid() not in {pid for _, _, pid, _, _ in runs}
+    assert len({pid for _, _, pid, _, _ in runs}) == 6 and os.getpid() not in {pid for _, _, pid, _, _ in runs}, \
+        "a worker process per model (3 methods × 2 datasets)"
     assert any(a[3] < b[4] and b[3] < a[4] for a in runs for b in runs if a[2] != b[2]), "two runs overlapped"
+    assert max(sum(start <= a[3] < end for _, _, _, start, end in runs) for a in runs) <= 2, "never above 2 jobs"
     for dataset_tasks in (["tiny-brain-missing1", "tiny-brain-missing2"], ["tiny-cardiac-missing4"]):
         ldm_end = max(end for m, t, _, _, end in runs if m == "ldm" and t in dataset_tasks)
         assert all(start >= ldm_end for m, t, _, start, _ in runs if m == "controlnet" and t in dataset_tasks), \
@@ -244,3 +246,33 @@ def test_side_by_side_gives_the_results_of_one_job(tiny_registry, tmp_path):
     assert len(metrics[2]) == len(methods) * len(tasks)
     assert metrics[2] == metrics[1], "bit-identical numbers whatever the number of jobs"
     assert (tmp_path / "jobs2" / "leaderboard" / "leaderboard.md").is_file()
+
+
+def test_an_interrupted_side_by_side_plan_stops_its_workers(tiny_registry, tmp_path, monkeypatch):
+    import mribench.leaderboard.reproduce as module
+
+    started = tmp_path / "started"
+
+    def slow_run(request, console):
+        with open(started, "a") as stream:
+            stream.write(f"{os.getpid()}\n")
+        time.sleep(60)
+
+    class InterruptOnStatus(io.StringIO):
+        def write(self, text):
+            if "min left" in text and started.exists() and len(started.read_text().split()) == 2:
+                raise KeyboardInterrupt  # once both workers are inside their runs
+            return super().write(text)
+
+    monkeypatch.setattr(module, "run", slow_run)
+    monkeypatch.setattr(module, "STATUS_SECONDS", 1.0)
+    the_plan = _one_seed_plan(tmp_path, ["zero-fill", "mean-available"], ["tiny-brain-missing1"], jobs=2)
+    begun = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(the_plan, console=Console(file=InterruptOnStatus(), width=200))
+    assert time.monotonic() - begun < 30, "the workers were stopped, not waited for"
+    pids = [int(line) for line in started.read_text().split()]
+    assert len(pids) == 2
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

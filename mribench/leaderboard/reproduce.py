@@ -17,10 +17,16 @@ tables, report and the README block from the folder's own result copies, running
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
+import signal
+import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from rich.console import Console
@@ -315,60 +321,96 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
 
 def _run_side_by_side(units: list[ModelUnit], minutes: list[float], complete: set[int], the_plan: ReproducePlan,
                       console: Console) -> None:
-    """Every unit but the ``complete`` ones in a worker process, ``the_plan.jobs`` at a time: whenever a worker is free it takes the first unit
-    whose needs have finished. Each unit's output is appended to ``<runs>/_logs/<unit>.log``; here, a line per start
-    and finish and a status line (what runs, how long is left) at least every :data:`STATUS_SECONDS`. A failed unit
-    stops new starts; the running ones finish, then one error names every failure."""
+    """Every unit but the ``complete`` ones in its own worker process, ``the_plan.jobs`` at a time: whenever a worker
+    is free, the first unit whose needs have finished starts. Each unit's output is appended to
+    ``<runs>/_logs/<unit>.log``; here, a line per start and finish and a status line (what runs, how long is left) at
+    least every :data:`STATUS_SECONDS`. A failed unit stops new starts; the running ones finish, then one error names
+    every failure. Interrupted (Ctrl-C, SIGTERM), the workers are stopped; their runs resume on the next call."""
     logs = the_plan.runs / LOG_FOLDER
     logs.mkdir(parents=True, exist_ok=True)
 
     def say(text: str) -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     waiting, finished, failures = [unit for unit in range(len(units)) if unit not in complete], set(complete), []
-    running: dict[Future, tuple[int, float]] = {}  # future -> (unit, monotonic start)
-    methods = multiprocessing.get_all_start_methods()  # fork: workers inherit the process's registry
-    with ProcessPoolExecutor(max_workers=the_plan.jobs,
-                             mp_context=multiprocessing.get_context("fork" if "fork" in methods else "spawn")) as pool:
-        while True:
-            ready = [unit for unit in waiting if all(needed in finished for needed in units[unit].needs)]
-            for unit in ready[:0 if failures else the_plan.jobs - len(running)]:
-                waiting.remove(unit)
-                running[pool.submit(_run_unit, units[unit].requests, logs / units[unit].log_name)] = \
-                    (unit, time.monotonic())
-                say(f"started {units[unit].label} (log: {logs / units[unit].log_name})")
-            if not running:
-                break
-            done, _ = wait(running, timeout=STATUS_SECONDS, return_when=FIRST_COMPLETED)
-            for future in done:
-                unit, started = running.pop(future)
-                try:
-                    failure = future.result()
-                except Exception as exc:  # the worker process died (killed, out of memory)
-                    failure = f"{units[unit].label}: its worker process died ({type(exc).__name__}: {exc})"
-                if failure:
-                    failures.append(f"{failure} (log: {logs / units[unit].log_name})")
-                    say(f"FAILED {failures[-1]}")
-                else:
-                    finished.add(unit)
-                    say(f"finished {units[unit].label} in {(time.monotonic() - started) / 60:.1f} min")
-            now = time.monotonic()
-            left = schedule_minutes([0.0 if unit in finished else minutes[unit] for unit in range(len(units))],
-                                    [unit.needs for unit in units], the_plan.jobs,
-                                    {unit: max(minutes[unit] - (now - started) / 60, 0.0)
-                                     for unit, started in running.values()})
-            say(f"{len(finished)} of {len(units)} models done, {len(running)} running; about {left:.0f} min left"
-                if not failures else f"{len(finished)} of {len(units)} models done, {len(running)} running; "
-                "no new starts after the failure")
+    running: dict[int, tuple[BaseProcess, Connection, float]] = {}  # unit -> (worker, its reply, monotonic start)
+    with _interrupted_by_sigterm():
+        try:
+            while True:
+                ready = [unit for unit in waiting if all(needed in finished for needed in units[unit].needs)]
+                for unit in ready[:0 if failures else the_plan.jobs - len(running)]:
+                    waiting.remove(unit)
+                    reply, sender = context.Pipe(duplex=False)
+                    worker = context.Process(target=_unit_worker, args=(units[unit].requests,
+                                                                        logs / units[unit].log_name, sender))
+                    worker.start()
+                    sender.close()
+                    running[unit] = (worker, reply, time.monotonic())
+                    say(f"started {units[unit].label} (log: {logs / units[unit].log_name})")
+                if not running:
+                    break
+                ended = multiprocessing.connection.wait([worker.sentinel for worker, _, _ in running.values()],
+                                                        timeout=STATUS_SECONDS)
+                for unit in [unit for unit, (worker, _, _) in running.items() if worker.sentinel in ended]:
+                    worker, reply, started = running.pop(unit)
+                    failure = reply.recv() if reply.poll() else \
+                        f"{units[unit].label}: its worker process died (exit code {worker.exitcode})"
+                    worker.join()
+                    reply.close()
+                    if failure:
+                        failures.append(f"{failure} (log: {logs / units[unit].log_name})")
+                        say(f"FAILED {failures[-1]}")
+                    else:
+                        finished.add(unit)
+                        say(f"finished {units[unit].label} in {(time.monotonic() - started) / 60:.1f} min")
+                now = time.monotonic()
+                left = schedule_minutes([0.0 if unit in finished else minutes[unit] for unit in range(len(units))],
+                                        [unit.needs for unit in units], the_plan.jobs,
+                                        {unit: max(minutes[unit] - (now - started) / 60, 0.0)
+                                         for unit, (_, _, started) in running.items()})
+                say(f"{len(finished)} of {len(units)} models done, {len(running)} running; " +
+                    (f"about {left:.0f} min left" if not failures else "no new starts after the failure"))
+        finally:  # interrupted: stop the workers (each run resumes where it stopped on the next call)
+            for worker, _, _ in running.values():
+                worker.terminate()
+            for worker, _, _ in running.values():
+                worker.join()
     if failures or waiting:
         blocked = f"; {len(waiting)} not started" if waiting else ""
         raise MribenchError(f"{len(failures)} of the plan's {len(units)} models failed: {'; '.join(failures)}"
                             f"{blocked}; finished runs are kept, so fix it and run the plan again")
 
 
+@contextmanager
+def _interrupted_by_sigterm() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the block (so its clean-up runs), in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _unit_worker(requests: list[RunRequest], log: Path, reply: Connection) -> None:
+    """A worker process: the unit's runs (:func:`_run_unit`), the outcome sent back. Ctrl-C is left to the parent,
+    which stops its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    reply.send(_run_unit(requests, log))
+    reply.close()
+
+
 def _run_unit(requests: list[RunRequest], log: Path) -> str | None:
-    """A worker: the runs of one unit in order at :data:`REPRODUCE_THREADS` threads, their output appended to
-    ``log``. Returns the failure in one line, else None."""
+    """The runs of one unit in order at :data:`REPRODUCE_THREADS` threads, their output appended to ``log``. Returns
+    the failure in one line, else None."""
     with open(log, "a", encoding="utf-8") as stream, torch_threads(REPRODUCE_THREADS):
         console = Console(file=stream, width=120)
         for request in requests:
