@@ -57,6 +57,7 @@ DEFAULT_RUN_MINUTES = 0.5
 # Side by side (--jobs): the runs folder's subfolder of the workers' logs, and the longest silence between status lines.
 LOG_FOLDER = "_logs"
 STATUS_SECONDS = 120.0
+REPLY_CHARACTERS = 2000  # a worker's failure line, well under a pipe's buffer
 
 
 @dataclass
@@ -404,7 +405,10 @@ def _unit_worker(requests: list[RunRequest], log: Path, reply: Connection) -> No
     which stops its workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    reply.send(_run_unit(requests, log))
+    failure = _run_unit(requests, log)
+    if failure and len(failure) > REPLY_CHARACTERS:  # the parent reads the reply once the worker has exited
+        failure = failure[:REPLY_CHARACTERS] + " … (cut; the whole message is in its log)"
+    reply.send(failure)
     reply.close()
 
 
