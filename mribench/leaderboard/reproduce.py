@@ -146,6 +146,65 @@ def estimate_minutes(requests: list[RunRequest], reference: Path | None = None) 
     return sum(m for m in minutes if m is not None), sum(m is not None for m in minutes)
 
 
+def request_minutes(requests: list[RunRequest],
+                    reference: Path | None = None) -> tuple[list[float | None], list[str]]:
+    """Estimated minutes of each request (None for a finished one), and the pending methods estimated from the
+    defaults because nothing records their timings. A method's fit and run minutes come from its finished runs in the
+    runs folder, else from its results in ``reference`` (the committed leaderboard's copies, so that a fresh clone's
+    plan is estimated from measured runs), else from the defaults; each the mean over those results of the request's
+    dataset when there are any (fits differ several-fold between datasets), else over all of them. The fit is the recorded training time of the model (a run that reused a model records the fit that made
+    it, not its loading), counted on the first pending run of that model."""
+    fit: dict[str, list[tuple[str, float]]] = {}  # method -> (dataset, minutes) per result
+    evaluate: dict[str, list[tuple[str, float]]] = {}
+    if requests:
+        folders = [requests[0].out] + ([reference] if reference is not None and reference.is_dir() else [])
+        for folder in folders:
+            folder_fit: dict[str, list[tuple[str, float]]] = {}
+            folder_evaluate: dict[str, list[tuple[str, float]]] = {}
+            for _, result in find_results(folder):
+                name, dataset = result.method["name"], result.task.get("dataset", "")
+                training = result.method.get("training") or {}
+                minutes = training.get("fit_minutes")
+                folder_fit.setdefault(name, []).append(
+                    (dataset, minutes if minutes is not None else result.timings.get("fit_or_load_s", 0) / 60))
+                folder_evaluate.setdefault(name, []).append(
+                    (dataset, sum(v for k, v in result.timings.items() if k != "fit_or_load_s") / 60))
+            for name in folder_fit.keys() - fit.keys():  # the runs folder first, the reference for the others
+                fit[name], evaluate[name] = folder_fit[name], folder_evaluate[name]
+    estimates: list[float | None] = []
+    trained, untimed = set(), []
+    for request in requests:
+        the_plan = plan(request)
+        try:
+            stored = stored_config_hash(the_plan.folder / RESULT_FILE)
+        except DamagedResultError:  # the runner redoes it
+            stored = None
+        if stored == config_hash(the_plan.config):
+            estimates.append(None)
+            continue
+        dataset = the_plan.task.dataset
+        if request.method not in fit and request.method not in untimed:
+            untimed.append(request.method)
+        minutes = _mean_for(evaluate.get(request.method), dataset, DEFAULT_RUN_MINUTES)
+        model = (the_plan.model_family(), request.method, request.preset, request.seed)
+        checkpoints = the_plan.models.glob(f"{model[0]}-*/{model[1]}/{model[2]}-seed{model[3]}/model.pt")
+        # a result of another config means its model is of that config too: the runner trains it again
+        stale = stored is not None
+        if (stale or next(checkpoints, None) is None) and model not in trained:  # data key: known once data loads
+            trained.add(model)
+            minutes += _mean_for(fit.get(request.method), dataset, DEFAULT_FIT_MINUTES)
+        estimates.append(minutes)
+    return estimates, untimed
+
+
+def _mean_for(timings: list[tuple[str, float]] | None, dataset: str, default: float) -> float:
+    """Mean minutes of ``timings`` on ``dataset``, else over every dataset, else ``default``."""
+    if not timings:
+        return default
+    values = [m for d, m in timings if d == dataset] or [m for _, m in timings]
+    return sum(values) / len(values)
+
+
 @dataclass
 class ModelUnit:
     """The plan's runs of one model (one method, dataset and seed), in plan order. A worker runs them together, so the
@@ -205,66 +264,6 @@ def schedule_minutes(durations: list[float], needs: list[list[int]], jobs: int,
         waiting.remove(ready[0])
         finish[ready[0]] = free[worker] = now + durations[ready[0]]
     return max(finish.values(), default=0.0)
-
-
-def request_minutes(requests: list[RunRequest],
-                    reference: Path | None = None) -> tuple[list[float | None], list[str]]:
-    """Estimated minutes of each request (None for a finished one), and the pending methods estimated from the
-    defaults because nothing records their timings. A method's fit and run minutes come from its
-    finished runs in the runs folder, else from its results in ``reference`` (the committed leaderboard's copies, so
-    that a fresh clone's plan is estimated from measured runs), else from the defaults; each the mean over those
-    results of the request's dataset when there are any (fits differ several-fold between datasets), else over all of
-    them. The fit is the recorded training time of the model (a run that reused a model records the fit that made
-    it, not its loading), counted on the first pending run of that model."""
-    fit: dict[str, list[tuple[str, float]]] = {}  # method -> (dataset, minutes) per result
-    evaluate: dict[str, list[tuple[str, float]]] = {}
-    if requests:
-        folders = [requests[0].out] + ([reference] if reference is not None and reference.is_dir() else [])
-        for folder in folders:
-            folder_fit: dict[str, list[tuple[str, float]]] = {}
-            folder_evaluate: dict[str, list[tuple[str, float]]] = {}
-            for _, result in find_results(folder):
-                name, dataset = result.method["name"], result.task.get("dataset", "")
-                training = result.method.get("training") or {}
-                minutes = training.get("fit_minutes")
-                folder_fit.setdefault(name, []).append(
-                    (dataset, minutes if minutes is not None else result.timings.get("fit_or_load_s", 0) / 60))
-                folder_evaluate.setdefault(name, []).append(
-                    (dataset, sum(v for k, v in result.timings.items() if k != "fit_or_load_s") / 60))
-            for name in folder_fit.keys() - fit.keys():  # the runs folder first, the reference for the others
-                fit[name], evaluate[name] = folder_fit[name], folder_evaluate[name]
-    estimates: list[float | None] = []
-    trained, untimed = set(), []
-    for request in requests:
-        the_plan = plan(request)
-        try:
-            stored = stored_config_hash(the_plan.folder / RESULT_FILE)
-        except DamagedResultError:  # the runner redoes it
-            stored = None
-        if stored == config_hash(the_plan.config):
-            estimates.append(None)
-            continue
-        dataset = the_plan.task.dataset
-        if request.method not in fit and request.method not in untimed:
-            untimed.append(request.method)
-        minutes = _mean_for(evaluate.get(request.method), dataset, DEFAULT_RUN_MINUTES)
-        model = (the_plan.model_family(), request.method, request.preset, request.seed)
-        checkpoints = the_plan.models.glob(f"{model[0]}-*/{model[1]}/{model[2]}-seed{model[3]}/model.pt")
-        # a result of another config means its model is of that config too: the runner trains it again
-        stale = stored is not None
-        if (stale or next(checkpoints, None) is None) and model not in trained:  # data key: known once data loads
-            trained.add(model)
-            minutes += _mean_for(fit.get(request.method), dataset, DEFAULT_FIT_MINUTES)
-        estimates.append(minutes)
-    return estimates, untimed
-
-
-def _mean_for(timings: list[tuple[str, float]] | None, dataset: str, default: float) -> float:
-    """Mean minutes of ``timings`` on ``dataset``, else over every dataset, else ``default``."""
-    if not timings:
-        return default
-    values = [m for d, m in timings if d == dataset] or [m for _, m in timings]
-    return sum(values) / len(values)
 
 
 def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: bool = False) -> None:
