@@ -220,6 +220,7 @@ def test_side_by_side_overlaps_keeps_dependencies_and_reports_failures(tiny_regi
             "controlnet starts once the ldm of its dataset has finished"
     assert "tiny-brain-ldm-smoke-seed0.log" in {p.name for p in (tmp_path / "runs" / "_logs").iterdir()}
     assert "about" in log.getvalue() and "min left" in log.getvalue()
+    assert "running: controlnet seed 0 (0 min)" in log.getvalue(), "the status line names what runs"
 
     journal.unlink()
     failing = _one_seed_plan(tmp_path, ["mean-available", "zero-fill"], ["tiny-cardiac-missing4"], jobs=2)

@@ -369,7 +369,9 @@ def _run_side_by_side(units: list[ModelUnit], minutes: list[float], complete: se
                                         [unit.needs for unit in units], the_plan.jobs,
                                         {unit: max(minutes[unit] - (now - started) / 60, 0.0)
                                          for unit, (_, _, started) in running.items()})
-                say(f"{len(finished)} of {len(units)} models done, {len(running)} running; " +
+                busy = ", ".join(f"{units[unit].requests[0].method} seed {units[unit].requests[0].seed} "
+                                 f"({(now - started) / 60:.0f} min)" for unit, (_, _, started) in running.items())
+                say(f"{len(finished)} of {len(units)} models done" + (f", running: {busy}" if busy else "") + "; " +
                     (f"about {left:.0f} min left" if not failures else "no new starts after the failure"))
         finally:  # interrupted: stop the workers (each run resumes where it stopped on the next call)
             for worker, _, _ in running.values():
