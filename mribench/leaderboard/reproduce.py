@@ -11,8 +11,9 @@ Runs go through the ordinary runner, so an interrupted reproduction continues wh
 are skipped; the suite's analyses then run on their runs (an analysis already stored is skipped). With ``jobs`` above
 1 (``--jobs``), the plan's models (:class:`ModelUnit`: one method, dataset and seed, with its tasks) are trained in
 that many worker processes side by side, each at :data:`REPRODUCE_THREADS` threads, so the numbers do not change.
-Before starting, the plan and an estimate of the remaining wall time on those workers are printed. :func:`refresh` (``make readme``) rebuilds the folder's
-tables, report and the README block from the folder's own result copies, running nothing.
+Before starting, the plan and an estimate of the remaining wall time on those workers are printed. :func:`refresh`
+(``make readme``) rebuilds the folder's tables, report and the README block from the folder's own result copies,
+running nothing.
 """
 from __future__ import annotations
 
@@ -152,8 +153,9 @@ def request_minutes(requests: list[RunRequest],
     defaults because nothing records their timings. A method's fit and run minutes come from its finished runs in the
     runs folder, else from its results in ``reference`` (the committed leaderboard's copies, so that a fresh clone's
     plan is estimated from measured runs), else from the defaults; each the mean over those results of the request's
-    dataset when there are any (fits differ several-fold between datasets), else over all of them. The fit is the recorded training time of the model (a run that reused a model records the fit that made
-    it, not its loading), counted on the first pending run of that model."""
+    dataset when there are any (fits differ several-fold between datasets), else over all of them. The fit is the
+    recorded training time of the model (a run that reused a model records the fit that made it, not its loading),
+    counted on the first pending run of that model."""
     fit: dict[str, list[tuple[str, float]]] = {}  # method -> (dataset, minutes) per result
     evaluate: dict[str, list[tuple[str, float]]] = {}
     if requests:
@@ -239,8 +241,8 @@ def model_units(requests: list[RunRequest]) -> list[ModelUnit]:
             units.append(ModelUnit([], key[1]))
         units[index[key]].requests.append(request)
     for (method, dataset, seed), position in index.items():
-        units[position].needs = [index[(needed, dataset, seed)] for needed in reg.method(method).reuses_models_of
-                                 if index.get((needed, dataset, seed), position) < position]
+        needed_units = (index.get((needed, dataset, seed)) for needed in reg.method(method).reuses_models_of)
+        units[position].needs = [unit for unit in needed_units if unit is not None and unit < position]
     return units
 
 
@@ -256,10 +258,11 @@ def schedule_minutes(durations: list[float], needs: list[list[int]], jobs: int,
     while waiting:
         worker = min(range(len(free)), key=free.__getitem__)
         now = free[worker]
-        ready = [unit for unit in waiting if all(finish.get(needed, now + 1) <= now for needed in needs[unit])]
+        ready = [unit for unit in waiting
+                 if all(needed in finish and finish[needed] <= now for needed in needs[unit])]
         if not ready:  # the first waiting unit's needs are all started: idle until the next of them finishes
             free[worker] = min(finish[needed] for unit in waiting for needed in needs[unit]
-                               if finish.get(needed, now) > now)
+                               if needed in finish and finish[needed] > now)
             continue
         waiting.remove(ready[0])
         finish[ready[0]] = free[worker] = now + durations[ready[0]]
@@ -283,13 +286,13 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
     minutes = schedule_minutes(unit_minutes, [unit.needs for unit in units], the_plan.jobs)
     side_by_side = f" with {the_plan.jobs} jobs side by side" if the_plan.jobs > 1 else ""
     console.print(Text.assemble((f"make {the_plan.suite.make_target}", "bold"), f": {len(requests)} runs ({pending} "
-                                f"to do) over {len(the_plan.task_names)} tasks at the {the_plan.preset} preset; estimated "
-                                f"{minutes:.0f} min remaining{side_by_side}" +
+                                f"to do) over {len(the_plan.task_names)} tasks at the {the_plan.preset} preset; "
+                                f"estimated {minutes:.0f} min remaining{side_by_side}" +
                                 (f", plus {len(analyses)} analyses (not estimated)" if analyses else "")),
                   markup=False, highlight=False)
     if untimed:
-        console.print(f"never timed, so estimated at {DEFAULT_FIT_MINUTES:g} min a fit and {DEFAULT_RUN_MINUTES:g} min a "
-                      f"run (likely far too little): {', '.join(untimed)}", markup=False, highlight=False)
+        console.print(f"never timed, so estimated at {DEFAULT_FIT_MINUTES:g} min a fit and {DEFAULT_RUN_MINUTES:g} "
+                      f"min a run (likely far too little): {', '.join(untimed)}", markup=False, highlight=False)
     if the_plan.suite.notice:
         console.print(the_plan.suite.notice, markup=False, highlight=False)
     if dry_run:
@@ -305,10 +308,7 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
     with torch_threads(REPRODUCE_THREADS):
         if the_plan.jobs == 1:
             for index, request in enumerate(requests, 1):
-                console.rule(f"[{index}/{len(requests)}] {request.method} on {request.task}, seed {request.seed}")
-                outcome = run(request, console=console)
-                if outcome.status == "complete":
-                    console.print("complete (skipped)")
+                _run_with_heading(request, console, f"[{index}/{len(requests)}] ")
         for index, (request, run_folder) in enumerate(analyses, 1):
             console.rule(Text(f"[analysis {index}/{len(analyses)}] {request.analysis} of {request.method} on "
                               f"{request.task}, seed {request.seed}"))
@@ -419,19 +419,26 @@ def _run_unit(requests: list[RunRequest], log: Path) -> str | None:
     with open(log, "a", encoding="utf-8") as stream, torch_threads(REPRODUCE_THREADS):
         console = Console(file=stream, width=120)
         for request in requests:
-            name = f"{request.method} on {request.task}, seed {request.seed}"
-            console.rule(Text(name))
             try:
-                outcome = run(request, console=console)
+                _run_with_heading(request, console)
             except MribenchError as exc:
                 console.print(str(exc), markup=False, highlight=False)
-                return f"{name}: {exc}"
+                return f"{_run_name(request)}: {exc}"
             except Exception:
                 console.print(traceback.format_exc(), markup=False, highlight=False)
-                return f"{name} crashed (the traceback is in its log)"
-            if outcome.status == "complete":
-                console.print("complete (skipped)")
+                return f"{_run_name(request)} crashed (the traceback is in its log)"
     return None
+
+
+def _run_with_heading(request: RunRequest, console: Console, prefix: str = "") -> None:
+    """One run of the plan under a rule naming it (``prefix`` first, e.g. its place in the plan)."""
+    console.rule(Text(prefix + _run_name(request)))
+    if run(request, console=console).status == "complete":
+        console.print("complete (skipped)")
+
+
+def _run_name(request: RunRequest) -> str:
+    return f"{request.method} on {request.task}, seed {request.seed}"
 
 
 def refresh(the_plan: ReproducePlan, console: Console | None = None) -> None:
