@@ -111,6 +111,9 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tiny_registry, tmp_path):
     assert "never timed, so estimated at 3 min a fit and 0.5 min a run (likely far too little): mean-available, " \
            "zero-fill" in result.output, "an estimate from the defaults says so"
     assert not (tmp_path / "runs").exists() and not (tmp_path / "lb").exists()
+    refused = CliRunner().invoke(app, ["reproduce", "--dry-run", "--jobs", "0", "--runs", str(tmp_path / "runs")])
+    assert refused.exit_code == 2 and "--jobs" in refused.output and "Traceback" not in refused.output, \
+        "fewer than one job is refused before anything runs"
 
 
 def test_leaderboard_plan_runs_the_latent_diffusion_baselines_on_every_task(tiny_registry, tmp_path):
