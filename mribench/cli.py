@@ -309,7 +309,8 @@ def methods_show(
                             f"{item.cls.summary}"), soft_wrap=True)
     for preset, config in item.cls.presets.items():
         out.print(preset, style="bold")
-        for field, value in dataclasses.asdict(config).items():
+        fields = dataclasses.asdict(config)
+        for field, value in fields.items():
             out.print(f"  {field}: {json.dumps(value, default=str)}", soft_wrap=True, highlight=False)
         for key, value in item.cls.describe(preset, spec).items():
             if isinstance(value, dict):
@@ -319,6 +320,11 @@ def methods_show(
                     out.print(f"    {inner}: {shown}", soft_wrap=True, highlight=False)
             else:
                 out.print(Text.assemble("  ", (key, "bold"), f": {value}"), soft_wrap=True)
+        for problem, replaced in item.cls.problem_presets.get(preset, {}).items():
+            out.print(f"  on {problem} tasks, instead:", style="bold", highlight=False)
+            for field, value in dataclasses.asdict(replaced).items():
+                if fields.get(field) != value:
+                    out.print(f"    {field}: {json.dumps(value, default=str)}", soft_wrap=True, highlight=False)
 
 
 # -- data ----------------------------------------------------------------------------------------------------

@@ -87,6 +87,10 @@ class Method:
         problems: the problems it supports (``missing-modality``, ``missing-slice``).
         presets: ``smoke`` (tests, seconds), ``cpu`` (minutes on a laptop), ``paper`` (the paper's settings);
             each a dataclass instance.
+        problem_presets: ``{preset: {problem: config}}``, the config a preset trains with on one problem's tasks
+            when its validation curve there calls for other settings than the default (e.g. more steps on the
+            cardiac twin); a run resolves its config with :meth:`preset_config`, so a replacement on one problem
+            leaves every other problem's config, and config hash, as it was.
         reads_mask: whether ``synthesize`` reads ``batch.availability_mask`` (CoPeDiT does not).
         display_name: the name tables show (the paper's spelling, e.g. ``MMGAN``); written into every result, so
             tables need no plugin. Not inherited: a subclass registered under its own ``name`` shows that name unless
@@ -152,6 +156,7 @@ class Method:
     version: ClassVar[str] = "0.1.0"
     problems: ClassVar[frozenset[str]] = frozenset({"missing-modality", "missing-slice"})
     presets: ClassVar[dict[str, Any]] = {}
+    problem_presets: ClassVar[dict[str, dict[str, Any]]] = {}
     reads_mask: ClassVar[bool] = True
     summary: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
@@ -190,6 +195,12 @@ class Method:
     def result_description(cls) -> MethodDescription:
         """What a result records about how to show this method (see :class:`MethodDescription`)."""
         return MethodDescription(cls.name, cls.display_name or cls.name, cls.family, tuple(cls.ablation_rows))
+
+    @classmethod
+    def preset_config(cls, preset: str, problem: str) -> Any:
+        """The config ``preset`` trains with on ``problem``'s tasks: its ``problem_presets`` entry, else the preset.
+        Raises KeyError for an unknown preset."""
+        return cls.problem_presets.get(preset, {}).get(problem, cls.presets[preset])
 
     @classmethod
     def describe(cls, preset: str, task: TaskSpec | None = None) -> dict[str, Any]:

@@ -257,13 +257,14 @@ class Registry:
         except MribenchError:
             return None
 
-    def preset_config(self, method: str, preset: str) -> Any | None:
-        """The installed method's ``preset`` config (what a run of it made today trains with), None when the method
-        is not installed or has no such preset."""
+    def preset_config(self, method: str, preset: str, problem: str) -> Any | None:
+        """The installed method's ``preset`` config on ``problem``'s tasks (what a run of it made today trains with),
+        None when the method is not installed or has no such preset."""
         try:
-            return self.method(method).presets.get(preset)
+            cls = self.method(method)
         except MribenchError:
             return None
+        return cls.preset_config(preset, problem) if preset in cls.presets else None
 
     def method_descriptions(self) -> list:
         """Descriptions of every installed method that imports."""

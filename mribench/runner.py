@@ -126,7 +126,7 @@ def plan(request: RunRequest) -> Plan:
     check_output_folder(request.out, "--out")
     return Plan(task=task, method_cls=method_cls, dataset_cls=reg.dataset(task.dataset),
                 metric_classes=reg.task_metrics(task), plugin=registered.plugin,
-                config=method_cls.presets[request.preset],
+                config=method_cls.preset_config(request.preset, task.problem),
                 folder=run_dir(request.out, task.name, request.method, request.preset, request.seed),
                 models=Path(request.out) / "_models", method=request.method, preset=request.preset,
                 seed=request.seed)

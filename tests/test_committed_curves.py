@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mribench.plugins import registry
+from mribench.tasks import get_task
 
 CURVES = Path(__file__).resolve().parent.parent / "benchmarks" / "curves"
 LEARNED_FAMILIES = ("gan", "diffusion", "proposed")  # not the floors, not the ablation variants
@@ -42,9 +43,10 @@ def test_the_registry_has_learned_methods_to_check():
 def test_each_learned_cpu_preset_has_a_committed_curve_that_its_budget_flag_agrees_with(method):
     curves = _curves().get(method)
     assert curves, f"{method}: no committed curve under benchmarks/curves/ (run `mribench curve --method {method}`)"
-    preset = registry().method(method).presets["cpu"]
+    cls = registry().method(method)
     for curve in curves:
         assert curve["method"]["preset"] == "cpu"
+        preset = cls.preset_config("cpu", get_task(curve["task"]["name"]).problem)  # what the curve's task trains
         if hasattr(preset, "steps"):
             assert curve["preset_steps"] == preset.steps, f"{method}: the curve judged another step count"
         if curve["verdict"] != "plateau" and (method, curve["task"]["name"]) not in OPEN_FINDINGS:

@@ -63,15 +63,15 @@ def fabricate(runs, task, method, psnr, seed=0, preset="cpu", dataset="phantom-b
               "dataset": dataset, "problem": problem, "missing": missing, "elements": list(elements),
               "n_test": len(SUBJECTS)},
         method={**method_entry, "version": "0.1.0", "plugin": "test", "preset": preset, "config": "{}",
-                "config_hash": _installed_hash(method, preset), "reads_mask": True},
+                "config_hash": _installed_hash(method, preset, problem), "reads_mask": True},
         seed=seed, metrics=metrics, subjects=list(SUBJECTS), provenance={"packages": {"mribench": "9.9.9"}})
     write_result(result, run_dir(runs, task, method, preset, seed))
 
 
-def _installed_hash(method: str, preset: str) -> str:
-    """The config hash a run of the installed preset records (so tables with the registry as fallback do not mark
-    the row outdated); a made-up one for a method that is not installed."""
-    config = registry().preset_config(method, preset)
+def _installed_hash(method: str, preset: str, problem: str) -> str:
+    """The config hash a run of the installed preset records on ``problem`` (so tables with the registry as fallback
+    do not mark the row outdated); a made-up one for a method that is not installed."""
+    config = registry().preset_config(method, preset, problem)
     return "c" * 16 if config is None else config_hash(config)
 
 

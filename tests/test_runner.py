@@ -189,6 +189,18 @@ def test_tasks_methods_plugins_commands(tiny_registry):
     assert plugins.exit_code == 0 and "baselines" in plugins.output and "tiny" in plugins.output
 
 
+def test_methods_show_lists_a_presets_replacement_on_one_problem(tiny_registry, monkeypatch):
+    from mribench_baselines.mmgan import MMGAN
+
+    smoke = MMGAN.presets["smoke"]
+    monkeypatch.setattr(MMGAN, "problem_presets", {"smoke": {"missing-slice": replace(smoke, steps=smoke.steps + 7)}})
+    shown = cli.invoke(app, ["methods", "show", "mmgan"])
+    assert shown.exit_code == 0
+    smoke_part = shown.output.split("\nsmoke\n")[1].split("\ncpu\n")[0]
+    replaced = smoke_part.split("on missing-slice tasks, instead:\n")[1]
+    assert replaced.strip().splitlines() == [f"steps: {smoke.steps + 7}"]  # only what differs
+
+
 def test_result_roundtrip(tiny_registry, tmp_path):
     outcome = _run(tmp_path)
     assert read_result(outcome.folder / "result.json").metrics.keys() == outcome.result.metrics.keys()

@@ -7,6 +7,7 @@ import pytest
 
 from mribench.leaderboard.collect import collect
 from mribench.leaderboard.grid import footnote
+from mribench.method import config_hash
 from mribench.runner import RunRequest, run
 from mribench.tasks import get_task
 from mribench_baselines.mmgan import MMGAN
@@ -66,3 +67,25 @@ def test_rows_made_with_another_config_of_the_installed_preset_are_marked_outdat
     # without a registry to compare with (tables from results alone) nothing is claimed either way
     collection = collect(["tiny-brain-missing1"], tmp_path)
     assert "OUTDATED" not in "".join(footnote(collection, collection.tasks, {("mmgan", "smoke"): "MMGAN"}, "x"))
+
+
+def test_a_problem_preset_replaces_the_config_on_that_problem_only(tiny_registry, tmp_path, monkeypatch):
+    default = MMGAN.presets["smoke"]
+    slice_preset = dataclasses.replace(default, steps=default.steps + 4)
+    monkeypatch.setattr(MMGAN, "problem_presets", {"smoke": {"missing-slice": slice_preset}})
+    brain = run(RunRequest(method="mmgan", task="tiny-brain-missing1", preset="smoke", out=tmp_path)).result
+    cardiac = run(RunRequest(method="mmgan", task="tiny-cardiac-missing4", preset="smoke", out=tmp_path)).result
+    assert brain.method["config_hash"] == config_hash(default) and brain.method["training"]["steps"] == default.steps
+    assert cardiac.method["config_hash"] == config_hash(slice_preset)
+    assert cardiac.method["training"]["steps"] == default.steps + 4
+
+    def outdated() -> dict[str, bool]:
+        collection = collect(["tiny-brain-missing1", "tiny-cardiac-missing4"], tmp_path, tiny_registry)
+        return {task: collection.outdated(("mmgan", "smoke"), collection.get(task, ("mmgan", "smoke")))
+                for task in collection.tasks}
+
+    assert outdated() == {"tiny-brain-missing1": False, "tiny-cardiac-missing4": False}
+    # the slice preset changes: only the cardiac result describes an earlier config
+    monkeypatch.setattr(MMGAN, "problem_presets", {"smoke": {"missing-slice": dataclasses.replace(slice_preset,
+                                                                                                   steps=1)}})
+    assert outdated() == {"tiny-brain-missing1": False, "tiny-cardiac-missing4": True}

@@ -35,7 +35,7 @@ class Descriptions(Protocol):
 
     def method_descriptions(self) -> list[MethodDescription]: ...
 
-    def preset_config(self, method: str, preset: str) -> Any | None: ...
+    def preset_config(self, method: str, preset: str, problem: str) -> Any | None: ...
 
 
 # -- collection ----------------------------------------------------------------------------------------------
@@ -99,13 +99,15 @@ class Collection:
         return fallback() or MethodDescription(method, method, OTHER_FAMILY)
 
     def outdated(self, row: RowKey, results: list[Result]) -> bool:
-        """Whether any of ``results`` (of ``row``) was made with another config than the installed preset's (the
-        fallback's); False when the fallback does not know the method or preset."""
-        installed = self.fallback.preset_config(*row) if self.fallback else None
-        if installed is None:
+        """Whether any of ``results`` (of ``row``) was made with another config than the installed preset's on its
+        task's problem (the fallback's); False for results whose method or preset the fallback does not know."""
+        if self.fallback is None:
             return False
-        wanted = config_hash(installed)
-        return any(r.method.get("config_hash") != wanted for r in results)
+        for result in results:
+            installed = self.fallback.preset_config(*row, result.task.get("problem", ""))
+            if installed is not None and result.method.get("config_hash") != config_hash(installed):
+                return True
+        return False
 
     def display_name(self, method: str) -> str:
         return self.method_description(method).display_name

@@ -102,7 +102,7 @@ class ElementMethod(Method):
     @classmethod
     def describe(cls, preset: str, task: TaskSpec | None = None) -> dict[str, Any]:
         n = task.n_elements if task is not None else 4
-        method = cls(cls.presets[preset])
+        method = cls(cls.preset_config(preset, task.problem) if task is not None else cls.presets[preset])
         spec = CodeSpec(n, cls.default_prompt_dim if cls.uses_prompts else 0)
         facts: dict[str, Any] = {"elements": n, "backbone": "2D over element stacks"}
         if cls.uses_prompts:

@@ -275,7 +275,7 @@ class LatentDiffusionMethod(Method):
         from mribench.tasks import get_task
 
         task = task or get_task("phantom-brats-missing1")
-        method = cls(cls.presets[preset])
+        method = cls(cls.preset_config(preset, task.problem))
         method.task = task
         facts: dict[str, Any] = {"elements": task.n_elements, "task": task.name,
                                  "backbone": f"{spatial_dims(task.problem)}D over the latent element stack"}
