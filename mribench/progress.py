@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
 
 from mribench.errors import MribenchError
 
@@ -120,6 +121,15 @@ class PlainProgress:
     def _print(self, line: str) -> None:
         if not self.disable:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def heading(console: Console, text: str) -> None:
+    """A section heading: a rule across a terminal; one plain ``== text ==`` line in a pipe or file, whose console
+    may be as wide as every character of a path needs (a rule would fill that width)."""
+    if console.is_terminal:
+        console.rule(Text(text))
+    else:
+        console.print(f"== {text} ==", markup=False, highlight=False, soft_wrap=True)
 
 
 def _is_main_rank() -> bool:

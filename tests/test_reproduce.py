@@ -10,7 +10,7 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from mribench.cli import app
+from mribench.cli import PIPE_WIDTH, app
 from mribench.errors import MribenchError
 from mribench.leaderboard.reproduce import (DEFAULT_FIT_MINUTES, DEFAULT_RUN_MINUTES, REPRODUCE_THREADS, ReproducePlan,
                                             estimate_minutes, model_units, reproduce, schedule_minutes)
@@ -51,8 +51,12 @@ def test_reproduce_runs_resumes_and_regenerates_the_folder(tiny_registry, tmp_pa
     minutes, pending = estimate_minutes(the_plan.requests())
     assert pending == 6 and minutes > 0
     before = torch.get_num_threads()
-    reproduce(the_plan, console=Console(file=io.StringIO()))
+    printed = io.StringIO()
+    reproduce(the_plan, console=Console(file=printed, width=PIPE_WIDTH))  # a pipe's console, as the CLI makes it
     assert torch.get_num_threads() == before, "the pinned thread count is restored"
+    headings = [line for line in printed.getvalue().splitlines() if line.startswith("== [")]
+    assert len(headings) == 6 + 3 and headings[0].startswith("== [1/6] "), "a plain heading per run and analysis"
+    assert max(map(len, printed.getvalue().splitlines())) < 300, "no rule drawn across the pipe's width"
     results = sorted((tmp_path / "runs").glob("*/*/*/result.json"))
     assert len(results) == 6
     assert all(f'"torch_threads": {REPRODUCE_THREADS}' in path.read_text() for path in results)

@@ -40,6 +40,7 @@ from mribench.leaderboard.readme import check_readme, write_readme_block
 from mribench.leaderboard.report import write_leaderboard_folder
 from mribench.leaderboard.suite import DEFAULT_SUITE, Suite, load_suite
 from mribench.plugins import registry
+from mribench.progress import heading
 from mribench.method import config_hash
 from mribench.results import RESULT_FILE, DamagedResultError, find_results, stored_config_hash
 from mribench.runner import RunRequest, plan, run
@@ -310,8 +311,8 @@ def reproduce(the_plan: ReproducePlan, console: Console | None = None, dry_run: 
             for index, request in enumerate(requests, 1):
                 _run_with_heading(request, console, f"[{index}/{len(requests)}] ")
         for index, (request, run_folder) in enumerate(analyses, 1):
-            console.rule(Text(f"[analysis {index}/{len(analyses)}] {request.analysis} of {request.method} on "
-                              f"{request.task}, seed {request.seed}"))
+            heading(console, f"[analysis {index}/{len(analyses)}] {request.analysis} of {request.method} on "
+                             f"{request.task}, seed {request.seed}")
             if (analysis_folder(run_folder, request.analysis) / ANALYSIS_RECORD).is_file():
                 console.print("complete (skipped)")
                 continue
@@ -431,8 +432,8 @@ def _run_unit(requests: list[RunRequest], log: Path) -> str | None:
 
 
 def _run_with_heading(request: RunRequest, console: Console, prefix: str = "") -> None:
-    """One run of the plan under a rule naming it (``prefix`` first, e.g. its place in the plan)."""
-    console.rule(Text(prefix + _run_name(request)))
+    """One run of the plan under a heading naming it (``prefix`` first, e.g. its place in the plan)."""
+    heading(console, prefix + _run_name(request))
     if run(request, console=console).status == "complete":
         console.print("complete (skipped)")
 
