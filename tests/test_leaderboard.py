@@ -12,12 +12,13 @@ from typer.testing import CliRunner
 
 from mribench.cli import app
 from mribench.errors import MribenchError
-from mribench.leaderboard.cells import metric_cell
+from mribench.leaderboard.cells import Cell, metric_cell
 from mribench.leaderboard.collect import collect
 from mribench.leaderboard.layouts.paper import INVERSION_MARGIN, build_paper_tables, reported_for
 from mribench.leaderboard.layouts.plain import build_table
 from mribench.leaderboard.readme import outdated_methods, readme_block
-from mribench.leaderboard.render import FORMATS, render
+from mribench.leaderboard.grid import Grid, GridCell, GridRow
+from mribench.leaderboard.render import FORMATS, html_table, render
 from mribench.metrics.aggregate import summarize
 from mribench.method import config_hash
 from mribench.plugins import Registry, registry, set_registry
@@ -157,6 +158,19 @@ def test_latex_csv_and_html_formats(tmp_path):
     parser = html5lib.HTMLParser(strict=True)  # parsed as a browser parses it; any parse error fails
     parser.parse(page)
     assert not re.search(r"(src|href)\s*=\s*[\"']?https?:", page) and "http://" not in page and "https://" not in page
+    fid_cells = re.findall(r'<td title="([^"]*)">n/a</td>', page)
+    assert fid_cells and set(fid_cells) == {"weights absent [note 1]"}, "each n/a cell's tooltip names its note"
+    tables_with_na = sum('title="weights absent' in table for table in page.split("<table>")[1:])
+    assert page.count("[note 1] weights absent</p>") == tables_with_na, "the reason is written once under its table"
+
+
+def test_a_long_reason_is_written_once_per_html_table_and_its_head_is_the_tooltip():
+    reason = "weights file w.pth for fid not found (looked in: a; b); get it from somewhere"
+    cells = [GridCell("n/a", Cell(status="not computed", reason=reason)) for _ in range(3)]
+    grid = Grid(key="k", title="t", columns=[("", "FID"), ("", "FID 2"), ("", "FID 3")],
+                rows=[GridRow("m", cells)], footnote=[])
+    table = html_table(grid)
+    assert table.count(reason) == 1 and table.count('title="weights file w.pth for fid not found [note 1]"') == 3
 
 
 def test_reference_rows_come_from_the_real_twin_and_are_never_marked(tmp_path):

@@ -133,5 +133,5 @@ OUTDATED_NOTE = ("OUTDATED: made with an earlier config of this preset than the 
                  "(`make leaderboard` redoes these runs)")
 LEGEND = ("mean ± std over test subjects (std averaged over seeds); [s]: std over seeds of the per-seed means; "
           "best bold, second underlined (italic in Markdown); †: best vs second significant (paired Wilcoxon over "
-          "subjects, p < 0.05, in every seed); n/a: not computed (the cell's reason is in the CSV and the HTML "
-          "tooltip); –: no result of this method on this task")
+          "subjects, p < 0.05, in every seed); n/a: not computed (the cell's reason is in the CSV, and in the "
+          "HTML in its tooltip and a note under the table); –: no result of this method on this task")

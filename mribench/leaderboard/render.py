@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from typing import Callable
 
 from mribench.errors import MribenchError
@@ -134,8 +135,12 @@ figure{margin:1em 0}figcaption{font-size:.9em;color:#444}img{max-width:100%;bord
 
 
 def html_table(grid: Grid) -> str:
-    """One grid as an HTML <table> followed by its footnote (no page around it)."""
+    """One grid as an HTML <table> followed by its footnote (no page around it). A cell with a reason (n/a) gets a
+    tooltip with the head of the reason and its note number; each distinct reason is written out once, as a numbered
+    note under the table (the same long reason in every FID cell would otherwise fill the page)."""
     esc = html.escape
+    reasons = {reason: number for number, reason in enumerate(dict.fromkeys(
+        cell.cell.reason for row in grid.rows for cell in row.cells if cell.cell and cell.cell.reason), 1)}
     out = ["<table>", "<thead>"]
     if _show_groups(grid):
         out.append("<tr><th></th>")
@@ -158,12 +163,19 @@ def html_table(grid: Grid) -> str:
         for cell in row.cells:
             text = _decorate(GridCell(esc(cell.text), cell.cell, cell.mark, cell.significant), lambda s: f"<b>{s}</b>",
                              lambda s: f"<u>{s}</u>", "<sup>†</sup>")
-            title = f' title="{esc(cell.cell.reason)}"' if cell.cell and cell.cell.reason else ""
+            reason = cell.cell.reason if cell.cell else None
+            title = f' title="{esc(_reason_head(reason))} [note {reasons[reason]}]"' if reason else ""
             cells.append(f"<td{title}>{text}</td>")
         out.append(f'<tr class="{row.kind}"><td>{esc(row.label)}</td>{"".join(cells)}</tr>')
     out.append("</tbody></table>")
+    out += [f'<p class="footnote">[note {number}] {esc(reason)}</p>' for reason, number in reasons.items()]
     out += [f'<p class="footnote">{esc(line)}</p>' for line in grid.footnote]
     return "\n".join(out)
+
+
+def _reason_head(reason: str) -> str:
+    """A reason up to its first parenthesis or semicolon ("weights file X for fid not found")."""
+    return re.split(r" \(|; ", reason, maxsplit=1)[0]
 
 
 def html_page(title: str, grids: list[Grid], figures: list[tuple[str, str]]) -> str:
