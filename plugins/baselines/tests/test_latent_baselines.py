@@ -322,8 +322,9 @@ def test_the_reproduce_plan_runs_them_with_ldm_before_controlnet():
 
     default = [request.method for request in ReproducePlan(tasks=["phantom-brats-missing1"]).requests()]
     assert "m2dn" in default and NAMES <= set(default), "make leaderboard runs them"
-    asked = [request.method for request in
+    asked = [(request.seed, request.method) for request in
              ReproducePlan(tasks=["phantom-cardiac-missing8"], methods=["controlnet", "ldm"]).requests()]
-    assert asked == ["ldm", "controlnet"], "controlnet reads the model the ldm run publishes"
+    assert asked == [(seed, method) for seed in range(3) for method in ("ldm", "controlnet")], \
+        "controlnet reads the model the ldm run of its seed publishes"
 
 
