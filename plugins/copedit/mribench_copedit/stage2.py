@@ -27,7 +27,7 @@ from mribench.tasks import TaskSpec
 from mribench.training import (EMA, CSVLog, TrainState, atomic_torch_save, barrier, dist_info, load_checkpoint,
                                progress_task, seed_everything, unwrap, warmup_cosine, wrap_ddp)
 from mribench_copedit.data import FLIP_VARIANTS, TrainImages, flip_in_plane
-from mribench_copedit.diffusers import build_network, conditioning
+from mribench_copedit.diffusers import DIFFUSER_NAMES, build_network, conditioning
 from mribench_copedit.diffusion import GaussianDiffusion
 from mribench_copedit.presets import DiffusionStageConfig
 from mribench_copedit.prompts import mask_latents
@@ -89,7 +89,7 @@ def train_diffusion(cfg: DiffusionStageConfig, tokenizer: CoPeVAE, tokenizer_ide
     log = CSVLog(workdir / "stage2.csv")
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     network.train()
-    with progress_task(progress, "MDiT3D (stage II)", cfg.steps, start) as advance:
+    with progress_task(progress, f"{DIFFUSER_NAMES[cfg.diffuser]} (stage II)", cfg.steps, start) as advance:
         for step in range(start, cfg.steps):
             started = time.perf_counter()
             rng = seeded_rng("copedit-stage2", seed, info.rank, step)

@@ -230,3 +230,12 @@ def test_the_attention_recorder_sees_every_modal_block_at_every_ddim_step(fitted
     for weights in maps.values():
         assert weights.shape == (4, 4) and torch.allclose(weights.sum(-1), torch.ones(4), atol=1e-5)
     assert all(len(b.attn._forward_pre_hooks) == 0 for b in modal), "the hooks are removed on exit"
+
+
+def test_every_diffuser_of_the_variants_has_the_name_its_progress_line_shows():
+    from mribench_copedit.diffusers import DIFFUSER_NAMES
+    from mribench_copedit.presets import DiffusionStageConfig
+    from mribench_copedit.variants import VARIANTS
+
+    diffusers = {DiffusionStageConfig.diffuser} | {v.switches["diffuser"] for v in VARIANTS if "diffuser" in v.switches}
+    assert diffusers == set(DIFFUSER_NAMES) and DIFFUSER_NAMES["dit3d"] == "DiT-3D"
