@@ -178,6 +178,6 @@ class M2DNPrompts(M2DN):
     reads_mask = False
     # Its own curve (benchmarks/curves/) is not M2DN's: 2400 steps 26.18 dB against 4800 steps 27.11 dB (+0.93 dB,
     # not converged), and the 4800-step run trained 26 min, past the 15-minute cap: budget-capped at M2DN's steps.
-    # On the cardiac tasks it takes M2DN's budget-capped 4800 steps, so the +Prompts table compares equal budgets.
+    # On the cardiac tasks it inherits M2DN's problem_presets (4800 steps, budget-capped), so the +Prompts table
+    # compares equal budgets.
     presets = {**PRESETS, "cpu": replace(PRESETS["cpu"], budget_capped=True)}
-    problem_presets = PROBLEM_PRESETS

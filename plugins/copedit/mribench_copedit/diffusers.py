@@ -15,8 +15,6 @@ from mribench_copedit.mdit3d import MDiT3D, MDiT3DConfig
 from mribench_copedit.presets import PROMPT_NAMES, DiffusionStageConfig, TokenizerConfig
 from mribench_copedit.tokenizer import CoPeVAE, latent_shape
 
-DIFFUSER_NAMES = {"mdit3d": "MDiT3D", "unet3d": "3D U-Net", "dit": "DiT", "dit3d": "DiT-3D"}  # the paper's spellings
-
 
 def build_diffuser(config: MDiT3DConfig, latent_shape: tuple[int, int, int, int, int],
                    mask_code_length: int | None = None) -> nn.Module:

@@ -41,11 +41,12 @@ from einops import rearrange
 from torch import nn
 
 from mribench.errors import MribenchError
+from mribench_copedit.presets import DIFFUSER_NAMES
 
 LAYOUTS = ("modal", "planar")
 INJECTIONS = ("primary", "secondary", "both")
 CONDITIONS = ("prompts", "mask", "none")
-DIFFUSERS = ("mdit3d", "unet3d", "dit", "dit3d")
+DIFFUSERS = tuple(DIFFUSER_NAMES)
 TOKEN_AXES = ("element", "depth", "plane")
 
 

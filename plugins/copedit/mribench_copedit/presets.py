@@ -11,6 +11,9 @@ from dataclasses import dataclass, replace
 from mribench.errors import MribenchError
 
 PROMPT_NAMES = ("count", "position", "assessment")
+# The diffusers stage II can train (``DiffusionStageConfig.diffuser``; the paper's diffuser ablation), each with the
+# paper's spelling (progress lines, the ablation table's rows).
+DIFFUSER_NAMES = {"mdit3d": "MDiT3D", "unet3d": "3D U-Net", "dit": "DiT", "dit3d": "DiT-3D"}
 
 
 @dataclass(frozen=True)

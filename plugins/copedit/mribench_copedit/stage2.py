@@ -27,9 +27,9 @@ from mribench.tasks import TaskSpec
 from mribench.training import (EMA, CSVLog, TrainState, atomic_torch_save, barrier, dist_info, load_checkpoint,
                                progress_task, seed_everything, unwrap, warmup_cosine, wrap_ddp)
 from mribench_copedit.data import FLIP_VARIANTS, TrainImages, flip_in_plane
-from mribench_copedit.diffusers import DIFFUSER_NAMES, build_network, conditioning
+from mribench_copedit.diffusers import build_network, conditioning
 from mribench_copedit.diffusion import GaussianDiffusion
-from mribench_copedit.presets import DiffusionStageConfig
+from mribench_copedit.presets import DIFFUSER_NAMES, DiffusionStageConfig
 from mribench_copedit.prompts import mask_latents
 from mribench_copedit.tokenizer import CoPeVAE
 

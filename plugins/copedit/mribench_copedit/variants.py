@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from mribench_copedit.presets import PROMPT_NAMES
+from mribench_copedit.presets import DIFFUSER_NAMES, PROMPT_NAMES
 
 
 # The paper's ablation tables (BraTS, missing 1, PSNR), in order: table title → the row label of the full CoPeDiT,
@@ -21,7 +21,7 @@ FULL_PSNR = 28.26
 TABLES: dict[str, str] = {
     "Prompts": "full (count + position + assessment prompts)",
     "Injection position": "primary blocks (Modal / Spatial)",
-    "Diffuser": "MDiT3D",
+    "Diffuser": DIFFUSER_NAMES["mdit3d"],
     "Joint loss": "joint reconstruction + synthesis loss",
 }
 
@@ -64,11 +64,11 @@ VARIANTS: tuple[Variant, ...] = (
             "Injection position", "both", 2, 27.76),
     Variant("copedit-unet", {"diffuser": "unet3d"},
             "CoPeDiT with a 3D U-Net diffuser (sized to MDiT3D's parameter count) instead of MDiT3D",
-            "Diffuser", "3D U-Net", 1, 25.61),
+            "Diffuser", DIFFUSER_NAMES["unet3d"], 1, 25.61),
     Variant("copedit-dit", {"diffuser": "dit"}, "CoPeDiT with a plain (2D-patch) DiT diffuser instead of MDiT3D",
-            "Diffuser", "DiT", 2, 26.78),
+            "Diffuser", DIFFUSER_NAMES["dit"], 2, 26.78),
     Variant("copedit-dit3d", {"diffuser": "dit3d"}, "CoPeDiT with a DiT-3D diffuser instead of MDiT3D",
-            "Diffuser", "DiT-3D", 3, 26.84),
+            "Diffuser", DIFFUSER_NAMES["dit3d"], 3, 26.84),
     Variant("copedit-no-joint-loss", {"joint_loss": False},
             "CoPeDiT regressing the missing latents only (no joint reconstruction + synthesis loss)",
             "Joint loss", "missing latents only", 1, None),

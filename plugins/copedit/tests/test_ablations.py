@@ -233,8 +233,7 @@ def test_the_attention_recorder_sees_every_modal_block_at_every_ddim_step(fitted
 
 
 def test_every_diffuser_of_the_variants_has_the_name_its_progress_line_shows():
-    from mribench_copedit.diffusers import DIFFUSER_NAMES
-    from mribench_copedit.presets import DiffusionStageConfig
+    from mribench_copedit.presets import DIFFUSER_NAMES, DiffusionStageConfig
     from mribench_copedit.variants import VARIANTS
 
     diffusers = {DiffusionStageConfig.diffuser} | {v.switches["diffuser"] for v in VARIANTS if "diffuser" in v.switches}
