@@ -5,6 +5,10 @@ reproduce its numbers: task name + version + hash, split and validation hashes, 
 version + config, seed, per-subject and aggregate metrics, extractor identities (name + SHA-256), timings, package
 versions, git commit and host — and no absolute path of the machine that made it (:func:`write_result`).
 A file that does not parse or fails the schema is *damaged* (:class:`DamagedResultError`), never complete.
+
+A metric's ``per_subject`` values are a dict subject → value in a run folder. The committed leaderboard folder keeps
+the *compact form* (:func:`compact_result_json`): no indentation, and a list in the order of ``subjects`` wherever a
+metric has a value for exactly those subjects (the subject IDs are not repeated per metric). Both read the same.
 """
 from __future__ import annotations
 
@@ -60,7 +64,30 @@ class Result:
             key = ".".join(str(p) for p in err["loc"]) or "(top level)"
             more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
             raise DamagedResultError(f"key '{key}': {err['msg']}{more}") from None
-        return cls(**data)
+        metrics = {name: {**metric, "per_subject": _per_subject_dict(name, metric["per_subject"], data["subjects"])}
+                   if isinstance(metric.get("per_subject"), list) else metric
+                   for name, metric in data["metrics"].items()}
+        return cls(**{**data, "metrics": metrics})
+
+
+def _per_subject_dict(metric: str, values: list, subjects: list[str]) -> dict[str, float | None]:
+    """The compact form's list of per-subject values (in the order of ``subjects``) as a dict subject → value."""
+    if len(values) != len(subjects):
+        raise DamagedResultError(f"key 'metrics.{metric}.per_subject': {len(values)} values for "
+                                 f"{len(subjects)} subjects")
+    return dict(zip(subjects, values))
+
+
+def compact_result_json(text: str) -> str:
+    """A result file's JSON in the compact form of the committed leaderboard folder: the same data, every float
+    exact, without indentation and with each metric's per-subject values as a list in the order of ``subjects``
+    when it scored exactly those subjects (else the dict is kept). :func:`read_result` reads both forms alike."""
+    data = json.loads(text)
+    for metric in data["metrics"].values():
+        values = metric.get("per_subject")
+        if isinstance(values, dict) and list(values) == data["subjects"]:
+            metric["per_subject"] = list(values.values())
+    return json.dumps(data, separators=(",", ":"))
 
 
 class DamagedResultError(MribenchError):
@@ -87,7 +114,7 @@ class _MethodRecord(_Record):
 class _MetricRecord(_Record):
     status: str
     aggregate: dict[str, Any] | None = None
-    per_subject: dict[str, float | None] | None = None
+    per_subject: dict[str, float | None] | list[float | None] | None = None  # a list: the compact form
     extractor: dict[str, str] | None = None
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import functools
 import io
-import json
 import shutil
 from collections.abc import Container
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from mribench.leaderboard.collect import Collection, Descriptions, collect
 from mribench.leaderboard.layouts.paper import PROMPTS_SUFFIX, build_paper_tables, by_dataset, paper_tables, row_labels
 from mribench.leaderboard.layouts.plain import build_table
 from mribench.leaderboard.render import render
-from mribench.results import RESULT_FILE, run_dir
+from mribench.results import RESULT_FILE, compact_result_json, run_dir
 from mribench.runner import PREDICTION_FOLDERS
 
 DatasetClasses = Callable[[str], type]  # dataset name -> its class (e.g. the registry's ``dataset``)
@@ -373,9 +372,9 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
                              analyses: Container[str] | None = None) -> list[Path]:
     """Regenerate ``out`` from ``runs``: paper-layout tables (leaderboard.md/.csv/.tex/.html), the same with the
     paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), the figures as PNGs under
-    ``figures/``, report.html linking them by relative path, and a compact copy of every result.json (with its run's
-    ``analysis/`` folder but its PNGs, which ``figures/`` holds: the leaderboard shows its tables and figures) under
-    ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from the folder alone).
+    ``figures/``, report.html linking them by relative path, and a copy of every result.json in the compact form of
+    ``mribench.results.compact_result_json`` (with its run's ``analysis/`` folder but its PNGs, which ``figures/``
+    holds: the leaderboard shows its tables and figures) under ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from the folder alone).
 
     ``runs`` may be ``out/results`` itself: the tables, the report and the quantitative figures are then rebuilt from
     the copies, and the qualitative figures (which need the predictions) are kept. Files are replaced atomically;
@@ -407,8 +406,7 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     for path, result in collection.all_results():
         target = run_dir(staging, result.task["name"], result.method["name"], result.method["preset"], result.seed)
         target.mkdir(parents=True, exist_ok=True)
-        # compact: the same JSON (every float exact) without indentation, a fifth smaller in the committed folder
-        (target / RESULT_FILE).write_text(json.dumps(json.loads(path.read_text()), separators=(",", ":")))
+        (target / RESULT_FILE).write_text(compact_result_json(path.read_text()))
         for stored in sorted((path.parent / ANALYSIS_FOLDER).glob("[!.]*")):
             # no PNG (figures/ holds each image once), no interrupted analysis' staging folder
             if stored.is_dir() and (analyses is None or stored.name in analyses):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mribench.cli import app
 from mribench.errors import MribenchError
-from mribench.results import DamagedResultError, read_result
+from mribench.results import DamagedResultError, compact_result_json, read_result
 from mribench.runner import RunRequest, run
 
 cli = CliRunner()
@@ -42,6 +42,12 @@ def _metric_without_status(text: str) -> str:
     return json.dumps(data)
 
 
+def _compact_list_one_short(text: str) -> str:
+    data = json.loads(compact_result_json(text))
+    data["metrics"]["psnr"]["per_subject"].pop()
+    return json.dumps(data)
+
+
 DAMAGES = {
     "truncated": (lambda text: text[: len(text) // 2], "not valid JSON"),
     "empty": (lambda text: "", "empty file"),
@@ -49,6 +55,7 @@ DAMAGES = {
     "no metrics": (_without("metrics"), "key 'metrics'"),
     "seed not a number": (_seed_as_text, "key 'seed'"),
     "metric without status": (_metric_without_status, "key 'metrics.psnr.status'"),
+    "compact values not one per subject": (_compact_list_one_short, "key 'metrics.psnr.per_subject': 2 values for 3 subjects"),
 }
 
 
@@ -100,3 +107,18 @@ def test_the_leaderboard_names_a_damaged_result_in_one_line(tiny_registry, tmp_p
     assert f"{path}: damaged result (not valid JSON" in message
     assert "rerun its 'mribench run' command" in message
     assert len(answer.output.strip().splitlines()) == 1
+
+
+def test_the_compact_form_reads_as_the_result_it_was_made_from(tiny_registry, tmp_path):
+    path = run(_request(tmp_path)).folder / "result.json"
+    full = json.loads(path.read_text())
+    full["metrics"]["psnr"]["per_subject"].pop(full["subjects"][0])  # a metric without a value for every subject
+    path.write_text(json.dumps(full))
+    compact = json.loads(compact_result_json(path.read_text()))
+    assert compact["metrics"]["ssim"]["per_subject"] == list(full["metrics"]["ssim"]["per_subject"].values())
+    assert compact["metrics"]["psnr"]["per_subject"] == full["metrics"]["psnr"]["per_subject"], \
+        "a metric that did not score every subject keeps its dict"
+    copy = tmp_path / "copy.json"
+    copy.write_text(json.dumps(compact, separators=(",", ":")))
+    assert read_result(copy) == read_result(path)
+    assert len(copy.read_text()) < len(json.dumps(full, separators=(",", ":"))), "the subject IDs are not repeated"
