@@ -31,18 +31,11 @@ from mribench.data import load_task_data
 from mribench.plugins import registry
 from mribench.protocol import infer_availability
 from mribench.runner import RunRequest, evaluation_batch, plan
+from mribench_copedit.analysis import attention_probabilities
 from mribench_copedit.diffusers import conditioning
 from mribench_copedit.diffusion import GaussianDiffusion, expand_availability
 
 TIMESTEPS = (499, 250, 100, 20)
-
-
-def full_attention_weights(attention, tokens: torch.Tensor) -> torch.Tensor:
-    """Softmax weights of a full-attention block over all ``E * N`` tokens, averaged over heads (batch of one):
-    ``(E * N, E * N)``; recomputed from the block's own QKV projection and its input ``(1, E, N, C)``."""
-    qkv = attention.qkv(tokens).reshape(1, -1, 3, attention.heads, attention.head_dim)
-    query, key = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)
-    return torch.softmax(query @ key.transpose(-1, -2) / math.sqrt(attention.head_dim), dim=-1).mean(1)[0]
 
 
 def same_position_masses(network, x_t: torch.Tensor, timesteps: torch.Tensor, inputs: dict, absent: int
@@ -51,8 +44,8 @@ def same_position_masses(network, x_t: torch.Tensor, timesteps: torch.Tensor, in
     at its own position in the other elements, in one forward pass from ``x_t`` (hooks removed after it)."""
     elements, tokens = network.latent_shape[0], math.prod(network.grid)
     weights: dict[int, torch.Tensor] = {}
-    hooks = [block.attn.register_forward_pre_hook(
-        lambda module, args, index=index: weights.__setitem__(index, full_attention_weights(module, args[0])))
+    hooks = [block.attn.register_forward_pre_hook(  # (E * N, E * N) weights of the batch of one, mean over heads
+        lambda module, args, index=index: weights.__setitem__(index, attention_probabilities(module, *args)[0].mean(0)))
         for index, block in enumerate(network.blocks)]
     try:
         network(x_t, timesteps, **inputs)

@@ -374,7 +374,8 @@ def write_leaderboard_folder(runs: Path, out: Path, tasks: list[str], data_root:
     paper's reported numbers (leaderboard-reference.md), the plain table (plain.md), the figures as PNGs under
     ``figures/``, report.html linking them by relative path, and a copy of every result.json in the compact form of
     ``mribench.results.compact_result_json`` (with its run's ``analysis/`` folder but its PNGs, which ``figures/``
-    holds: the leaderboard shows its tables and figures) under ``out/results/<task>/<method>/<preset>-seed<k>/`` (so the tables can be rebuilt from the folder alone).
+    holds: the leaderboard shows its tables and figures) under ``out/results/<task>/<method>/<preset>-seed<k>/``
+    (so the tables can be rebuilt from the folder alone).
 
     ``runs`` may be ``out/results`` itself: the tables, the report and the quantitative figures are then rebuilt from
     the copies, and the qualitative figures (which need the predictions) are kept. Files are replaced atomically;

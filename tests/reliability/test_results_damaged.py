@@ -55,7 +55,8 @@ DAMAGES = {
     "no metrics": (_without("metrics"), "key 'metrics'"),
     "seed not a number": (_seed_as_text, "key 'seed'"),
     "metric without status": (_metric_without_status, "key 'metrics.psnr.status'"),
-    "compact values not one per subject": (_compact_list_one_short, "key 'metrics.psnr.per_subject': 2 values for 3 subjects"),
+    "compact values not one per subject": (_compact_list_one_short,
+                                           "key 'metrics.psnr.per_subject': 2 values for 3 subjects"),
 }
 
 

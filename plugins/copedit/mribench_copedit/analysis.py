@@ -135,15 +135,21 @@ def interventions(prompts: torch.Tensor, rng: np.random.Generator) -> dict[str, 
 # -- attention of the conditioned blocks ----------------------------------------------------------------------
 def attention_probabilities(attention: FactorisedAttention, x: torch.Tensor, grid: tuple[int, int, int]
                             ) -> torch.Tensor:
-    """Softmax weights of a single-axis factorised attention: (B, o1, o2, heads, L, L), L = the attended axis (the
-    other two token axes o1, o2 act as batch), recomputed from the module's own QKV projection."""
-    if len(attention.attend_over) != 1:
-        raise MribenchError(f"attention over {attention.attend_over}: only single-axis blocks have an L × L map")
+    """Softmax weights of a factorised attention block, recomputed from the module's own QKV projection:
+    ``(B, *others, heads, L, L)``, L = the attended token axes flattened in ``TOKEN_AXES`` order, ``others`` = the
+    remaining token axes (which act as batch). E.g. ``(B, d, p, heads, E, E)`` for a Modal block over ``(B, E, d * p,
+    C)`` tokens, ``(B, heads, E * d * p, E * d * p)`` for a full-attention (DiT) block."""
     batch, elements, _, _ = x.shape
     depth, plane = grid[0], grid[1] * grid[2]
     qkv = attention.qkv(x).view(batch, elements, depth, plane, 3, attention.heads, attention.head_dim)
-    axis = 1 + TOKEN_AXES.index(attention.attend_over[0])
-    q, k = (qkv[..., index, :, :].movedim(axis, -2) for index in (0, 1))  # (B, o1, o2, heads, L, head_dim)
+    attended = [1 + TOKEN_AXES.index(axis) for axis in attention.attend_over]
+    others = [axis for axis in (1, 2, 3) if axis not in attended]
+
+    def sequences(part: torch.Tensor) -> torch.Tensor:  # (B, E, D, P, heads, hd) -> (B, *others, heads, L, hd)
+        arranged = part.permute(0, *others, 4, *attended, 5)
+        return arranged.flatten(2 + len(others), 1 + len(others) + len(attended))
+
+    q, k = (sequences(qkv[..., index, :, :]) for index in (0, 1))
     return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(attention.head_dim), dim=-1)
 
 

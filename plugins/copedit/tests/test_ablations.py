@@ -189,6 +189,12 @@ def test_attention_probabilities_reproduce_the_block_output():
         v = attention.qkv(x).view(2, 3, 2, 4, 3, 2, 4)[..., 2, :, :].movedim(axis, -2)
         rebuilt = attention.proj((probabilities @ v).movedim(-2, axis).reshape(2, 3, 8, 8))
         assert torch.allclose(rebuilt, attention(x, grid), atol=1e-5)
+    full = FactorisedAttention(8, 2, TOKEN_AXES)  # a DiT block: one sequence of all E * d * p tokens
+    probabilities = attention_probabilities(full, x, grid)
+    assert probabilities.shape == (2, 2, 24, 24) and torch.allclose(probabilities.sum(-1), torch.ones(()))
+    v = full.qkv(x).view(2, 24, 3, 2, 4)[:, :, 2].transpose(1, 2)  # (B, heads, E * d * p, head_dim)
+    rebuilt = full.proj((probabilities @ v).transpose(1, 2).reshape(2, 3, 8, 8))
+    assert torch.allclose(rebuilt, full(x, grid), atol=1e-5)
 
 
 @pytest.fixture(scope="module")
